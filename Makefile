@@ -1,0 +1,31 @@
+# Two commands do everything on a fresh machine:
+#   make demo   set up .venv and run the L2-rate sweep on digits -> results/l2_rate/
+#   make test   set up .venv and run the tests
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint experiments bench clean
+
+$(BIN)/mlreg: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: $(BIN)/mlreg
+	$(BIN)/mlreg run experiments/l2_rate.toml
+	$(BIN)/mlreg plot results/l2_rate
+
+test: $(BIN)/mlreg
+	$(BIN)/ruff check mlreg tests experiments benchmarks
+	$(BIN)/python -m pytest -q
+
+experiments: $(BIN)/mlreg
+	$(BIN)/python experiments/run_all.py
+
+bench: $(BIN)/mlreg
+	$(BIN)/python benchmarks/bench_analysis.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,57 @@
+"""mlreg: regularization experiments on Keras, recorded honestly in CSV.
+
+Importing mlreg is cheap: TensorFlow is imported only where training happens.
+
+Example:
+    >>> import mlreg
+    >>> spec = mlreg.load_spec("experiments/l2_rate.toml")  # doctest: +SKIP
+    >>> mlreg.run(spec)  # doctest: +SKIP
+    >>> mlreg.compare(mlreg.load_results("results/l2_rate"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "load_spec": "mlreg.spec",
+    "ExperimentSpec": "mlreg.spec",
+    "RunSpec": "mlreg.spec",
+    "SpecError": "mlreg.spec",
+    "run": "mlreg.runner",
+    "SweepReport": "mlreg.runner",
+    "load_results": "mlreg.store",
+    "Results": "mlreg.store",
+    "ResultsError": "mlreg.store",
+    "compare": "mlreg.analysis.compare",
+    "load_data": "mlreg.data",
+    "DATASETS": "mlreg.data",
+    "build_mlp": "mlreg.models",
+    "build_residual_mlp": "mlreg.models",
+    "build_wide_deep": "mlreg.models",
+    "compile_model": "mlreg.models",
+    "freeze": "mlreg.models",
+    "freeze_strategy_for": "mlreg.models",
+    "transfer_model": "mlreg.models",
+    "load_base_model": "mlreg.models",
+    "kernel_regularizer": "mlreg.regularizers",
+    "apply_regularization": "mlreg.regularizers",
+    "train_run": "mlreg.training",
+    "RunResult": "mlreg.training",
+}
+_MODULES = {"plots": "mlreg.analysis.plots", "report": "mlreg.analysis.report"}
+
+__all__ = sorted([*_EXPORTS, *_MODULES, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _MODULES:
+        return importlib.import_module(_MODULES[name])
+    if name in _EXPORTS:
+        attr = "load" if name == "load_data" else name
+        return getattr(importlib.import_module(_EXPORTS[name]), attr)
+    raise AttributeError(f"module 'mlreg' has no attribute {name!r}")

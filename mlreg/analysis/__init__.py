@@ -1,0 +1,1 @@
+"""Compare, plot and report from saved CSVs. Never imports TensorFlow or Keras."""

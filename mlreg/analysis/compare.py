@@ -1,0 +1,205 @@
+"""Compare settings over seeds, from `runs.csv` alone (pandas + numpy, no TensorFlow).
+
+A *setting* is one combination of the swept parameters (and the experiment,
+when several results directories are compared). Per setting: how many runs,
+the mean, std, min and max of a metric over the `ok` runs, the mean gap and
+best epoch, how many runs diverged or failed, and a rank. Against a baseline
+setting: the mean paired difference over the seeds both share, with a 95%
+Student-t interval and a plain verdict.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mlreg.store import Results
+
+HIGHER_IS_BETTER = ("accuracy", "auc", "precision", "recall", "r2")
+
+# Two-sided 95% Student-t quantiles t_{0.975, df}, df = 1..30; the normal 1.96 beyond.
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+         2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def t975(df: int) -> float:
+    """The 97.5% quantile of Student's t with `df` degrees of freedom."""
+    if df < 1:
+        return math.nan
+    return _T975[df - 1] if df <= len(_T975) else 1.96 + 2.4 / df
+
+
+def higher_is_better(metric: str) -> bool:
+    """Whether larger values of a `runs.csv` column are better (accuracy-like)."""
+    return any(word in metric for word in HIGHER_IS_BETTER) and "loss" not in metric
+
+
+def combined_runs(results: Results | Sequence[Results]) -> tuple[pd.DataFrame, list[str]]:
+    """The runs of one or several results directories in one frame, and the default
+    grouping: the swept parameters (and `experiment` for several directories)."""
+    import pandas as pd
+
+    many = not hasattr(results, "runs")
+    items = list(results) if many else [results]  # type: ignore[arg-type]
+    frames, params = [], []
+    for res in items:
+        frame = res.runs.copy()
+        frame.insert(0, "experiment", res.name)
+        frames.append(frame)
+        params += [p for p in res.params if p not in params]
+    runs = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    names = runs["experiment"].unique()
+    if len(names) != len(items):
+        runs["experiment"] = [f"{r.name} ({r.root})" for r in items for _ in range(len(r.runs))]
+    by = (["experiment"] if len(items) > 1 else []) + params
+    return runs, by
+
+
+def parse_setting(text: str) -> dict[str, str]:
+    """`"l2=0,dropout=0.5"` -> `{"l2": "0", "dropout": "0.5"}`."""
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"Invalid value for `baseline`: expected 'param=value[,param=value]'. "
+                             f"Received: baseline={text!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _matches(frame: pd.DataFrame, setting: dict[str, str]) -> pd.Series:
+    import numpy as np
+    import pandas as pd
+
+    mask = pd.Series(True, index=frame.index)
+    for key, value in setting.items():
+        if key not in frame.columns:
+            raise ValueError(f"Invalid value for `baseline`: no column {key!r}. Received: baseline key {key!r}")
+        col = frame[key]
+        if pd.api.types.is_numeric_dtype(col):
+            try:
+                mask &= np.isclose(col.astype(float), float(value), rtol=1e-9, atol=0)
+            except ValueError:
+                raise ValueError(f"Invalid value for `baseline`: {key} is numeric. "
+                                 f"Received: {key}={value!r}") from None
+        else:
+            mask &= col.astype(str) == value
+    return mask
+
+
+def compare(
+    results: Results | Sequence[Results],
+    *,
+    metric: str = "best_val_data_loss",
+    by: Sequence[str] | None = None,
+    baseline: str | dict[str, str] | None = None,
+) -> pd.DataFrame:
+    """Ranks the settings of one or several results directories by a metric over seeds.
+
+    Args:
+        results: from `mlreg.load_results` (one, or a list to compare experiments).
+        metric: any numeric `runs.csv` column. Lower is better, except for
+            accuracy-like columns. Defaults to `"best_val_data_loss"`.
+        by: the columns that define a setting. Defaults to the swept parameters
+            (and `experiment` when several directories are given).
+        baseline: a setting such as `"l2=0"`: adds the mean paired difference to it
+            over shared seeds (`diff`, `ci_low`, `ci_high`) and a `verdict`
+            (`better`, `worse`, `inconclusive`, or `baseline`).
+
+    Returns:
+        One row per setting, best first: the `by` columns, `n`, `mean`, `std`,
+        `min`, `max`, `gap`, `best_epoch`, `diverged`, `failed`, `rank`, `best`
+        (`"*"` on the best), and the baseline columns when asked.
+
+    Raises:
+        ValueError: an unknown metric, grouping column or baseline.
+
+    Example:
+        >>> table = compare(load_results("results/l2_rate"), baseline="l2=0")  # doctest: +SKIP
+    """
+    import numpy as np
+    import pandas as pd
+
+    runs, default_by = combined_runs(results)
+    by = list(by) if by else default_by
+    if metric not in runs.columns or not pd.api.types.is_numeric_dtype(runs[metric].dropna()):
+        numeric = [c for c in runs.columns if pd.api.types.is_numeric_dtype(runs[c])]
+        raise ValueError(f"Invalid value for `metric`: not a numeric column of runs.csv (try one of "
+                         f"{numeric}). Received: metric={metric!r}")
+    for col in by:
+        if col not in runs.columns:
+            raise ValueError(f"Invalid value for `by`: no column {col!r} in runs.csv. Received: by={list(by)}")
+    if not by:
+        runs = runs.assign(setting="all")
+        by = ["setting"]
+    ok = runs[runs["status"] == "ok"]
+    keys = runs[by].drop_duplicates().reset_index(drop=True)
+    stats = ok.groupby(by, sort=False, dropna=False).agg(
+        n=(metric, "count"), mean=(metric, "mean"), std=(metric, "std"), min=(metric, "min"),
+        max=(metric, "max"),
+        gap=("gap", "mean") if "gap" in ok else (metric, lambda s: np.nan),
+        best_epoch=("best_epoch", "mean") if "best_epoch" in ok else (metric, lambda s: np.nan),
+    )
+    status = runs.groupby(by, sort=False, dropna=False)["status"]
+    counted = pd.DataFrame({
+        "diverged": status.apply(lambda s: int((s == "diverged").sum())),
+        "failed": status.apply(lambda s: int((s == "failed").sum())),
+    })
+    table = keys.merge(stats.reset_index(), on=by, how="left").merge(counted.reset_index(), on=by, how="left")
+    table["n"] = table["n"].fillna(0).astype(int)
+    ascending = not higher_is_better(metric)
+    table["rank"] = table["mean"].rank(ascending=ascending, method="min").astype("Int64")
+    table["best"] = np.where(table["rank"] == 1, "*", "")
+    if baseline is not None:
+        table = _with_baseline(table, runs, by, metric, baseline, ascending)
+    return table.sort_values(["rank"], kind="stable", na_position="last").reset_index(drop=True)
+
+
+def _with_baseline(
+    table: pd.DataFrame, runs: pd.DataFrame, by: list[str], metric: str,
+    baseline: str | dict[str, str], lower_is_better: bool,
+) -> pd.DataFrame:
+    import numpy as np
+
+    setting = parse_setting(baseline) if isinstance(baseline, str) else dict(baseline)
+    base_rows = table[_matches(table, setting)]
+    if len(base_rows) != 1:
+        raise ValueError(f"Invalid value for `baseline`: matches {len(base_rows)} settings, expected 1 "
+                         f"(settings differ in {by}). Received: baseline={baseline!r}")
+    base_key = base_rows.iloc[0][by]
+    ok = runs[runs["status"] == "ok"]
+    base = ok[(ok[by] == base_key.values).all(axis=1)].groupby("seed")[metric].mean()
+    diffs, lows, highs, verdicts = [], [], [], []
+    for _, row in table.iterrows():
+        if (row[by].values == base_key.values).all():
+            diffs.append(0.0), lows.append(np.nan), highs.append(np.nan), verdicts.append("baseline")
+            continue
+        mine = ok[(ok[by] == row[by].values).all(axis=1)].groupby("seed")[metric].mean()
+        paired = (mine - base).dropna()
+        n = len(paired)
+        mean = paired.mean() if n else np.nan
+        half = t975(n - 1) * paired.std(ddof=1) / math.sqrt(n) if n >= 2 else np.nan
+        low, high = mean - half, mean + half
+        if not (n >= 2 and np.isfinite(half)) or low <= 0 <= high:
+            verdict = "inconclusive"
+        else:
+            verdict = "better" if (high < 0) == lower_is_better else "worse"
+        diffs.append(mean), lows.append(low), highs.append(high), verdicts.append(verdict)
+    return table.assign(diff=diffs, ci_low=lows, ci_high=highs, verdict=verdicts)
+
+
+def format_table(table: pd.DataFrame, *, metric: str = "best_val_data_loss") -> str:
+    """A readable terminal table of `compare`'s output."""
+    shown = table.copy()
+    for col in ("mean", "std", "min", "max", "gap", "diff", "ci_low", "ci_high"):
+        if col in shown:
+            shown[col] = shown[col].map(lambda v: "" if v != v else f"{v:.4g}")
+    if "best_epoch" in shown:
+        shown["best_epoch"] = shown["best_epoch"].map(lambda v: "" if v != v else f"{v:.1f}")
+    shown = shown.rename(columns={"mean": f"mean {metric}"})
+    return shown.to_string(index=False)

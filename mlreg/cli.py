@@ -1,0 +1,132 @@
+"""The `mlreg` command. Exit codes: 0 success, 2 bad input (a message, no traceback), 1 otherwise.
+
+Nothing heavy is imported at start: `mlreg --help`, `validate`, `compare` and
+`plot` never import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+BAD_INPUT = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mlreg",
+        description="Regularization experiments on Keras: sweep, record honestly, compare, plot.",
+    )
+    p.add_argument("--verbose", action="store_true", help="let TensorFlow's log messages through")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="train an experiment's sweep into a results directory")
+    r.add_argument("file", help="experiment file (TOML)")
+    r.add_argument("--out", help="results directory (default: results/<name>)")
+    r.add_argument("--fresh", action="store_true",
+                   help="move an existing results directory aside and start anew")
+    r.add_argument("--epochs", type=int, help="override training.epochs, for quick tries")
+    r.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+
+    v = sub.add_parser("validate", help="check an experiment file and list its runs; trains nothing")
+    v.add_argument("file")
+
+    sub.add_parser("datasets", help="list the built-in data sets")
+
+    c = sub.add_parser("compare", help="rank settings over seeds from saved results")
+    c.add_argument("dirs", nargs="+", metavar="DIR", help="results directories")
+    c.add_argument("--metric", default="best_val_data_loss", help="a runs.csv column")
+    c.add_argument("--by", nargs="+", metavar="PARAM", help="columns defining a setting")
+    c.add_argument("--baseline", help='the setting to compare against, e.g. "l2=0"')
+    c.add_argument("--csv", metavar="OUT", help="also write the table to a CSV file")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from mlreg.data import DataError
+    from mlreg.spec import SpecError
+    from mlreg.store import ResultsError, StoreError
+
+    try:
+        return _COMMANDS[args.command](args)
+    except (SpecError, DataError, StoreError, ResultsError, ValueError) as e:
+        print(f"mlreg: error: {e}", file=sys.stderr)
+        return BAD_INPUT
+    except KeyboardInterrupt:
+        print("\nmlreg: interrupted; finished runs are kept, run again to resume", file=sys.stderr)
+        return 1
+    except Exception as e:  # noqa: BLE001 - a clear line, not a traceback
+        from mlreg.runner import SweepError
+
+        print(f"mlreg: {'' if isinstance(e, SweepError) else type(e).__name__ + ': '}{e}",
+              file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    from mlreg.runner import run
+    from mlreg.spec import load_spec
+
+    spec = load_spec(args.file)
+    report = run(spec, out=args.out, fresh=args.fresh, epochs=args.epochs,
+                 progress=not args.quiet, verbose=args.verbose)
+    print(report)
+    if not args.quiet:
+        _print_compare([report.out], metric="best_val_data_loss")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from mlreg.runner import default_out, prepare_data
+    from mlreg.spec import load_spec
+
+    spec = load_spec(args.file)
+    plan = spec.expand()
+    datasets = prepare_data(plan)
+    swept = [p for p in spec.swept if p != "variant"]
+    print(f"{spec.name}: {len(plan)} runs = {len(spec.settings())} settings x "
+          f"{len(spec.seed_list)} seeds -> {default_out(spec)}")
+    for ds in datasets.values():
+        print(f"  data {ds.name}: task {ds.task}, {ds.n_features} features, "
+              f"{len(ds.x_train)} train / {len(ds.x_val)} val samples")
+    header = ["run_id", "seed", *(["variant"] if spec.variants else []), *swept]
+    rows = [[r.run_id, str(r.seed), *([r.variant or ""] if spec.variants else []),
+             *(str(r.params()[p]) for p in swept)] for r in plan]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    for row in [header, *rows]:
+        print("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+    return 0
+
+
+def _datasets(args: argparse.Namespace) -> int:
+    from mlreg.data import DATASETS
+
+    width = max(map(len, DATASETS))
+    for name, text in DATASETS.items():
+        print(f"{name.ljust(width)}  {text}")
+    return 0
+
+
+def _print_compare(dirs: Sequence[str | Path], *, metric: str, by: Sequence[str] | None = None,
+                   baseline: str | None = None, csv: str | None = None) -> None:
+    from mlreg.analysis.compare import compare, format_table
+    from mlreg.store import load_results
+
+    results = [load_results(d) for d in dirs]
+    table = compare(results if len(results) > 1 else results[0], metric=metric, by=by,
+                    baseline=baseline)
+    print(format_table(table, metric=metric))
+    if csv:
+        table.to_csv(csv, index=False)
+        print(f"wrote {csv}")
+
+
+def _compare(args: argparse.Namespace) -> int:
+    _print_compare(args.dirs, metric=args.metric, by=args.by, baseline=args.baseline, csv=args.csv)
+    return 0
+
+
+_COMMANDS = {"run": _run, "validate": _validate, "datasets": _datasets, "compare": _compare}

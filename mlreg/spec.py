@@ -1,0 +1,504 @@
+"""The experiment file: TOML validated into typed objects and expanded into runs.
+
+An experiment file has a few sections with the defaults (`[data]`, `[model]`,
+`[training]`, `[early_stopping]`), a `[grid]` whose keys are swept as a
+cartesian product, and optional `[[variants]]`: named settings that are
+combined with the grid. Every parameter has one short name everywhere
+(`l2`, `dropout`, `learning_rate`, ...), see `PARAMS`.
+
+Example:
+    >>> spec = ExperimentSpec.from_dict({"name": "demo", "seeds": 2,
+    ...                                  "grid": {"l2": [0.0, 1e-3]}})
+    >>> len(spec.expand())
+    4
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mlreg.data import DATASETS, TASKS
+
+ACTIVATIONS = ("relu", "leaky_relu", "elu", "tanh", "sigmoid", "selu", "gelu", "linear")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+BUILDERS = ("mlp", "residual_mlp", "wide_deep")
+
+# Sweepable parameter -> (section, field). The one name used in grids, variants,
+# runs.csv columns, `--by` options and plot labels.
+PARAMS: dict[str, tuple[str, str]] = {
+    "train_size": ("data", "train_size"),
+    "builder": ("model", "builder"),
+    "hidden": ("model", "hidden"),
+    "activation": ("model", "activation"),
+    "dropout": ("model", "dropout"),
+    "l1": ("model", "l1"),
+    "l2": ("model", "l2"),
+    "epochs": ("training", "epochs"),
+    "batch_size": ("training", "batch_size"),
+    "learning_rate": ("training", "learning_rate"),
+    "optimizer": ("training", "optimizer"),
+    "early_stopping": ("early_stopping", "enabled"),
+    "patience": ("early_stopping", "patience"),
+    "min_delta": ("early_stopping", "min_delta"),
+}
+
+
+class SpecError(ValueError):
+    """An experiment file (or a value in it) is invalid. The CLI exits with code 2."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Rate = float | tuple[float, ...]
+
+
+def _check_rate(value: Rate, name: str) -> Rate:
+    rates = value if isinstance(value, tuple) else (value,)
+    for r in rates:
+        if not (math.isfinite(r) and r >= 0):
+            raise ValueError(f"expected a rate >= 0 (or a list of them, one per layer); got {r}")
+    return value
+
+
+class DataSpec(_Section):
+    """Where the data comes from and how it is split.
+
+    Args:
+        dataset: a bundled or synthetic data set (`mlreg datasets` lists them).
+            Defaults to `"digits"` when no `path` is given.
+        path: a CSV / NPZ / Parquet file of the user's, instead of `dataset`.
+        target: the target column (a list of columns for multi-label data).
+        task: `auto`, `single_label`, `binary`, `multi_label` or `regression`.
+        val_size: fraction of the data held out for validation. Defaults to `0.2`.
+        test_size: fraction held out as a test set. Defaults to `0.0`.
+        train_size: a fraction in (0, 1] or a count (int >= 2) of the remaining
+            training pool. Defaults to `1.0`.
+        seed: seed of the split, the same for every run. Defaults to `0`.
+        n_samples: size of a synthetic data set. Defaults to the set's own.
+        noise: noise level of a synthetic data set. Defaults to the set's own.
+    """
+
+    dataset: str | None = None
+    path: str | None = None
+    target: str | tuple[str, ...] | None = None
+    task: Literal[TASKS] = "auto"  # type: ignore[valid-type]
+    val_size: float = Field(0.2, gt=0, lt=1)
+    test_size: float = Field(0.0, ge=0, lt=1)
+    train_size: int | float = 1.0
+    seed: int = 0
+    n_samples: int | None = Field(None, ge=10)
+    noise: float | None = Field(None, ge=0)
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, v: str | None) -> str | None:
+        if v is not None and v not in DATASETS:
+            raise ValueError(f"unknown data set {v!r}; expected one of {sorted(DATASETS)}")
+        return v
+
+    @field_validator("train_size")
+    @classmethod
+    def _train_size(cls, v: int | float) -> int | float:
+        if isinstance(v, bool):
+            raise ValueError("expected a fraction in (0, 1] or a count >= 2")
+        if isinstance(v, int) and v < 2:
+            raise ValueError(
+                f"expected a fraction in (0, 1] or a count >= 2 (write 1.0 for all of it); got {v}"
+            )
+        if isinstance(v, float) and not 0 < v <= 1:
+            raise ValueError(f"expected a fraction in (0, 1] or a count >= 2; got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _source(self) -> DataSpec:
+        if self.dataset and self.path:
+            raise ValueError("give either `data.dataset` or `data.path`, not both")
+        if self.path and not self.target:
+            raise ValueError("`data.target` is required with `data.path` (the target column)")
+        if self.val_size + self.test_size >= 1:
+            raise ValueError("`data.val_size` + `data.test_size` must be below 1")
+        if not self.dataset and not self.path:
+            object.__setattr__(self, "dataset", "digits")
+        return self
+
+
+class ModelSpec(_Section):
+    """The model.
+
+    Args:
+        builder: `mlp`, `residual_mlp`, `wide_deep`, or a user's own builder as
+            `"package.module:function"` that takes the run's hyperparameters and
+            returns a `keras.Model`. Defaults to `"mlp"`.
+        hidden: sizes of the hidden layers. Defaults to `(64, 64)`.
+        activation: activation of the hidden layers. Defaults to `"relu"`.
+        dropout: Dropout rate after each hidden layer, in [0, 1). Defaults to `0.0`.
+        l1: L1 kernel-regularizer rate, for all layers or a list (one per hidden
+            layer, then the output layer). Defaults to `0.0`.
+        l2: L2 rate, likewise. Both > 0 gives L1L2. Defaults to `0.0`.
+    """
+
+    builder: str = "mlp"
+    hidden: tuple[int, ...] = (64, 64)
+    activation: Literal[ACTIVATIONS] = "relu"  # type: ignore[valid-type]
+    dropout: float = Field(0.0, ge=0, lt=1)
+    l1: Rate = 0.0
+    l2: Rate = 0.0
+
+    @field_validator("builder")
+    @classmethod
+    def _builder(cls, v: str) -> str:
+        if v not in BUILDERS and not re.fullmatch(r"[\w.]+:\w+", v):
+            raise ValueError(f"expected one of {list(BUILDERS)} or 'package.module:function'")
+        return v
+
+    @field_validator("hidden")
+    @classmethod
+    def _hidden(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v or any(h < 1 for h in v):
+            raise ValueError("expected a non-empty list of layer sizes >= 1")
+        return v
+
+    @field_validator("l1", "l2")
+    @classmethod
+    def _rates(cls, v: Rate, info: Any) -> Rate:
+        return _check_rate(v, info.field_name)
+
+    @model_validator(mode="after")
+    def _per_layer(self) -> ModelSpec:
+        for name in ("l1", "l2"):
+            v = getattr(self, name)
+            if isinstance(v, tuple) and len(v) != len(self.hidden) + 1:
+                raise ValueError(
+                    f"`model.{name}` as a list needs one rate per hidden layer plus one for "
+                    f"the output ({len(self.hidden) + 1}); got {len(v)}"
+                )
+        return self
+
+
+class TrainingSpec(_Section):
+    """How each run trains.
+
+    Args:
+        epochs: maximum number of epochs. Defaults to `100`.
+        batch_size: Defaults to `32`.
+        learning_rate: Defaults to `1e-3`.
+        optimizer: `adam`, `adamw`, `sgd` or `rmsprop`. Defaults to `"adam"`.
+    """
+
+    epochs: int = Field(100, ge=1)
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    optimizer: Literal[OPTIMIZERS] = "adam"  # type: ignore[valid-type]
+
+
+class EarlyStoppingSpec(_Section):
+    """Early stopping on the honest validation loss.
+
+    Args:
+        enabled: stop when the monitored value stops improving. Defaults to `True`.
+        patience: epochs without improvement before stopping. Defaults to `10`.
+        min_delta: smallest change that counts as an improvement. Defaults to `0.0`.
+        monitor: the history column to watch. Defaults to `"val_data_loss"`.
+        restore_best_weights: keep the weights of the best epoch. Defaults to `True`.
+    """
+
+    enabled: bool = True
+    patience: int = Field(10, ge=0)
+    min_delta: float = Field(0.0, ge=0)
+    monitor: str = "val_data_loss"
+    restore_best_weights: bool = True
+
+
+_SECTIONS: dict[str, type[_Section]] = {
+    "data": DataSpec,
+    "model": ModelSpec,
+    "training": TrainingSpec,
+    "early_stopping": EarlyStoppingSpec,
+}
+
+
+class ExperimentSpec(_Section):
+    """A whole experiment: defaults, what to sweep, and over how many seeds.
+
+    Args:
+        name: the experiment's name; results go to `results/<name>/` by default.
+        description: free text, kept with the results.
+        seeds: a count (seeds 0..n-1) or an explicit list. Defaults to `3`.
+        max_failures: failed runs in a row that stop the sweep. Defaults to `3`.
+        grid: parameter -> list of values, swept as a cartesian product.
+        variants: named settings (`{"name": "L2", "l2": 1e-3}`), each combined
+            with the grid.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    seeds: int | tuple[int, ...] = 3
+    max_failures: int = Field(3, ge=1)
+    data: DataSpec = DataSpec()
+    model: ModelSpec = ModelSpec()
+    training: TrainingSpec = TrainingSpec()
+    early_stopping: EarlyStoppingSpec = EarlyStoppingSpec()
+    grid: dict[str, tuple[Any, ...]] = {}
+    variants: tuple[dict[str, Any], ...] = ()
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: int | tuple[int, ...]) -> int | tuple[int, ...]:
+        if isinstance(v, int) and v < 1:
+            raise ValueError(f"expected a count >= 1 or a list of seeds; got {v}")
+        if isinstance(v, tuple) and (not v or len(set(v)) != len(v)):
+            raise ValueError("expected a non-empty list of distinct seeds")
+        return v
+
+    @model_validator(mode="after")
+    def _sweeps(self) -> ExperimentSpec:
+        grid = {}
+        for key, values in self.grid.items():
+            _check_param(key, "grid")
+            if not values:
+                raise ValueError(f"Invalid value for `grid.{key}`: expected a non-empty list")
+            grid[key] = tuple(self._resolve(key, v, f"grid.{key}[{i}]") for i, v in enumerate(values))
+            if len(set(map(_key, grid[key]))) != len(grid[key]):
+                raise ValueError(f"Invalid value for `grid.{key}`: values repeat: {list(values)}")
+        object.__setattr__(self, "grid", grid)
+        names = set()
+        variants = []
+        for i, variant in enumerate(self.variants):
+            name = variant.get("name")
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"Invalid value for `variants[{i}].name`: expected a non-empty string. Received: name={name!r}")
+            if name in names:
+                raise ValueError(f"Invalid value for `variants[{i}].name`: repeats {name!r}")
+            names.add(name)
+            resolved = {"name": name}
+            for key, v in variant.items():
+                if key == "name":
+                    continue
+                _check_param(key, f"variants[{i}]")
+                if key in self.grid:
+                    raise ValueError(f"`{key}` is both in [grid] and in variant {name!r}; keep it in one")
+                resolved[key] = self._resolve(key, v, f"variants[{i}].{key}")
+            variants.append(resolved)
+        object.__setattr__(self, "variants", tuple(variants))
+        return self
+
+    def _resolve(self, key: str, value: Any, where: str) -> Any:
+        section, field = PARAMS[key]
+        base = getattr(self, section).model_dump()
+        try:
+            checked = _SECTIONS[section].model_validate({**base, field: value})
+        except ValidationError as e:
+            raise ValueError(_format(e, prefix=where, value=value)) from None
+        return getattr(checked, field)
+
+    # -- construction -------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, source: str = "experiment") -> ExperimentSpec:
+        """Validates a plain dict (as read from TOML); raises `SpecError` naming the field."""
+        try:
+            return cls.model_validate(d)
+        except ValidationError as e:
+            raise SpecError(f"{source}: {_format(e)}") from None
+
+    def with_overrides(self, **fields: Any) -> ExperimentSpec:
+        """Returns a copy with defaults changed, e.g. `with_overrides(epochs=2)`."""
+        d = self.to_dict()
+        for key, value in fields.items():
+            _check_param(key, "override")
+            section, field = PARAMS[key]
+            d.setdefault(section, {})[field] = value
+            d["grid"].pop(key, None)
+            for v in d["variants"]:
+                v.pop(key, None)
+        return ExperimentSpec.from_dict(d, source="override")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved spec as plain data (no `None`), ready for TOML."""
+        return _drop_none(self.model_dump(mode="json"))
+
+    def to_toml(self) -> str:
+        return dumps_toml(self.to_dict())
+
+    # -- planning -----------------------------------------------------------------
+    @property
+    def seed_list(self) -> list[int]:
+        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+    @property
+    def swept(self) -> list[str]:
+        """The parameters that change between settings, in file order (`variant` first)."""
+        keys = ["variant"] if self.variants else []
+        for v in self.variants:
+            keys += [k for k in v if k != "name" and k not in keys]
+        return keys + [k for k in self.grid if k not in keys]
+
+    def settings(self) -> list[tuple[str | None, dict[str, Any]]]:
+        """Every (variant name, overrides) pair to run, seeds not included."""
+        variants = [(v["name"], {k: x for k, x in v.items() if k != "name"}) for v in self.variants]
+        combos = [dict(zip(self.grid, c)) for c in itertools.product(*self.grid.values())]
+        return [(name, {**over, **combo}) for name, over in (variants or [(None, {})]) for combo in combos]
+
+    def expand(self) -> list[RunSpec]:
+        """One `RunSpec` per (setting, seed), settings outermost."""
+        runs = []
+        for variant, overrides in self.settings():
+            sections = {s: getattr(self, s).model_dump() for s in _SECTIONS}
+            for key, value in overrides.items():
+                section, field = PARAMS[key]
+                sections[section][field] = value
+            built = {s: _SECTIONS[s].model_validate(v) for s, v in sections.items()}
+            for seed in self.seed_list:
+                runs.append(RunSpec(experiment=self.name, seed=seed, variant=variant, **built))
+        return runs
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: fully resolved settings and a seed. Immutable; hashable by `run_id`."""
+
+    experiment: str
+    seed: int
+    variant: str | None
+    data: DataSpec
+    model: ModelSpec
+    training: TrainingSpec
+    early_stopping: EarlyStoppingSpec
+
+    @property
+    def run_id(self) -> str:
+        """A stable hash of the resolved settings and seed (12 hex digits)."""
+        payload = {s: getattr(self, s).model_dump(mode="json") for s in _SECTIONS}
+        payload |= {"seed": self.seed, "variant": self.variant}
+        blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def params(self) -> dict[str, Any]:
+        """Every sweepable parameter with its value, as written to `runs.csv`."""
+        out: dict[str, Any] = {"variant": self.variant} if self.variant is not None else {}
+        for key, (section, field) in PARAMS.items():
+            out[key] = format_value(getattr(getattr(self, section), field))
+        return out
+
+    def hp(self) -> dict[str, Any]:
+        """The raw parameter values (lists stay lists), as given to model builders."""
+        return {key: getattr(getattr(self, s), f) for key, (s, f) in PARAMS.items()}
+
+
+def format_value(v: Any) -> Any:
+    """How a parameter value is written in CSVs and labels: `(64, 32)` -> `"64x32"`."""
+    if isinstance(v, tuple):
+        return "x".join(str(x) for x in v)
+    return v
+
+
+def load_spec(path: str | Path) -> ExperimentSpec:
+    """Reads and validates an experiment file.
+
+    Args:
+        path: a TOML experiment file.
+
+    Returns:
+        The validated `ExperimentSpec`.
+
+    Raises:
+        SpecError: the file is missing, is not TOML, or a value is invalid; the
+            message names the field, the value received and what is allowed.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise SpecError(f"{path}: cannot read the experiment file ({e.strerror})") from None
+    try:
+        d = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise SpecError(f"{path}: not valid TOML: {e}") from None
+    d.setdefault("name", path.stem)
+    return ExperimentSpec.from_dict(d, source=str(path))
+
+
+# -- helpers --------------------------------------------------------------------------
+def _check_param(key: str, where: str) -> None:
+    if key not in PARAMS:
+        raise ValueError(
+            f"Unknown parameter `{key}` in {where}; expected one of {sorted(PARAMS)}"
+        )
+
+
+def _key(v: Any) -> str:
+    return json.dumps(v, sort_keys=True, default=str)
+
+
+def _format(e: ValidationError, *, prefix: str = "", value: Any = None) -> str:
+    lines = []
+    for err in e.errors(include_url=False):
+        loc = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in err["loc"]).replace(".[", "[")
+        where = prefix if prefix else loc
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            lines.append(f"Unknown key `{where}`. Received: {loc.split('.')[-1]}={err['input']!r}")
+        elif not loc and not prefix:
+            lines.append(msg)
+        else:
+            received = value if prefix else err.get("input")
+            short = where.split(".")[-1].split("[")[0]
+            lines.append(f"Invalid value for `{where}`: {msg}. Received: {short}={received!r}")
+    return "; ".join(lines)
+
+
+def _drop_none(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _drop_none(v) for k, v in x.items() if v is not None}
+    if isinstance(x, list | tuple):
+        return [_drop_none(v) for v in x]
+    return x
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return repr(v) if math.isfinite(v) else ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf"))
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def _toml_key(k: str) -> str:
+    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else json.dumps(k)
+
+
+def dumps_toml(d: dict[str, Any]) -> str:
+    """Writes a plain dict as TOML: scalars, then tables, then arrays of tables."""
+    scalars = {k: v for k, v in d.items() if not isinstance(v, dict) and not _is_table_list(v)}
+    tables = {k: v for k, v in d.items() if isinstance(v, dict)}
+    arrays = {k: v for k, v in d.items() if _is_table_list(v)}
+    out = [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in scalars.items()]
+    for k, table in tables.items():
+        out += ["", f"[{_toml_key(k)}]"] + [f"{_toml_key(a)} = {_toml_value(b)}" for a, b in table.items()]
+    for k, items in arrays.items():
+        for item in items:
+            out += ["", f"[[{_toml_key(k)}]]"] + [f"{_toml_key(a)} = {_toml_value(b)}" for a, b in item.items()]
+    return "\n".join(out) + "\n"
+
+
+def _is_table_list(v: Any) -> bool:
+    return isinstance(v, list | tuple) and bool(v) and all(isinstance(x, dict) for x in v)
