@@ -170,6 +170,9 @@ def load(spec: DataSpec) -> Dataset:
         y_std = np.where(y_std == 0, 1.0, y_std)
         y_pool, y_val = (y_pool - y_mean) / y_std, (y_val - y_mean) / y_std
         y_test = None if y_test is None else (y_test - y_mean) / y_std
+    if task in ("binary", "regression") and y_pool.ndim == 1:  # Keras wants (n, 1) here
+        y_pool, y_val = y_pool[:, None], y_val[:, None]
+        y_test = None if y_test is None else y_test[:, None]
     return Dataset(
         _label(spec), task, scale(x_pool), y_pool, scale(x_val), y_val, scale(x_test), y_test
     )

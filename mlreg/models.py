@@ -98,16 +98,6 @@ def _dense(units: int, i: int, l1: Rates, l2: Rates, name: str, activation: str 
     )
 
 
-def _activation(name: str):
-    import keras
-
-    return keras.layers.LeakyReLU(negative_slope=0.01) if name == "leaky_relu" else keras.layers.Activation(name)
-
-
-def _act_name(name: str) -> str | None:
-    return None if name == "leaky_relu" else name
-
-
 def build_mlp(
     n_features: int,
     n_outputs: int,
@@ -143,9 +133,7 @@ def build_mlp(
 
     layers: list[Any] = [keras.Input((n_features,))]
     for i, units in enumerate(hidden):
-        layers.append(_dense(units, i, l1, l2, f"hidden_{i + 1}", _act_name(activation)))
-        if activation == "leaky_relu":
-            layers.append(_activation(activation))
+        layers.append(_dense(units, i, l1, l2, f"hidden_{i + 1}", activation))
         if dropout:
             layers.append(keras.layers.Dropout(dropout, name=f"dropout_{i + 1}"))
     layers.append(_dense(n_outputs, len(hidden), l1, l2, "output", output_activation(task)))
@@ -171,12 +159,11 @@ def build_residual_mlp(
     import keras
 
     inputs = keras.Input((n_features,), name="features")
-    x = _dense(hidden[0], 0, l1, l2, "hidden_1")(inputs)
-    x = _activation(activation)(x)
+    x = _dense(hidden[0], 0, l1, l2, "hidden_1", activation)(inputs)
     if dropout:
         x = keras.layers.Dropout(dropout)(x)
     for i, units in enumerate(hidden[1:], start=1):
-        y = _activation(activation)(_dense(units, i, l1, l2, f"hidden_{i + 1}")(x))
+        y = _dense(units, i, l1, l2, f"hidden_{i + 1}", activation)(x)
         if dropout:
             y = keras.layers.Dropout(dropout)(y)
         if x.shape[-1] != units:
@@ -205,7 +192,7 @@ def build_wide_deep(
     inputs = keras.Input((n_features,), name="features")
     deep = inputs
     for i, units in enumerate(hidden):
-        deep = _activation(activation)(_dense(units, i, l1, l2, f"hidden_{i + 1}")(deep))
+        deep = _dense(units, i, l1, l2, f"hidden_{i + 1}", activation)(deep)
         if dropout:
             deep = keras.layers.Dropout(dropout)(deep)
     merged = keras.layers.Concatenate(name="wide_and_deep")([inputs, deep])

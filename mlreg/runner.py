@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import platform
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -102,6 +104,28 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+_saved_handler: list[object] = []
+
+
+def _catch_interrupts() -> threading.Event:
+    """Ctrl-C sets an event as well as raising KeyboardInterrupt, so that a run during
+    which it arrived is never recorded, even if native code swallowed the exception."""
+    event = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+
+        def handler(signum: int, frame: object) -> None:
+            event.set()
+            raise KeyboardInterrupt
+
+        _saved_handler.append(signal.signal(signal.SIGINT, handler))
+    return event
+
+
+def _restore_interrupts() -> None:
+    if _saved_handler:
+        signal.signal(signal.SIGINT, _saved_handler.pop())  # type: ignore[arg-type]
+
+
 def run(
     spec: ExperimentSpec,
     *,
@@ -161,9 +185,12 @@ def run(
         failures_in_row = 0
         bar = tqdm(total=len(plan), initial=len(plan) - len(todo), unit="run", disable=not progress,
                    desc=spec.name, dynamic_ncols=True)
+        interrupted = _catch_interrupts()
         try:
             results: RunResult
             for results in execute_packs([[r] for r in todo], lambda r: datasets[_data_key(r)]):
+                if interrupted.is_set():  # native code may have turned Ctrl-C into an error
+                    raise KeyboardInterrupt
                 store.append(results)
                 counts[results.status] += 1
                 bar.update()
@@ -176,6 +203,7 @@ def run(
                     )
         finally:
             bar.close()
+            _restore_interrupts()
     return SweepReport(out, len(plan), len(plan) - len(todo), dict(counts))
 
 

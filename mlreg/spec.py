@@ -278,7 +278,9 @@ class ExperimentSpec(_Section):
         for i, variant in enumerate(self.variants):
             name = variant.get("name")
             if not isinstance(name, str) or not name:
-                raise ValueError(f"Invalid value for `variants[{i}].name`: expected a non-empty string. Received: name={name!r}")
+                raise ValueError(
+                    f"Invalid value for `variants[{i}].name`: expected a non-empty string. Received: name={name!r}"
+                )
             if name in names:
                 raise ValueError(f"Invalid value for `variants[{i}].name`: repeats {name!r}")
             names.add(name)
@@ -326,7 +328,7 @@ class ExperimentSpec(_Section):
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved spec as plain data (no `None`), ready for TOML."""
-        return _drop_none(self.model_dump(mode="json"))
+        return _drop_none(self.model_dump(mode="json"))  # TOML has no null
 
     def to_toml(self) -> str:
         return dumps_toml(self.to_dict())
@@ -347,7 +349,7 @@ class ExperimentSpec(_Section):
     def settings(self) -> list[tuple[str | None, dict[str, Any]]]:
         """Every (variant name, overrides) pair to run, seeds not included."""
         variants = [(v["name"], {k: x for k, x in v.items() if k != "name"}) for v in self.variants]
-        combos = [dict(zip(self.grid, c)) for c in itertools.product(*self.grid.values())]
+        combos = [dict(zip(self.grid, c, strict=True)) for c in itertools.product(*self.grid.values())]
         return [(name, {**over, **combo}) for name, over in (variants or [(None, {})]) for combo in combos]
 
     def expand(self) -> list[RunSpec]:
@@ -487,7 +489,8 @@ def _toml_key(k: str) -> str:
 
 
 def dumps_toml(d: dict[str, Any]) -> str:
-    """Writes a plain dict as TOML: scalars, then tables, then arrays of tables."""
+    """Writes a plain dict as TOML: scalars, then tables, then arrays of tables (`None` is left out)."""
+    d = _drop_none(d)
     scalars = {k: v for k, v in d.items() if not isinstance(v, dict) and not _is_table_list(v)}
     tables = {k: v for k, v in d.items() if isinstance(v, dict)}
     arrays = {k: v for k, v in d.items() if _is_table_list(v)}

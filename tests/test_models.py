@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from mlreg.models import (
+    build_mlp,
+    build_residual_mlp,
+    build_wide_deep,
+    compile_model,
+    freeze,
+    freeze_strategy_for,
+    load_base_model,
+    transfer_model,
+    user_builder,
+)
+from mlreg.regularizers import apply_regularization, kernel_layers, kernel_regularizer
+from mlreg.spec import TrainingSpec
+
+
+@pytest.mark.parametrize("builder", [build_mlp, build_residual_mlp, build_wide_deep])
+@pytest.mark.parametrize(("task", "units", "act"), [
+    ("single_label", 3, "softmax"), ("binary", 1, "sigmoid"), ("multi_label", 4, "sigmoid"),
+    ("regression", 1, "linear"),
+])
+def test_builders_give_the_task_head(builder, task, units, act):
+    model = builder(5, units, task, hidden=(8, 4), dropout=0.1, l2=1e-3)
+    assert model.output_shape == (None, units)
+    assert model.get_layer("output").get_config()["activation"] == act
+    assert model(np.zeros((2, 5), "float32")).shape == (2, units)
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "elu", "tanh", "sigmoid"])
+def test_activations(activation):
+    m = build_mlp(3, 2, "single_label", hidden=(4,), activation=activation)
+    assert m.get_layer("hidden_1").get_config()["activation"] == activation
+
+
+def test_functional_models_are_functional_with_skips():
+    res = build_residual_mlp(5, 2, "single_label", hidden=(8, 8, 4))
+    assert not isinstance(res, keras.Sequential)
+    assert any(isinstance(layer, keras.layers.Add) for layer in res.layers)
+    assert "skip_3" in [layer.name for layer in res.layers]  # width change 8 -> 4 projects the skip
+    wd = build_wide_deep(5, 2, "single_label", hidden=(8,))
+    assert wd.get_layer("wide_and_deep").output.shape[-1] == 5 + 8
+
+
+def test_penalty_is_rate_times_sum_of_squares():
+    m = build_mlp(6, 3, "single_label", hidden=(5,), l1=0.01, l2=0.1)
+    kernels = [layer.kernel.numpy() for layer in kernel_layers(m)]
+    expected = sum(0.01 * np.abs(k).sum() + 0.1 * np.square(k).sum() for k in kernels)
+    assert float(sum(m.losses)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_per_layer_rates():
+    m = build_mlp(6, 3, "single_label", hidden=(5, 4), l2=(0.1, 0.0, 0.2))
+    assert m.get_layer("hidden_2").kernel_regularizer is None
+    assert m.get_layer("output").kernel_regularizer.get_config()["l2"] == pytest.approx(0.2)
+
+
+def test_kernel_regularizer_kinds():
+    assert kernel_regularizer() is None
+    assert type(kernel_regularizer(l1=0.1)).__name__ == "L1"
+    assert type(kernel_regularizer(l2=0.1)).__name__ == "L2"
+    assert type(kernel_regularizer(l1=0.1, l2=0.1)).__name__ == "L1L2"
+    with pytest.raises(ValueError, match="Received: l2=-1"):
+        kernel_regularizer(l2=-1)
+
+
+def test_apply_regularization_to_existing_model_trains_with_the_penalty():
+    m = build_mlp(6, 3, "single_label", hidden=(5,))
+    assert not m.losses
+    apply_regularization(m, l2=0.5)
+    kernels = [layer.kernel.numpy() for layer in kernel_layers(m)]
+    assert float(sum(m.losses)) == pytest.approx(0.5 * sum(np.square(k).sum() for k in kernels), rel=1e-5)
+    compile_model(m, "single_label", TrainingSpec())
+    x, y = np.random.default_rng(0).normal(size=(32, 6)).astype("float32"), np.zeros(32, "int32")
+    logs = m.evaluate(x, y, verbose=0, return_dict=True)
+    assert logs["loss"] == pytest.approx(logs["data_loss"] + float(sum(m.losses)), rel=1e-4)
+
+
+def test_freeze_strategies():
+    m = build_mlp(4, 2, "single_label", hidden=(8, 8, 8))
+    trainable = lambda: [layer.trainable for layer in kernel_layers(m)]  # noqa: E731
+    assert trainable() == [True] * 4
+    assert freeze(m, "all_but_last") and trainable() == [False, False, False, True]
+    assert freeze(m, "most") and trainable() == [False, False, True, True]
+    assert freeze(m, 3) and trainable() == [False, True, True, True]
+    assert freeze(m, "none") and trainable() == [True] * 4
+    with pytest.raises(ValueError, match="Received: freeze='some'"):
+        freeze(m, "some")
+    assert [freeze_strategy_for(n) for n in (50, 500, 5000)] == ["all_but_last", "most", "none"]
+
+
+def test_transfer_model_from_saved_base(tmp_path):
+    base = build_mlp(4, 3, "single_label", hidden=(8, 6))
+    base.save(tmp_path / "base.keras")
+    loaded = load_base_model(tmp_path / "base.keras")
+    np.testing.assert_array_equal(loaded.get_layer("hidden_1").kernel.numpy(),
+                                  base.get_layer("hidden_1").kernel.numpy())
+    new = transfer_model(loaded, 2, "binary" if False else "single_label", freeze_strategy="all_but_last")
+    assert new.output_shape == (None, 2)
+    assert [layer.trainable for layer in kernel_layers(new)] == [False, False, True]
+    assert len(new.trainable_weights) == 2  # only the new head's kernel and bias
+
+
+def test_user_builder_errors():
+    with pytest.raises(ValueError, match=r"model\.builder.*cannot import"):
+        user_builder("no_such_module_xyz:build")
+    with pytest.raises(ValueError, match="has no function"):
+        user_builder("tests.builders:nope")
+    assert callable(user_builder("tests.builders:small"))

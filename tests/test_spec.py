@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+
+from mlreg.spec import PARAMS, ExperimentSpec, SpecError, load_spec
+from tests.conftest import tiny_spec_dict, write_toml
+
+
+def test_grid_times_seeds_expands_settings_outermost():
+    spec = ExperimentSpec.from_dict(tiny_spec_dict(seeds=[3, 5], grid={"l2": [0, 1e-3], "dropout": [0.0, 0.5]}))
+    runs = spec.expand()
+    assert len(runs) == 2 * 2 * 2
+    assert [r.seed for r in runs[:2]] == [3, 5]
+    assert {(r.model.l2, r.model.dropout) for r in runs} == {(0.0, 0.0), (0.0, 0.5), (1e-3, 0.0), (1e-3, 0.5)}
+    assert spec.swept == ["l2", "dropout"]
+    assert len({r.run_id for r in runs}) == len(runs)
+
+
+def test_variants_combine_with_grid():
+    spec = ExperimentSpec.from_dict(tiny_spec_dict(
+        variants=[{"name": "L2", "l2": 1e-3}, {"name": "Dropout", "dropout": 0.5},
+                  {"name": "L2+Dropout", "l2": 1e-3, "dropout": 0.5}],
+        grid={"hidden": [[8], [32, 32]]},
+    ))
+    runs = spec.expand()
+    assert len(runs) == 3 * 2
+    assert spec.swept == ["variant", "l2", "dropout", "hidden"]
+    both = [r for r in runs if r.variant == "L2+Dropout"]
+    assert {(r.model.l2, r.model.dropout) for r in both} == {(1e-3, 0.5)}
+    assert {r.params()["hidden"] for r in runs} == {"8", "32x32"}
+
+
+def test_run_id_is_stable_and_depends_on_settings_and_seed():
+    a = ExperimentSpec.from_dict(tiny_spec_dict()).expand()[0]
+    b = ExperimentSpec.from_dict(tiny_spec_dict()).expand()[0]
+    c = ExperimentSpec.from_dict(tiny_spec_dict(seeds=[1])).expand()[0]
+    d = ExperimentSpec.from_dict(tiny_spec_dict(model={"l2": 1e-4})).expand()[0]
+    assert a.run_id == b.run_id
+    assert len({a.run_id, c.run_id, d.run_id}) == 3
+
+
+def test_resolved_spec_round_trips_through_toml(tmp_path):
+    spec = ExperimentSpec.from_dict(tiny_spec_dict(
+        grid={"l2": [0, 1e-4], "hidden": [[8], [16, 8]]}, variants=[{"name": "drop", "dropout": 0.25}],
+    ))
+    text = spec.to_toml()
+    again = ExperimentSpec.from_dict(tomllib.loads(text))
+    assert again == spec
+    assert again.to_toml() == text
+    assert load_spec(write_toml(tmp_path / "x.toml", spec.to_dict())) == spec
+
+
+def test_with_overrides_changes_defaults_and_drops_sweeps():
+    spec = ExperimentSpec.from_dict(tiny_spec_dict(grid={"epochs": [5, 10], "l2": [0, 1]}))
+    quick = spec.with_overrides(epochs=2)
+    assert {r.training.epochs for r in quick.expand()} == {2}
+    assert "epochs" not in quick.grid and len(quick.expand()) == 2
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"model": {"dropout": 1.5}}, r"model\.dropout.*Received: dropout=1\.5"),
+        ({"model": {"l2": -0.1}}, r"model\.l2.*Received: l2=-0\.1"),
+        ({"grid": {"l2": [0, -1e-3]}}, r"grid\.l2\[1\].*Received: l2=-0\.001"),
+        ({"grid": {"dropout": [0.2, 1.0]}}, r"grid\.dropout\[1\].*Received: dropout=1\.0"),
+        ({"model": {"dropuot": 0.1}}, r"Unknown key `model\.dropuot`"),
+        ({"colour": "red"}, r"Unknown key `colour`"),
+        ({"grid": {"l3": [1]}}, r"Unknown parameter `l3`"),
+        ({"data": {"dataset": "mnist"}}, r"data\.dataset.*unknown data set 'mnist'.*Received: dataset='mnist'"),
+        ({"data": {"train_size": 1}}, r"data\.train_size.*count >= 2"),
+        ({"data": {"train_size": 1.5}}, r"data\.train_size.*Received: train_size=1\.5"),
+        ({"model": {"activation": "swish2"}}, r"model\.activation.*Received: activation='swish2'"),
+        ({"training": {"optimizer": "lbfgs"}}, r"training\.optimizer"),
+        ({"model": {"l2": [0.1, 0.1, 0.1]}}, r"one rate per hidden layer"),
+        ({"seeds": 0}, r"seeds"),
+        ({"variants": [{"name": "a", "l2": 0.1}, {"name": "a", "l2": 0.2}]}, r"repeats 'a'"),
+        ({"variants": [{"name": "a", "l2": 0.1}], "grid": {"l2": [0, 1]}}, r"both in \[grid\]"),
+        ({"data": {"dataset": None, "path": "x.csv"}}, r"data\.target.*required"),
+    ],
+)
+def test_invalid_values_name_the_field_and_value(overrides, match):
+    with pytest.raises(SpecError, match=match):
+        ExperimentSpec.from_dict(tiny_spec_dict(**overrides))
+
+
+def test_load_spec_errors_are_spec_errors(tmp_path):
+    with pytest.raises(SpecError, match="cannot read"):
+        load_spec(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = [unclosed")
+    with pytest.raises(SpecError, match="not valid TOML"):
+        load_spec(bad)
+
+
+def test_name_defaults_to_file_stem(tmp_path):
+    d = tiny_spec_dict()
+    del d["name"]
+    assert load_spec(write_toml(tmp_path / "my_exp.toml", d)).name == "my_exp"
+
+
+def test_every_param_is_a_field_of_its_section():
+    from mlreg.spec import _SECTIONS
+
+    for key, (section, field) in PARAMS.items():
+        assert field in _SECTIONS[section].model_fields, key

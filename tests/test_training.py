@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from mlreg.data import load
+from mlreg.spec import ExperimentSpec
+from mlreg.training import HIST_EDGES, columns, execute, train_run
+from tests.conftest import tiny_spec_dict
+
+
+def _run(**overrides):
+    run = ExperimentSpec.from_dict(tiny_spec_dict(**overrides)).expand()[0]
+    return run, load(run.data)
+
+
+def test_same_validation_losses_as_handwritten_keras():
+    run, ds = _run(seeds=[7], model={"hidden": [16], "l2": 1e-3, "dropout": 0.2},
+                   training={"epochs": 4, "learning_rate": 3e-3}, early_stopping={"enabled": False})
+    res = train_run(run, ds)
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(7)
+    model = keras.Sequential([
+        keras.Input((64,)),
+        keras.layers.Dense(16, activation="relu", kernel_regularizer=keras.regularizers.L2(1e-3)),
+        keras.layers.Dropout(0.2),
+        keras.layers.Dense(10, activation="softmax", kernel_regularizer=keras.regularizers.L2(1e-3)),
+    ])
+    model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(),
+                  metrics=[keras.metrics.SparseCategoricalCrossentropy(name="ce")])
+    hist = model.fit(ds.x_train, ds.y_train, validation_data=(ds.x_val, ds.y_val), epochs=4,
+                     batch_size=32, verbose=0).history
+
+    ours = res.history
+    np.testing.assert_allclose([r["val_data_loss"] for r in ours], hist["val_ce"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose([r["val_loss"] for r in ours], hist["val_loss"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose([r["loss"] for r in ours], hist["loss"], rtol=0, atol=1e-6)
+    # and the honest columns add up: val_loss = val_data_loss + penalty
+    for r in ours:
+        assert r["val_loss"] == pytest.approx(r["val_data_loss"] + r["penalty"], abs=1e-5)
+
+
+def test_same_run_twice_gives_the_same_history():
+    run, ds = _run(model={"dropout": 0.3, "l1": 1e-4})
+    a, b = train_run(run, ds), train_run(run, ds)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in rows]  # noqa: E731
+    assert strip(a.history) == strip(b.history)
+    assert a.weights == b.weights
+
+
+def test_columns_and_summary_are_honest():
+    run, ds = _run(model={"l2": 1e-2, "dropout": 0.2}, training={"epochs": 6},
+                   early_stopping={"patience": 50})
+    res = train_run(run, ds)
+    cols = columns(ds.task, list(run.params()))
+    assert list(res.history[0]) == cols["history.csv"]
+    assert set(res.summary) <= set(cols["runs.csv"])
+    assert res.status == "ok" and res.summary["epochs_run"] == 6
+    best = min(res.history, key=lambda r: r["val_data_loss"])
+    assert res.summary["best_epoch"] == best["epoch"]
+    assert res.summary["gap"] == pytest.approx(best["val_data_loss"] - best["train_data_loss"])
+    for r in res.history:
+        assert r["penalty"] > 0 and r["weight_l2"] > 0 and 0 <= r["sparsity"] <= 1
+        assert r["lr"] == pytest.approx(1e-3)
+        # the penalty is the rate times the sum of squared kernel weights
+        assert r["penalty"] == pytest.approx(1e-2 * r["weight_l2"], rel=1e-4)
+    n_kernel = sum(w["count"] for w in res.weights)
+    assert n_kernel == 64 * 16 + 16 * 10
+    assert {w["layer"] for w in res.weights} == {"hidden_1", "output"}
+    assert all(w["bin_left"] in HIST_EDGES for w in res.weights)
+
+
+def test_early_stopping_restores_the_best_weights():
+    run, ds = _run(training={"epochs": 60, "learning_rate": 0.05}, model={"hidden": [64]},
+                   early_stopping={"patience": 3})
+    res = train_run(run, ds)
+    assert res.summary["stopped_epoch"] == res.summary["epochs_run"] < 60
+    assert res.summary["best_epoch"] == res.summary["epochs_run"] - 3
+    # the final weights are those of the best epoch: their L2 norm matches that row
+    best_row = res.history[res.summary["best_epoch"] - 1]
+    assert res.summary["weight_l2"] == pytest.approx(best_row["weight_l2"], rel=1e-6)
+
+
+def test_huge_learning_rate_is_diverged_not_a_crash():
+    run, ds = _run(training={"optimizer": "sgd", "learning_rate": 1e9, "epochs": 5})
+    res = execute(run, ds)
+    assert res.status == "diverged"
+    assert "non-finite" in res.summary["error"]
+    assert res.summary.get("best_val_data_loss") is None
+
+
+def test_an_exception_is_a_failed_run_with_its_message():
+    run, ds = _run(model={"builder": "tests.builders:broken"})
+    res = execute(run, ds)
+    assert res.status == "failed" and "this builder always fails" in res.summary["error"]
+    run, ds = _run(model={"builder": "tests.builders:not_a_model"})
+    assert "not a keras.Model" in execute(run, ds).summary["error"]
+
+
+@pytest.mark.parametrize(("dataset", "metric"), [("moons", "accuracy"), ("poly", "mae"),
+                                                  ("multilabel", "accuracy")])
+def test_other_tasks_train(dataset, metric):
+    run, ds = _run(data={"dataset": dataset, "train_size": 1.0}, training={"epochs": 2})
+    res = train_run(run, ds)
+    assert res.status == "ok" and f"val_{metric}" in res.history[-1]
+    assert np.isfinite(res.summary["best_val_data_loss"])
