@@ -41,7 +41,22 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--by", nargs="+", metavar="PARAM", help="columns defining a setting")
     c.add_argument("--baseline", help='the setting to compare against, e.g. "l2=0"')
     c.add_argument("--csv", metavar="OUT", help="also write the table to a CSV file")
+
+    pl = sub.add_parser("plot", help="draw comparison plots from saved results")
+    pl.add_argument("dirs", nargs="+", metavar="DIR", help="results directories")
+    pl.add_argument("--out", help="where to write (default: DIR/plots, or ./plots for several DIRs)")
+    pl.add_argument("--kind", nargs="+", metavar="KIND", help="which plots (default: all): " + ", ".join(_KINDS))
+    pl.add_argument("--format", choices=["png", "svg"], default="png")
+
+    rp = sub.add_parser("report", help="write one self-contained HTML report")
+    rp.add_argument("dirs", nargs="+", metavar="DIR", help="results directories")
+    rp.add_argument("--out", help="the HTML file (default: DIR/report.html, or ./report.html)")
+    rp.add_argument("--metric", default="best_val_data_loss", help="the runs.csv column to rank by")
+    rp.add_argument("--baseline", help='the setting to compare against, e.g. "l2=0"')
     return p
+
+
+_KINDS = ("loss_curves", "validation_curve", "gap", "weights", "sparsity", "weight_l2", "stopping")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -129,4 +144,42 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"run": _run, "validate": _validate, "datasets": _datasets, "compare": _compare}
+def _load(dirs: Sequence[str]) -> object:
+    from mlreg.store import load_results
+
+    results = [load_results(d) for d in dirs]
+    return results if len(results) > 1 else results[0]
+
+
+def _plot(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mlreg.analysis.plots import figures
+
+    out = Path(args.out or (Path(args.dirs[0]) / "plots" if len(args.dirs) == 1 else "plots"))
+    figs = figures(_load(args.dirs), args.kind or _KINDS)
+    out.mkdir(parents=True, exist_ok=True)
+    for stem, fig in figs.items():
+        fig.savefig(out / f"{stem}.{args.format}", dpi=120)
+        plt.close(fig)
+    print(f"wrote {len(figs)} plots to {out}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from mlreg.analysis.report import write
+
+    out = args.out or (Path(args.dirs[0]) / "report.html" if len(args.dirs) == 1 else "report.html")
+    path = write(_load(args.dirs), out, metric=args.metric, baseline=args.baseline)
+    print(f"wrote {path}")
+    return 0
+
+
+_COMMANDS = {"run": _run, "validate": _validate, "datasets": _datasets, "compare": _compare,
+             "plot": _plot, "report": _report}

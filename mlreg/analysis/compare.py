@@ -39,23 +39,27 @@ def higher_is_better(metric: str) -> bool:
     return any(word in metric for word in HIGHER_IS_BETTER) and "loss" not in metric
 
 
+def as_list(results: Results | Sequence[Results]) -> list[Results]:
+    return [results] if hasattr(results, "runs") else list(results)  # type: ignore[list-item]
+
+
+def experiment_names(items: Sequence[Results]) -> list[str]:
+    """One label per results directory: its experiment name, with the path when names repeat."""
+    names = [r.name for r in items]
+    return names if len(set(names)) == len(names) else [f"{r.name} ({r.root})" for r in items]
+
+
 def combined_runs(results: Results | Sequence[Results]) -> tuple[pd.DataFrame, list[str]]:
     """The runs of one or several results directories in one frame, and the default
     grouping: the swept parameters (and `experiment` for several directories)."""
     import pandas as pd
 
-    many = not hasattr(results, "runs")
-    items = list(results) if many else [results]  # type: ignore[arg-type]
+    items = as_list(results)
     frames, params = [], []
-    for res in items:
-        frame = res.runs.copy()
-        frame.insert(0, "experiment", res.name)
-        frames.append(frame)
+    for res, name in zip(items, experiment_names(items), strict=True):
+        frames.append(res.runs.assign(experiment=name))
         params += [p for p in res.params if p not in params]
     runs = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    names = runs["experiment"].unique()
-    if len(names) != len(items):
-        runs["experiment"] = [f"{r.name} ({r.root})" for r in items for _ in range(len(r.runs))]
     by = (["experiment"] if len(items) > 1 else []) + params
     return runs, by
 

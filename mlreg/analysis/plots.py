@@ -1,0 +1,412 @@
+"""Comparison plots from saved results (matplotlib + pandas, no TensorFlow).
+
+Each function takes results (one `Results`, or a list of them) and an optional
+`ax`, draws, and returns the `Axes`. Nothing here shows or saves a figure: that
+is the CLI's job (`mlreg plot`). One colour per setting in every plot.
+
+Example:
+    >>> res = mlreg.load_results("results/l2_rate")  # doctest: +SKIP
+    >>> ax = validation_curve(res, param="l2")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mlreg.analysis.compare import as_list, combined_runs, experiment_names, higher_is_better
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.axes import Axes
+
+    from mlreg.store import Results
+
+MAX_CURVES = 10
+"""Loss curves and histograms draw at most this many settings (spread over the grid, best included)."""
+
+LABELS = {
+    "best_val_data_loss": "validation data loss at best epoch",
+    "train_data_loss_at_best": "training data loss at best epoch",
+    "val_accuracy_at_best": "validation accuracy at best epoch",
+    "train_accuracy_at_best": "training accuracy at best epoch",
+    "val_mae_at_best": "validation MAE at best epoch",
+    "train_mae_at_best": "training MAE at best epoch",
+    "gap": "generalization gap (val - train data loss)",
+    "weight_l2": "Σw² over kernels",
+    "weight_l1": "Σ|w| over kernels",
+    "sparsity": "fraction of kernel weights with |w| < 1e-3",
+    "epochs_run": "epochs trained (early stopping)",
+    "learning_rate": "learning rate",
+    "batch_size": "batch size",
+    "train_size": "training-set size",
+}
+
+
+@dataclass(frozen=True)
+class Frames:
+    """Runs, history and weights of one or several results directories, with a
+    `setting` label per run and the colour of each setting."""
+
+    runs: pd.DataFrame
+    history: pd.DataFrame
+    weights: pd.DataFrame
+    by: list[str]
+    colors: dict[str, Any]
+
+
+def frames(results: Results | Sequence[Results], by: Sequence[str] | None = None) -> Frames:
+    """Joins results into frames keyed by (`experiment`, `run_id`) with a `setting` label."""
+    import pandas as pd
+
+    runs, default_by = combined_runs(results)
+    by = list(by) if by else default_by
+    items = as_list(results)
+
+    def stack(attr: str) -> pd.DataFrame:
+        parts = [getattr(r, attr).assign(experiment=name) for r, name in zip(items, experiment_names(items), strict=True)]
+        return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+    runs = runs.copy()
+    runs["setting"] = _labels(runs, by)
+    keys = ["experiment", "run_id"]
+    history = stack("history").merge(runs[[*keys, "setting"]], on=keys)
+    weights = stack("weights").merge(runs[[*keys, "setting"]], on=keys)
+    return Frames(runs, history, weights, by, setting_colors(runs, by))
+
+
+def _labels(runs: pd.DataFrame, by: list[str]) -> pd.Series:
+    if not by:
+        return runs["experiment"].astype(str)
+    if len(by) == 1 and by[0] != "experiment":
+        return runs[by[0]].map(_fmt)
+    return runs[by].apply(lambda row: ", ".join(f"{k}={_fmt(v)}" if k != "experiment" else str(v)
+                                                for k, v in row.items()), axis=1)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def setting_colors(runs: pd.DataFrame, by: list[str]) -> dict[str, Any]:
+    """One colour per setting: a sequential colormap in grid order for one numeric
+    parameter, a qualitative palette otherwise. The same in every plot."""
+    import matplotlib as mpl
+    import pandas as pd
+
+    order = runs.drop_duplicates("setting")
+    if len(by) == 1 and pd.api.types.is_numeric_dtype(runs[by[0]]):
+        order = order.sort_values(by[0])
+        cmap = mpl.colormaps["viridis"]
+        n = max(len(order) - 1, 1)
+        return {s: cmap(0.9 * i / n) for i, s in enumerate(order["setting"])}
+    palette = mpl.colormaps["tab10" if len(order) <= 10 else "tab20"].colors
+    return {s: palette[i % len(palette)] for i, s in enumerate(order["setting"])}
+
+
+def _ax(ax: Axes | None) -> Axes:
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    return ax
+
+
+def set_param_scale(ax: Axes, values: Sequence[float], axis: str = "x") -> str:
+    """A log scale when positive values span more than a decade, symlog when 0 is among
+    them; linear otherwise. Returns the scale chosen."""
+    values = np.asarray([v for v in values if np.isfinite(v)], dtype=float)
+    positive = values[values > 0]
+    if len(positive) < 2 or positive.max() / positive.min() <= 10 or (values < 0).any():
+        return "linear"
+    setter = ax.set_xscale if axis == "x" else ax.set_yscale
+    if (values == 0).any():
+        setter("symlog", linthresh=positive.min(), linscale=0.5)
+        return "symlog"
+    setter("log")
+    return "log"
+
+
+def _pick(settings: list[str], best: str | None, limit: int = MAX_CURVES) -> list[str]:
+    if len(settings) <= limit:
+        return settings
+    idx = np.unique(np.linspace(0, len(settings) - 1, limit - 1).round().astype(int))
+    chosen = [settings[i] for i in idx]
+    if best is not None and best not in chosen:
+        chosen.append(best)
+    return [s for s in settings if s in chosen]
+
+
+def _ordered_settings(f: Frames) -> list[str]:
+    import pandas as pd
+
+    order = f.runs.drop_duplicates("setting")
+    if len(f.by) == 1 and pd.api.types.is_numeric_dtype(f.runs[f.by[0]]):
+        order = order.sort_values(f.by[0])
+    return list(order["setting"])
+
+
+def _best_setting(f: Frames, metric: str = "best_val_data_loss") -> str | None:
+    ok = f.runs[f.runs["status"] == "ok"]
+    if ok.empty or metric not in ok:
+        return None
+    means = ok.groupby("setting")[metric].mean()
+    return means.idxmax() if higher_is_better(metric) else means.idxmin()
+
+
+def _legend(ax: Axes, title: str | None, **kw: Any) -> None:
+    handles, _ = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(title=title, fontsize="small", title_fontsize="small", **kw)
+
+
+# -- the plots ------------------------------------------------------------------------------
+def loss_curves(
+    results: Results | Sequence[Results],
+    *,
+    by: Sequence[str] | None = None,
+    ax: Axes | None = None,
+    max_settings: int = MAX_CURVES,
+) -> Axes:
+    """Validation (solid) and training (dashed) data loss against epoch, per setting.
+
+    The lines are the mean over seeds (over the runs still training at that epoch),
+    the band is ± one standard deviation of the validation loss, and a dot marks
+    the restored best epoch (the median over seeds) on the validation line.
+
+    Args:
+        results: one `Results` or a list.
+        by: the columns that define a setting. Defaults to the swept parameters.
+        ax: where to draw. Defaults to a new figure.
+        max_settings: draw at most this many settings. Defaults to `MAX_CURVES`.
+
+    Returns:
+        The `Axes`.
+    """
+    f = frames(results, by)
+    ax = _ax(ax)
+    ok_runs = f.runs[f.runs["status"] == "ok"]
+    hist = f.history[f.history["run_id"].isin(ok_runs["run_id"])]
+    settings = _pick([s for s in _ordered_settings(f) if s in set(hist["setting"])],
+                     _best_setting(f), max_settings)
+    stats = hist.groupby(["setting", "epoch"])[["val_data_loss", "train_data_loss"]].agg(["mean", "std"])
+    for s in settings:
+        st = stats.loc[s]
+        epochs, color = st.index.to_numpy(), f.colors[s]
+        val, sd = st[("val_data_loss", "mean")].to_numpy(), st[("val_data_loss", "std")].fillna(0).to_numpy()
+        ax.plot(epochs, val, color=color, lw=1.6, label=s)
+        ax.fill_between(epochs, val - sd, val + sd, color=color, alpha=0.15, lw=0)
+        ax.plot(epochs, st[("train_data_loss", "mean")].to_numpy(), color=color, lw=1.2, ls="--")
+        best = int(np.median(ok_runs.loc[ok_runs["setting"] == s, "best_epoch"]))
+        if best in st.index:
+            ax.plot([best], [st.loc[best, ("val_data_loss", "mean")]], "o", color=color, ms=5, mec="black",
+                    mew=0.6)
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("data loss (no penalty)")
+    shown = "" if len(settings) == f.runs["setting"].nunique() else f" ({len(settings)} of {f.runs['setting'].nunique()} settings)"
+    ax.set_title(f"Data loss: validation (solid), training (dashed), best epoch (dot){shown}",
+                 fontsize="medium")
+    _legend(ax, ", ".join(f.by) or None, loc="upper left", bbox_to_anchor=(1.01, 1))
+    return ax
+
+
+def _param_values(f: Frames, param: str) -> tuple[pd.Series, bool]:
+    import pandas as pd
+
+    if param not in f.runs:
+        raise ValueError(f"Invalid value for `param`: no column {param!r} in runs.csv. Received: param={param!r}")
+    col = f.runs[param]
+    return col, bool(pd.api.types.is_numeric_dtype(col))
+
+
+def _against_param(
+    f: Frames, param: str, metrics: list[tuple[str, str, str]], ax: Axes, *, scatter: bool = True,
+) -> Axes:
+    """Draws mean ± std over seeds of metrics (column, label suffix, line style) against a
+    parameter; one line per value of a second swept parameter."""
+    col, numeric = _param_values(f, param)
+    ok = f.runs[f.runs["status"] == "ok"].copy()
+    if not numeric:
+        cats = list(dict.fromkeys(col))
+        ok["_x"] = ok[param].map({c: i for i, c in enumerate(cats)})
+        ax.set_xticks(range(len(cats)), [_fmt(c) for c in cats], rotation=20 if len(cats) > 4 else 0)
+    else:
+        ok["_x"] = ok[param]
+    others = [b for b in f.by if b != param]
+    groups = ok.groupby(others, sort=True) if others else [((), ok)]
+    for key, part in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        group_label = ", ".join(f"{k}={_fmt(v)}" if k != "experiment" else str(v)
+                                for k, v in zip(others, key, strict=True))
+        color = f.colors.get(part["setting"].iloc[0]) if not others else None
+        for metric, suffix, style in metrics:
+            stats = part.groupby("_x")[metric].agg(["mean", "std"]).sort_index()
+            x = stats.index.to_numpy(dtype=float)
+            label = " ".join(filter(None, [group_label, suffix])) or None
+            (line,) = ax.plot(x, stats["mean"], style, color=color, marker="o", ms=4, lw=1.6, label=label)
+            ax.fill_between(x, stats["mean"] - stats["std"].fillna(0), stats["mean"] + stats["std"].fillna(0),
+                            color=line.get_color(), alpha=0.15, lw=0)
+            if scatter:
+                ax.scatter(part["_x"], part[metric], s=8, color=line.get_color(), alpha=0.5, lw=0)
+            color = line.get_color()
+    if numeric:
+        set_param_scale(ax, col.dropna().unique())
+    ax.set_xlabel(LABELS.get(param, param))
+    return ax
+
+
+def validation_curve(
+    results: Results | Sequence[Results],
+    *,
+    param: str,
+    metric: str = "best_val_data_loss",
+    train_metric: str | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """The metric at the best epoch against a swept parameter: validation (solid) and
+    training (dashed), mean ± std over seeds, each run as a dot. A log x axis when the
+    values span more than a decade, symlog when 0 is among them. With a second swept
+    parameter, one pair of lines per value of it.
+
+    Args:
+        results: one `Results` or a list.
+        param: the parameter on the x axis, e.g. `"l2"`.
+        metric: a `runs.csv` column. Defaults to `"best_val_data_loss"`.
+        train_metric: its training counterpart. Defaults to the matching `train_*` column.
+        ax: where to draw. Defaults to a new figure.
+
+    Returns:
+        The `Axes`.
+    """
+    f = frames(results)
+    ax = _ax(ax)
+    if train_metric is None:
+        guess = {"best_val_data_loss": "train_data_loss_at_best"}.get(metric, metric.replace("val_", "train_", 1))
+        train_metric = guess if guess in f.runs and guess != metric else None
+    lines = [(metric, "validation", "-")] + ([(train_metric, "training", "--")] if train_metric else [])
+    _against_param(f, param, lines, ax)
+    ax.set_ylabel(LABELS.get(metric, metric).replace("validation ", ""))
+    if "loss" in metric:
+        ax.set_yscale("log")
+    ax.set_title(f"Validation curve: {LABELS.get(metric, metric)} against {param}", fontsize="medium")
+    _legend(ax, None)
+    return ax
+
+
+def generalization_gap(results: Results | Sequence[Results], *, param: str, ax: Axes | None = None) -> Axes:
+    """The gap `val_data_loss - train_data_loss` at the best epoch against a parameter."""
+    f = frames(results)
+    ax = _ax(ax)
+    _against_param(f, param, [("gap", "", "-")], ax)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_ylabel(LABELS["gap"])
+    ax.set_title(f"Generalization gap against {param}", fontsize="medium")
+    _legend(ax, None)
+    return ax
+
+
+def weight_stat(
+    results: Results | Sequence[Results], *, param: str, stat: str = "sparsity", ax: Axes | None = None
+) -> Axes:
+    """A final-weight statistic (`sparsity`, `weight_l2` or `weight_l1`) against a parameter."""
+    f = frames(results)
+    ax = _ax(ax)
+    _against_param(f, param, [(stat, "", "-")], ax)
+    ax.set_ylabel(LABELS.get(stat, stat))
+    if stat in ("weight_l2", "weight_l1"):
+        ax.set_yscale("log")
+    ax.set_title(f"{LABELS.get(stat, stat)} against {param}", fontsize="medium")
+    _legend(ax, None)
+    return ax
+
+
+def stopping_epoch(results: Results | Sequence[Results], *, param: str, ax: Axes | None = None) -> Axes:
+    """The number of epochs trained (where early stopping stopped) against a parameter."""
+    f = frames(results)
+    ax = _ax(ax)
+    _against_param(f, param, [("epochs_run", "", "-")], ax)
+    ax.set_ylabel(LABELS["epochs_run"])
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"Where early stopping stopped, against {param}", fontsize="medium")
+    _legend(ax, None)
+    return ax
+
+
+def weight_histograms(
+    results: Results | Sequence[Results],
+    *,
+    by: Sequence[str] | None = None,
+    layer: str | None = None,
+    ax: Axes | None = None,
+    max_settings: int = MAX_CURVES,
+) -> Axes:
+    """Histograms of the final kernel weights per setting (all seeds and layers pooled,
+    or one `layer`), as densities on a log y axis: the L1 spike at zero against the L2 bell.
+
+    Returns:
+        The `Axes`.
+    """
+    f = frames(results, by)
+    ax = _ax(ax)
+    w = f.weights if layer is None else f.weights[f.weights["layer"] == layer]
+    w = w[np.isfinite(w["bin_left"]) & np.isfinite(w["bin_right"])]  # the overflow bins are not drawn
+    settings = _pick([s for s in _ordered_settings(f) if s in set(w["setting"])], _best_setting(f), max_settings)
+    counts = w.groupby(["setting", "bin_left"])["count"].sum()
+    totals = f.weights.groupby("setting")["count"].sum()
+    grid = np.unique(np.concatenate([w["bin_left"], w["bin_right"]]))  # the fixed bins (only non-empty are stored)
+    for s in settings:
+        per_bin = counts.loc[s].reindex(grid[:-1], fill_value=0).to_numpy()
+        ax.stairs(per_bin / totals[s] / np.diff(grid), grid, color=f.colors[s], lw=1.4, label=s)
+    ax.set_yscale("log")
+    reach = float(np.abs(w.loc[w["count"] > 0, ["bin_left", "bin_right"]].to_numpy()).max()) if len(w) else 1.0
+    ax.set_xlim(-1.05 * reach, 1.05 * reach)
+    ax.set_xlabel("final kernel weight" + (f" ({layer})" if layer else ""))
+    ax.set_ylabel("density (log)")
+    ax.set_title("Final kernel weights per setting (all seeds and layers)", fontsize="medium")
+    _legend(ax, ", ".join(f.by) or None, loc="upper left", bbox_to_anchor=(1.01, 1))
+    return ax
+
+
+KINDS = ("loss_curves", "validation_curve", "gap", "weights", "sparsity", "weight_l2", "stopping")
+
+
+def figures(results: Results | Sequence[Results], kinds: Sequence[str] = KINDS) -> dict[str, Any]:
+    """Every figure of `mlreg plot` as `{file stem: Figure}`: one per kind, and per swept
+    parameter for the kinds drawn against a parameter."""
+    import matplotlib.pyplot as plt
+
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise ValueError(f"Invalid value for `kind`: expected some of {list(KINDS)}. Received: kind={unknown}")
+    f = frames(results)
+    params = [p for p in f.by if p != "experiment"] or (["experiment"] if "experiment" in f.by else [])
+    out: dict[str, Any] = {}
+
+    def new(stem: str, draw: Any, **kw: Any) -> None:
+        fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+        draw(results, ax=ax, **kw)
+        out[stem] = fig
+
+    for kind in kinds:
+        if kind == "loss_curves":
+            new("loss_curves", loss_curves)
+        elif kind == "weights":
+            if not f.weights.empty:
+                new("weight_histograms", weight_histograms)
+        else:
+            for p in params:
+                if kind == "validation_curve":
+                    new(f"validation_curve_{p}", validation_curve, param=p)
+                elif kind == "gap":
+                    new(f"gap_{p}", generalization_gap, param=p)
+                elif kind in ("sparsity", "weight_l2"):
+                    new(f"{kind}_{p}", weight_stat, param=p, stat=kind)
+                elif kind == "stopping":
+                    new(f"stopping_epoch_{p}", stopping_epoch, param=p)
+    return out
