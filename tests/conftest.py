@@ -46,3 +46,35 @@ def write_toml(path: Path, d: dict) -> Path:
 
     path.write_text(dumps_toml(d))
     return path
+
+
+def make_results(root: Path, metric_by_setting: dict, *, param: str = "l2", epochs: int = 4,
+                 statuses: dict | None = None) -> Path:
+    """A synthetic results directory: `metric_by_setting[value] = [best_val_data_loss per seed]`.
+
+    Train loss is 0.1 below validation; history curves descend to the best value at epoch 2.
+    `statuses[(value, seed)]` overrides a run's status (its metrics become empty).
+    """
+    from mlreg.store import ResultsStore
+    from mlreg.training import RunResult, columns
+
+    cols = columns("single_label", [param])
+    store = ResultsStore.open(root, spec_toml=f"name = '{root.name}'\n", columns=cols,
+                              manifest={"experiment": root.name, "swept": [param], "description": "synthetic"})
+    with store:
+        for value, losses in metric_by_setting.items():
+            for seed, loss in enumerate(losses):
+                run_id = f"{param}{value}-s{seed}"
+                status = (statuses or {}).get((value, seed), "ok")
+                summary = {"run_id": run_id, "status": status, "seed": seed, param: value, "epochs_run": epochs}
+                if status == "ok":
+                    summary |= {"best_epoch": 2, "best_val_data_loss": loss, "train_data_loss_at_best": loss - 0.1,
+                                "gap": 0.1, "val_accuracy_at_best": 1 - loss / 10, "weight_l2": 10 / (1 + 100 * value),
+                                "sparsity": min(value, 1.0), "penalty_at_best": value}
+                history = [{"run_id": run_id, "epoch": e, "val_data_loss": loss + abs(e - 2) * 0.05,
+                            "train_data_loss": loss - 0.1 / e} for e in range(1, epochs + 1)]
+                weights = [{"run_id": run_id, "layer": "output", "bin_left": b / 100, "bin_right": (b + 1) / 100,
+                            "count": 10 - abs(b)} for b in range(-5, 5)]
+                store.append(RunResult(run_id, status, summary, history if status == "ok" else [],
+                               weights if status == "ok" else []))
+    return root

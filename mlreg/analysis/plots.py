@@ -58,16 +58,23 @@ class Frames:
     colors: dict[str, Any]
 
 
-def frames(results: Results | Sequence[Results], by: Sequence[str] | None = None) -> Frames:
-    """Joins results into frames keyed by (`experiment`, `run_id`) with a `setting` label."""
+def frames(results: Results | Sequence[Results] | Frames, by: Sequence[str] | None = None) -> Frames:
+    """Joins results into frames keyed by (`experiment`, `run_id`) with a `setting` label.
+    `Frames` given with the same `by` are returned as they are (so `figures` joins once)."""
     import pandas as pd
+
+    if isinstance(results, Frames) and (by is None or list(by) == results.by):
+        return results
+    if isinstance(results, Frames):
+        raise ValueError("pass the results themselves to group them by other columns")
 
     runs, default_by = combined_runs(results)
     by = list(by) if by else default_by
     items = as_list(results)
 
     def stack(attr: str) -> pd.DataFrame:
-        parts = [getattr(r, attr).assign(experiment=name) for r, name in zip(items, experiment_names(items), strict=True)]
+        names = experiment_names(items)
+        parts = [getattr(r, attr).assign(experiment=name) for r, name in zip(items, names, strict=True)]
         return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
     runs = runs.copy()
@@ -105,8 +112,11 @@ def setting_colors(runs: pd.DataFrame, by: list[str]) -> dict[str, Any]:
         cmap = mpl.colormaps["viridis"]
         n = max(len(order) - 1, 1)
         return {s: cmap(0.9 * i / n) for i, s in enumerate(order["setting"])}
-    palette = mpl.colormaps["tab10" if len(order) <= 10 else "tab20"].colors
-    return {s: palette[i % len(palette)] for i, s in enumerate(order["setting"])}
+    if len(order) <= 20:
+        palette = mpl.colormaps["tab10" if len(order) <= 10 else "tab20"].colors
+        return {s: palette[i] for i, s in enumerate(order["setting"])}
+    cmap, n = mpl.colormaps["turbo"], len(order) - 1
+    return {s: cmap(0.05 + 0.9 * i / n) for i, s in enumerate(order["setting"])}
 
 
 def _ax(ax: Axes | None) -> Axes:
@@ -135,7 +145,7 @@ def set_param_scale(ax: Axes, values: Sequence[float], axis: str = "x") -> str:
 def _pick(settings: list[str], best: str | None, limit: int = MAX_CURVES) -> list[str]:
     if len(settings) <= limit:
         return settings
-    idx = np.unique(np.linspace(0, len(settings) - 1, limit - 1).round().astype(int))
+    idx = np.unique(np.linspace(0, len(settings) - 1, limit - (best is not None)).round().astype(int))
     chosen = [settings[i] for i in idx]
     if best is not None and best not in chosen:
         chosen.append(best)
@@ -157,6 +167,12 @@ def _best_setting(f: Frames, metric: str = "best_val_data_loss") -> str | None:
         return None
     means = ok.groupby("setting")[metric].mean()
     return means.idxmax() if higher_is_better(metric) else means.idxmin()
+
+
+def _legend_title(f: Frames, shown: int) -> str | None:
+    total = f.runs["setting"].nunique()
+    title = ", ".join(f.by) or None
+    return title if shown == total else f"{title}\n({shown} of {total} settings)"
 
 
 def _legend(ax: Axes, title: str | None, **kw: Any) -> None:
@@ -192,8 +208,8 @@ def loss_curves(
     ax = _ax(ax)
     ok_runs = f.runs[f.runs["status"] == "ok"]
     hist = f.history[f.history["run_id"].isin(ok_runs["run_id"])]
-    settings = _pick([s for s in _ordered_settings(f) if s in set(hist["setting"])],
-                     _best_setting(f), max_settings)
+    present = set(hist["setting"].unique())
+    settings = _pick([s for s in _ordered_settings(f) if s in present], _best_setting(f), max_settings)
     stats = hist.groupby(["setting", "epoch"])[["val_data_loss", "train_data_loss"]].agg(["mean", "std"])
     for s in settings:
         st = stats.loc[s]
@@ -209,10 +225,8 @@ def loss_curves(
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("data loss (no penalty)")
-    shown = "" if len(settings) == f.runs["setting"].nunique() else f" ({len(settings)} of {f.runs['setting'].nunique()} settings)"
-    ax.set_title(f"Data loss: validation (solid), training (dashed), best epoch (dot){shown}",
-                 fontsize="medium")
-    _legend(ax, ", ".join(f.by) or None, loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.set_title("Data loss: validation (solid), training (dashed), best epoch (dot)", fontsize="medium")
+    _legend(ax, _legend_title(f, len(settings)), loc="upper left", bbox_to_anchor=(1.01, 1))
     return ax
 
 
@@ -239,16 +253,19 @@ def _against_param(
     else:
         ok["_x"] = ok[param]
     others = [b for b in f.by if b != param]
-    groups = ok.groupby(others, sort=True) if others else [((), ok)]
+    groups = list(ok.groupby(others, sort=True)) if others else [((), ok)]
+    keep = set(_pick([str(k) for k, _ in groups], None))  # at most MAX_CURVES values of the others
     for key, part in groups:
+        if str(key) not in keep:
+            continue
         key = key if isinstance(key, tuple) else (key,)
         group_label = ", ".join(f"{k}={_fmt(v)}" if k != "experiment" else str(v)
                                 for k, v in zip(others, key, strict=True))
         color = f.colors.get(part["setting"].iloc[0]) if not others else None
-        for metric, suffix, style in metrics:
+        for i, (metric, suffix, style) in enumerate(metrics):
             stats = part.groupby("_x")[metric].agg(["mean", "std"]).sort_index()
             x = stats.index.to_numpy(dtype=float)
-            label = " ".join(filter(None, [group_label, suffix])) or None
+            label = (group_label if i == 0 else None) if group_label else (suffix or None)
             (line,) = ax.plot(x, stats["mean"], style, color=color, marker="o", ms=4, lw=1.6, label=label)
             ax.fill_between(x, stats["mean"] - stats["std"].fillna(0), stats["mean"] + stats["std"].fillna(0),
                             color=line.get_color(), alpha=0.15, lw=0)
@@ -258,6 +275,9 @@ def _against_param(
     if numeric:
         set_param_scale(ax, col.dropna().unique())
     ax.set_xlabel(LABELS.get(param, param))
+    shown = len(keep) if others else 0
+    _legend(ax, ", ".join(others) + (f" ({shown} of {len(groups)})" if shown < len(groups) else "") if others else None,
+            loc="upper left", bbox_to_anchor=(1.01, 1))
     return ax
 
 
@@ -294,8 +314,8 @@ def validation_curve(
     ax.set_ylabel(LABELS.get(metric, metric).replace("validation ", ""))
     if "loss" in metric:
         ax.set_yscale("log")
-    ax.set_title(f"Validation curve: {LABELS.get(metric, metric)} against {param}", fontsize="medium")
-    _legend(ax, None)
+    styles = " (solid: validation, dashed: training)" if train_metric else ""
+    ax.set_title(f"Validation curve: {LABELS.get(metric, metric)}{styles}", fontsize="medium")
     return ax
 
 
@@ -307,7 +327,6 @@ def generalization_gap(results: Results | Sequence[Results], *, param: str, ax: 
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_ylabel(LABELS["gap"])
     ax.set_title(f"Generalization gap against {param}", fontsize="medium")
-    _legend(ax, None)
     return ax
 
 
@@ -322,7 +341,6 @@ def weight_stat(
     if stat in ("weight_l2", "weight_l1"):
         ax.set_yscale("log")
     ax.set_title(f"{LABELS.get(stat, stat)} against {param}", fontsize="medium")
-    _legend(ax, None)
     return ax
 
 
@@ -334,7 +352,6 @@ def stopping_epoch(results: Results | Sequence[Results], *, param: str, ax: Axes
     ax.set_ylabel(LABELS["epochs_run"])
     ax.set_ylim(bottom=0)
     ax.set_title(f"Where early stopping stopped, against {param}", fontsize="medium")
-    _legend(ax, None)
     return ax
 
 
@@ -356,7 +373,8 @@ def weight_histograms(
     ax = _ax(ax)
     w = f.weights if layer is None else f.weights[f.weights["layer"] == layer]
     w = w[np.isfinite(w["bin_left"]) & np.isfinite(w["bin_right"])]  # the overflow bins are not drawn
-    settings = _pick([s for s in _ordered_settings(f) if s in set(w["setting"])], _best_setting(f), max_settings)
+    present = set(w["setting"].unique())
+    settings = _pick([s for s in _ordered_settings(f) if s in present], _best_setting(f), max_settings)
     counts = w.groupby(["setting", "bin_left"])["count"].sum()
     totals = f.weights.groupby("setting")["count"].sum()
     grid = np.unique(np.concatenate([w["bin_left"], w["bin_right"]]))  # the fixed bins (only non-empty are stored)
@@ -390,7 +408,7 @@ def figures(results: Results | Sequence[Results], kinds: Sequence[str] = KINDS) 
 
     def new(stem: str, draw: Any, **kw: Any) -> None:
         fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
-        draw(results, ax=ax, **kw)
+        draw(f, ax=ax, **kw)
         out[stem] = fig
 
     for kind in kinds:

@@ -62,7 +62,8 @@ def render(results: Results | Sequence[Results], *, metric: str = "best_val_data
         parts.append(f"<figure><img alt='{stem}' src='{png_data_uri(fig)}'><figcaption>{stem}</figcaption></figure>")
         plt.close(fig)
     for r in items:
-        parts.append(f"<h2>Experiment file: {html.escape(r.name)} (spec.toml)</h2><pre>{html.escape(r.spec_toml)}</pre>")
+        parts.append(f"<h2>Experiment file: {html.escape(r.name)} (spec.toml)</h2>")
+        parts.append(f"<pre>{html.escape(r.spec_toml)}</pre>")
         parts.append(f"<h2>Manifest</h2><pre>{html.escape(json.dumps(r.manifest, indent=2))}</pre>")
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import math
+import statistics
+
+import pytest
+
+from mlreg.analysis.compare import compare, format_table, higher_is_better, parse_setting, t975
+from mlreg.store import load_results
+from tests.conftest import make_results
+
+BASE = [0.50, 0.52, 0.48, 0.51]
+GOOD = [0.40, 0.43, 0.37, 0.42]          # better than BASE on every seed
+NOISY = [0.45, 0.60, 0.40, 0.58]         # no clear difference
+
+
+@pytest.fixture
+def res(tmp_path):
+    return load_results(make_results(tmp_path / "l2", {0.0: BASE, 0.01: GOOD, 0.1: NOISY},
+                                     statuses={(0.1, 3): "diverged"}))
+
+
+def test_table_matches_hand_computation(res):
+    table = compare(res).set_index("l2")
+    good = table.loc[0.01]
+    assert good["n"] == 4 and good["mean"] == pytest.approx(statistics.mean(GOOD))
+    assert good["std"] == pytest.approx(statistics.stdev(GOOD))
+    assert (good["min"], good["max"]) == (min(GOOD), max(GOOD))
+    assert good["rank"] == 1 and good["best"] == "*" and good["gap"] == pytest.approx(0.1)
+    noisy = table.loc[0.1]
+    assert noisy["n"] == 3 and noisy["diverged"] == 1 and noisy["mean"] == pytest.approx(statistics.mean(NOISY[:3]))
+    assert list(compare(res)["l2"]) == [0.01, 0.1, 0.0]  # ranked by mean (0.405, 0.483, 0.5025)
+
+
+def test_paired_difference_and_interval_by_hand(res):
+    table = compare(res, baseline="l2=0").set_index("l2")
+    d = [g - b for g, b in zip(GOOD, BASE, strict=True)]
+    half = t975(3) * statistics.stdev(d) / math.sqrt(4)
+    row = table.loc[0.01]
+    assert row["diff"] == pytest.approx(statistics.mean(d))
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((statistics.mean(d) - half, statistics.mean(d) + half))
+    assert row["verdict"] == "better"
+    assert table.loc[0.0, "verdict"] == "baseline"
+    # the noisy setting pairs only the 3 seeds it finished, and is inconclusive
+    d3 = [n - b for n, b in zip(NOISY[:3], BASE[:3], strict=True)]
+    assert table.loc[0.1, "diff"] == pytest.approx(statistics.mean(d3))
+    assert table.loc[0.1, "verdict"] == "inconclusive"
+
+
+def test_worse_and_higher_is_better(res):
+    table = compare(res, baseline="l2=0.01").set_index("l2")
+    assert table.loc[0.0, "verdict"] == "worse"
+    acc = compare(res, metric="val_accuracy_at_best")
+    assert acc.iloc[0]["l2"] == 0.01 and higher_is_better("val_accuracy_at_best")
+    assert not higher_is_better("best_val_data_loss")
+
+
+def test_t_quantiles_match_scipy():
+    from scipy import stats
+
+    for df in (1, 2, 5, 10, 29, 30, 40, 100, 1000):
+        assert t975(df) == pytest.approx(stats.t.ppf(0.975, df), abs=2e-3)
+
+
+def test_several_directories(tmp_path):
+    a = load_results(make_results(tmp_path / "l2_sweep", {0.0: BASE, 0.01: GOOD}))
+    b = load_results(make_results(tmp_path / "dropout_sweep", {0.5: NOISY}, param="dropout"))
+    table = compare([a, b])
+    assert set(table["experiment"]) == {"l2_sweep", "dropout_sweep"} and len(table) == 3
+    assert table.iloc[0]["experiment"] == "l2_sweep" and table.iloc[0]["l2"] == 0.01
+
+
+def test_errors(res):
+    with pytest.raises(ValueError, match="Received: metric='nope'"):
+        compare(res, metric="nope")
+    with pytest.raises(ValueError, match="Received: by="):
+        compare(res, by=["nope"])
+    with pytest.raises(ValueError, match="matches 0 settings"):
+        compare(res, baseline="l2=5")
+    with pytest.raises(ValueError, match="param=value"):
+        parse_setting("l2")
+
+
+def test_format_table_is_readable(res):
+    text = format_table(compare(res, baseline="l2=0"))
+    assert "mean best_val_data_loss" in text and "better" in text and "*" in text

@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pytest
+
+from mlreg.analysis import plots
+from mlreg.store import load_results
+from tests.conftest import make_results
+
+
+@pytest.fixture
+def res(tmp_path):
+    return load_results(make_results(tmp_path / "l2", {0.0: [0.5, 0.52], 1e-3: [0.4, 0.42], 1e-1: [0.6, 0.61]}))
+
+
+@pytest.fixture(autouse=True)
+def _close():
+    yield
+    plt.close("all")
+
+
+def test_loss_curves(res):
+    ax = plots.loss_curves(res)
+    solid = [ln for ln in ax.get_lines() if ln.get_linestyle() == "-" and ln.get_marker() in ("None", "")]
+    dashed = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+    markers = [ln for ln in ax.get_lines() if ln.get_marker() == "o"]
+    assert len(solid) == len(dashed) == len(markers) == 3
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["0", "0.001", "0.1"]
+    assert ax.get_xlabel() == "epoch" and ax.get_yscale() == "log"
+    # the best-epoch marker sits at epoch 2 on the mean validation curve
+    assert markers[0].get_xdata()[0] == 2
+
+
+def test_colors_are_the_same_in_every_plot(res):
+    from matplotlib.colors import to_rgba
+
+    def colors(ax):
+        return [to_rgba(h.get_color()) for h in ax.get_legend().legend_handles]
+
+    curves, hists = colors(plots.loss_curves(res)), colors(plots.weight_histograms(res))
+    assert curves == hists and len(set(curves)) == 3
+
+
+def test_validation_curve_symlog_with_zero_and_train_line(res):
+    ax = plots.validation_curve(res, param="l2")
+    assert ax.get_xscale() == "symlog"
+    lines = [ln for ln in ax.get_lines()]
+    assert [ln.get_label() for ln in lines] == ["validation", "training"]
+    assert list(lines[0].get_xdata()) == [0.0, 1e-3, 1e-1]
+    assert list(lines[0].get_ydata()) == pytest.approx([0.51, 0.41, 0.605])
+    assert lines[1].get_linestyle() == "--"
+
+
+def test_log_scale_without_zero_and_linear_for_a_small_span(tmp_path):
+    res = load_results(make_results(tmp_path / "a", {1e-4: [0.5], 1e-2: [0.4]}))
+    assert plots.validation_curve(res, param="l2").get_xscale() == "log"
+    res = load_results(make_results(tmp_path / "b", {0.2: [0.5], 0.5: [0.4]}, param="dropout"))
+    assert plots.validation_curve(res, param="dropout").get_xscale() == "linear"
+
+
+def test_two_swept_parameters_give_one_line_per_value(tmp_path):
+    from mlreg.store import ResultsStore, load_results
+    from mlreg.training import RunResult, columns
+
+    with ResultsStore.open(tmp_path / "r", spec_toml="x", manifest={"swept": ["train_size", "l2"]},
+                           columns=columns("single_label", ["train_size", "l2"])) as store:
+        for n in (100, 1000):
+            for l2 in (0.0, 0.01, 0.1):
+                store.append(RunResult(f"{n}-{l2}", "ok", {"run_id": f"{n}-{l2}", "status": "ok", "seed": 0,
+                                                           "train_size": n, "l2": l2, "best_val_data_loss": 1 / n + l2,
+                                                           "train_data_loss_at_best": l2, "gap": 1 / n}))
+    ax = plots.validation_curve(load_results(tmp_path / "r"), param="l2")
+    lines = ax.get_lines()
+    assert len(lines) == 4 and [ln.get_linestyle() for ln in lines] == ["-", "--", "-", "--"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["train_size=100", "train_size=1000"]
+    assert lines[0].get_color() == lines[1].get_color() != lines[2].get_color() == lines[3].get_color()
+    assert "solid: validation, dashed: training" in ax.get_title()
+
+
+def test_gap_weights_sparsity_stopping(res):
+    ax = plots.generalization_gap(res, param="l2")
+    assert list(ax.get_lines()[0].get_ydata()) == pytest.approx([0.1] * 3)
+    ax = plots.weight_histograms(res)
+    assert len(ax.patches) == 3 and ax.get_yscale() == "log"
+    ax = plots.weight_stat(res, param="l2", stat="sparsity")
+    assert list(ax.get_lines()[0].get_ydata()) == pytest.approx([0.0, 1e-3, 0.1])
+    ax = plots.stopping_epoch(res, param="l2")
+    assert ax.get_ylim()[0] == 0 and "epochs" in ax.get_ylabel()
+
+
+def test_categorical_parameter(tmp_path):
+    from mlreg.store import ResultsStore
+    from mlreg.training import RunResult, columns
+
+    with ResultsStore.open(tmp_path / "r", spec_toml="x", manifest={"swept": ["variant"]},
+                           columns=columns("single_label", ["variant"])) as store:
+        for i, v in enumerate(["L2", "Dropout", "L2+Dropout"]):
+            store.append(RunResult(v, "ok", {"run_id": v, "status": "ok", "seed": 0, "variant": v,
+                                             "best_val_data_loss": 0.3 + i / 10, "gap": 0.1}))
+    ax = plots.validation_curve(load_results(tmp_path / "r"), param="variant")
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["L2", "Dropout", "L2+Dropout"]
+
+
+def test_figures_for_the_cli(res):
+    figs = plots.figures(res)
+    assert set(figs) == {"loss_curves", "validation_curve_l2", "gap_l2", "weight_histograms",
+                         "sparsity_l2", "weight_l2_l2", "stopping_epoch_l2"}
+    with pytest.raises(ValueError, match="Received: kind="):
+        plots.figures(res, ["pie"])

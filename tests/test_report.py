@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from mlreg.analysis.report import render
+from mlreg.store import load_results
+from tests.conftest import ROOT, make_results
+
+
+def test_report_has_images_table_spec_and_manifest(tmp_path):
+    html = render(load_results(make_results(tmp_path / "l2", {0.0: [0.5, 0.6], 0.01: [0.4, 0.45]})),
+                  baseline="l2=0")
+    assert html.count("<img") == 7 and html.count("src='data:image/png;base64,") == 7
+    assert "<table" in html and "best_val_data_loss" in html and "inconclusive" in html
+    assert "name = &#x27;l2&#x27;" in html and "synthetic" in html
+    assert "http://" not in html and "https://" not in html  # self-contained
+
+
+BLOCK_TF = "import sys; sys.modules['tensorflow'] = None; sys.modules['keras'] = None\n"
+
+
+def test_compare_plot_report_work_without_tensorflow_or_keras(tmp_path):
+    root = make_results(tmp_path / "l2", {0.0: [0.5, 0.6], 0.01: [0.4, 0.45]})
+    code = BLOCK_TF + (
+        "from mlreg.cli import main\n"
+        "for argv in (['compare', D, '--baseline', 'l2=0'], ['plot', D], ['report', D]):\n"
+        "    assert main(argv) == 0, argv\n"
+        "try:\n    import keras\nexcept ImportError:\n    print('keras blocked')\n"
+    ).replace("D", repr(str(root)))
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "keras blocked" in out.stdout and "baseline" in out.stdout
+    assert len(list((root / "plots").glob("*.png"))) == 7 and (root / "report.html").stat().st_size > 10_000
+    assert time.perf_counter() - t0 < 60
