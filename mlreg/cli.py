@@ -7,6 +7,7 @@ Nothing heavy is imported at start: `mlreg --help`, `validate`, `compare` and
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -70,6 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SpecError, DataError, StoreError, ResultsError, ValueError) as e:
         print(f"mlreg: error: {e}", file=sys.stderr)
         return BAD_INPUT
+    except BrokenPipeError:  # e.g. `mlreg validate FILE | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:
         print("\nmlreg: interrupted; finished runs are kept, run again to resume", file=sys.stderr)
         return 1

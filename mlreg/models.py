@@ -9,13 +9,12 @@ The output head, loss and metrics follow from the task.
 from __future__ import annotations
 
 import importlib
-import math
 import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from mlreg.regularizers import kernel_layers, kernel_regularizer
+from mlreg.regularizers import apply_regularization, kernel_layers, kernel_regularizer
 
 if TYPE_CHECKING:
     import keras
@@ -236,11 +235,17 @@ def build_model(run: RunSpec, data: Dataset) -> keras.Model:
     import keras
 
     m = run.model
+    if m.builder == "transfer":
+        if isinstance(m.l1, tuple) or isinstance(m.l2, tuple):
+            raise ValueError("per-layer rates do not apply to `transfer`; give one rate (for the new head)")
+        base = load_base_model(m.base_model)  # type: ignore[arg-type]
+        return transfer_model(base, data.n_outputs, data.task, freeze_strategy=m.freeze, l1=m.l1, l2=m.l2)
     if m.builder in BUILDERS:
-        return BUILDERS[m.builder](
+        model = BUILDERS[m.builder](
             data.n_features, data.n_outputs, data.task,
             hidden=m.hidden, activation=m.activation, dropout=m.dropout, l1=m.l1, l2=m.l2,
         )
+        return freeze(model, m.freeze) if m.freeze != "none" else model
     hp = run.hp() | {
         "n_features": data.n_features,
         "n_outputs": data.n_outputs,
@@ -250,7 +255,7 @@ def build_model(run: RunSpec, data: Dataset) -> keras.Model:
     model = user_builder(m.builder)(hp)
     if not isinstance(model, keras.Model):
         raise TypeError(f"builder {m.builder} returned {type(model).__name__}, not a keras.Model")
-    return model
+    return freeze(model, m.freeze) if m.freeze != "none" else model
 
 
 # -- transfer learning ----------------------------------------------------------------
@@ -316,6 +321,8 @@ def transfer_model(
         kernel_regularizer=kernel_regularizer(l1, l2), name="new_output",
     )
     model = keras.Model(base.inputs, head(features), name=f"{base.name}_transfer")
+    if l1 or l2:  # the base's own layers get the rate too (the head has it already)
+        apply_regularization(model, l1=l1, l2=l2)
     return freeze(model, freeze_strategy)
 
 
@@ -325,7 +332,3 @@ def load_base_model(path: str | os.PathLike[str]) -> keras.Model:
     import keras
 
     return keras.models.load_model(path, compile=False, safe_mode=True)
-
-
-def n_params(model: keras.Model) -> int:
-    return int(sum(math.prod(w.shape) for w in model.weights))

@@ -62,9 +62,13 @@ def _data_key(run: RunSpec) -> str:
 
 
 def check_builders(plan: list[RunSpec]) -> None:
-    """Imports every user builder of a plan, so a typo is refused before training."""
+    """Imports every user builder of a plan and checks base-model files, so that a typo
+    is refused before training."""
     from mlreg.models import user_builder
 
+    for path in {r.model.base_model for r in plan if r.model.base_model}:
+        if not Path(path).is_file():
+            raise SpecError(f"Invalid value for `model.base_model`: no such file. Received: base_model={path!r}")
     for ref in {r.model.builder for r in plan} - set(BUILDERS):
         try:
             user_builder(ref)

@@ -31,7 +31,8 @@ from mlreg.data import DATASETS, TASKS
 
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "tanh", "sigmoid", "selu", "gelu", "linear")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-BUILDERS = ("mlp", "residual_mlp", "wide_deep")
+BUILDERS = ("mlp", "residual_mlp", "wide_deep", "transfer")
+FREEZE = ("none", "all_but_last", "most")
 
 # Sweepable parameter -> (section, field). The one name used in grids, variants,
 # runs.csv columns, `--by` options and plot labels.
@@ -43,6 +44,7 @@ PARAMS: dict[str, tuple[str, str]] = {
     "dropout": ("model", "dropout"),
     "l1": ("model", "l1"),
     "l2": ("model", "l2"),
+    "freeze": ("model", "freeze"),
     "epochs": ("training", "epochs"),
     "batch_size": ("training", "batch_size"),
     "learning_rate": ("training", "learning_rate"),
@@ -138,9 +140,14 @@ class ModelSpec(_Section):
     """The model.
 
     Args:
-        builder: `mlp`, `residual_mlp`, `wide_deep`, or a user's own builder as
+        builder: `mlp`, `residual_mlp`, `wide_deep`, `transfer` (a pretrained
+            `base_model` with a new head), or a user's own builder as
             `"package.module:function"` that takes the run's hyperparameters and
             returns a `keras.Model`. Defaults to `"mlp"`.
+        base_model: a `.keras` file for `builder = "transfer"` (loaded in safe mode);
+            other builders ignore it.
+        freeze: which layers train: `none`, `all_but_last`, `most` (all but the last
+            two), or a count of trainable layers from the top. Defaults to `"none"`.
         hidden: sizes of the hidden layers. Defaults to `(64, 64)`.
         activation: activation of the hidden layers. Defaults to `"relu"`.
         dropout: Dropout rate after each hidden layer, in [0, 1). Defaults to `0.0`.
@@ -155,6 +162,15 @@ class ModelSpec(_Section):
     dropout: float = Field(0.0, ge=0, lt=1)
     l1: Rate = 0.0
     l2: Rate = 0.0
+    base_model: str | None = None
+    freeze: Literal[FREEZE] | int = "none"  # type: ignore[valid-type]
+
+    @field_validator("freeze")
+    @classmethod
+    def _freeze(cls, v: str | int) -> str | int:
+        if isinstance(v, bool) or (isinstance(v, int) and v < 1):
+            raise ValueError(f"expected one of {list(FREEZE)} or a count of trainable layers >= 1; got {v}")
+        return v
 
     @field_validator("builder")
     @classmethod
@@ -177,6 +193,8 @@ class ModelSpec(_Section):
 
     @model_validator(mode="after")
     def _per_layer(self) -> ModelSpec:
+        if self.builder == "transfer" and self.base_model is None:
+            raise ValueError('`model.builder = "transfer"` needs `model.base_model` (a .keras file)')
         for name in ("l1", "l2"):
             v = getattr(self, name)
             if isinstance(v, tuple) and len(v) != len(self.hidden) + 1:

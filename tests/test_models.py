@@ -111,3 +111,25 @@ def test_user_builder_errors():
     with pytest.raises(ValueError, match="has no function"):
         user_builder("tests.builders:nope")
     assert callable(user_builder("tests.builders:small"))
+
+
+def test_transfer_builder_from_a_spec(tmp_path):
+    from mlreg.data import load
+    from mlreg.models import build_model
+    from mlreg.spec import ExperimentSpec, SpecError
+    from tests.conftest import tiny_spec_dict
+
+    build_mlp(64, 5, "single_label", hidden=(16, 8)).save(tmp_path / "base.keras")
+    spec = ExperimentSpec.from_dict(tiny_spec_dict(
+        model={"builder": "transfer", "base_model": str(tmp_path / "base.keras"), "l2": 1e-3},
+        grid={"freeze": ["all_but_last", "most", "none"]}))
+    runs = spec.expand()
+    data = load(runs[0].data)
+    trainable = [[layer.trainable for layer in kernel_layers(build_model(r, data))] for r in runs]
+    assert trainable == [[False, False, True], [False, True, True], [True, True, True]]
+    assert build_model(runs[0], data).output_shape == (None, 10)
+    assert float(sum(build_model(runs[0], data).losses)) > 0  # the rate reaches the base's layers too
+    with pytest.raises(SpecError, match="needs `model.base_model`"):
+        ExperimentSpec.from_dict(tiny_spec_dict(model={"builder": "transfer"}))
+    with pytest.raises(SpecError, match="freeze"):
+        ExperimentSpec.from_dict(tiny_spec_dict(model={"freeze": 0}))
