@@ -1,5 +1,6 @@
 # Two commands do everything on a fresh machine:
-#   make demo   set up .venv and run the L2-rate sweep on digits -> results/l2_rate/
+#   make demo   set up .venv, train the L2-rate sweep on digits -> results/l2_rate/, draw its plots
+#               (the committed results are moved aside to results/l2_rate.old-<time>, never deleted)
 #   make test   set up .venv and run the tests
 PYTHON ?= python3
 VENV ?= .venv
@@ -14,7 +15,7 @@ $(BIN)/mlreg: pyproject.toml
 	touch $@
 
 demo: $(BIN)/mlreg
-	$(BIN)/mlreg run experiments/l2_rate.toml
+	$(BIN)/mlreg run experiments/l2_rate.toml --fresh
 	$(BIN)/mlreg plot results/l2_rate
 
 test: $(BIN)/mlreg

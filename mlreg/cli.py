@@ -46,7 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plot", help="draw comparison plots from saved results")
     pl.add_argument("dirs", nargs="+", metavar="DIR", help="results directories")
     pl.add_argument("--out", help="where to write (default: DIR/plots, or ./plots for several DIRs)")
-    pl.add_argument("--kind", nargs="+", metavar="KIND", help="which plots (default: all): " + ", ".join(_KINDS))
+    pl.add_argument("--kind", nargs="+", metavar="KIND",
+                    help="which plots (default: all): loss_curves validation_curve gap weights sparsity "
+                         "weight_l2 stopping")
     pl.add_argument("--format", choices=["png", "svg"], default="png")
 
     rp = sub.add_parser("report", help="write one self-contained HTML report")
@@ -56,8 +58,6 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--baseline", help='the setting to compare against, e.g. "l2=0"')
     return p
 
-
-_KINDS = ("loss_curves", "validation_curve", "gap", "weights", "sparsity", "weight_l2", "stopping")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -161,10 +161,10 @@ def _plot(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mlreg.analysis.plots import figures
+    from mlreg.analysis.plots import KINDS, figures
 
     out = Path(args.out or (Path(args.dirs[0]) / "plots" if len(args.dirs) == 1 else "plots"))
-    figs = figures(_load(args.dirs), args.kind or _KINDS)
+    figs = figures(_load(args.dirs), args.kind or KINDS)
     out.mkdir(parents=True, exist_ok=True)
     for stem, fig in figs.items():
         fig.savefig(out / f"{stem}.{args.format}", dpi=120)

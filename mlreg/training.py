@@ -17,6 +17,7 @@ non-finite loss stops the run as `diverged`; an exception makes it `failed`.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sys
@@ -111,6 +112,7 @@ def weight_histograms(model: keras.Model, run_id: str) -> list[dict[str, Any]]:
     return rows
 
 
+@functools.cache
 def _epoch_logger_class() -> type:
     import keras
 

@@ -52,9 +52,9 @@ def render(results: Results | Sequence[Results], *, metric: str = "best_val_data
              f"<style>{_STYLE}</style></head><body>", f"<h1>mlreg report: {html.escape(title)}</h1>"]
     for r in items:
         m = r.manifest
-        parts.append(f"<p>{html.escape(m.get('description', ''))} — {len(r.runs)} runs, "
-                     f"swept: {html.escape(', '.join(r.params) or 'nothing')}; "
-                     f"status: {html.escape(r.runs['status'].value_counts().to_dict().__repr__())}</p>")
+        statuses = ", ".join(f"{n} {s}" for s, n in r.runs["status"].value_counts().items())
+        parts.append(f"<p>{html.escape(m.get('description', ''))} — {len(r.runs)} runs ({statuses}); "
+                     f"swept: {html.escape(', '.join(r.params) or 'nothing')}</p>")
     parts.append(f"<h2>Settings ranked by {html.escape(metric)} (mean over seeds; * = best)</h2>")
     parts.append(table.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0))
     parts.append("<h2>Plots</h2>")

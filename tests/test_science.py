@@ -1,0 +1,53 @@
+"""Small versions of experiments 1-3: does the effect point the way the notes say?
+
+Real training, 3 seeds each, margins set well inside what the full experiments measured
+(experiments/README.md), so that these are not flaky.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import mlreg
+from mlreg.spec import ExperimentSpec
+
+pytestmark = pytest.mark.slow
+
+
+def sweep(tmp_path, name, **fields):
+    spec = ExperimentSpec.from_dict({
+        "name": name, "seeds": 3,
+        "data": {"dataset": "digits", "train_size": 300},
+        "model": {"hidden": [64]},
+        "training": {"epochs": 100},
+        "early_stopping": {"patience": 10},
+        **fields,
+    })
+    mlreg.run(spec, out=tmp_path / name, progress=False)
+    runs = mlreg.load_results(tmp_path / name).runs
+    assert set(runs.status) == {"ok"}
+    return runs
+
+
+def test_l2_too_little_overfits_too_much_underfits(tmp_path):
+    runs = sweep(tmp_path, "l2", grid={"l2": [0.0, 1e-3, 1e-1]})
+    mean = runs.groupby("l2")[["best_val_data_loss", "train_data_loss_at_best", "gap"]].mean()
+    # too much: the training loss itself is high, and validation is worst
+    assert mean.loc[0.1, "train_data_loss_at_best"] > 0.3 > 10 * mean.loc[0.0, "train_data_loss_at_best"]
+    assert mean.loc[0.1, "best_val_data_loss"] > 1.5 * mean.loc[1e-3, "best_val_data_loss"]
+    # too little: the largest gap
+    assert mean.loc[0.0, "gap"] > 1.5 * mean.loc[0.1, "gap"]
+
+
+def test_l1_sparsifies_l2_only_shrinks(tmp_path):
+    runs = sweep(tmp_path, "l1_vs_l2", variants=[{"name": "L1", "l1": 1e-3}, {"name": "L2", "l2": 1e-3}])
+    sparsity = runs.groupby("variant")["sparsity"].mean()
+    assert sparsity["L1"] > 0.2 and sparsity["L2"] < 0.05
+    assert runs[runs.variant == "L1"].sparsity.min() > runs[runs.variant == "L2"].sparsity.max()
+
+
+def test_dropout_narrows_the_gap_and_too_much_underfits(tmp_path):
+    runs = sweep(tmp_path, "dropout", model={"hidden": [128]}, grid={"dropout": [0.0, 0.5, 0.9]})
+    mean = runs.groupby("dropout")[["gap", "train_data_loss_at_best"]].mean()
+    assert mean.loc[0.5, "gap"] < 0.8 * mean.loc[0.0, "gap"]
+    assert mean.loc[0.9, "train_data_loss_at_best"] > 2 * mean.loc[0.0, "train_data_loss_at_best"]
