@@ -120,3 +120,16 @@ def test_ctrl_c_keeps_finished_runs_and_records_no_spurious_failure(tmp_path):
 def test_datasets_lists_builtins(capsys):
     assert main(["datasets"]) == 0
     assert "digits" in capsys.readouterr().out
+
+
+def test_compare_csv_and_plot_svg(tmp_path, capsys):
+    from tests.conftest import make_results
+
+    root = make_results(tmp_path / "l2", {0.0: [0.5, 0.6], 0.01: [0.4, 0.45]})
+    assert main(["compare", str(root), "--baseline", "l2=0", "--csv", str(tmp_path / "t.csv")]) == 0
+    table = pd.read_csv(tmp_path / "t.csv")
+    assert list(table.l2) == [0.01, 0.0] and list(table.verdict) == ["inconclusive", "baseline"]
+    assert main(["plot", str(root), "--kind", "validation_curve", "gap", "--format", "svg"]) == 0
+    assert sorted(p.name for p in (root / "plots").iterdir()) == ["gap_l2.svg", "validation_curve_l2.svg"]
+    assert main(["compare", str(tmp_path / "nope")]) == 2
+    assert "no such directory" in capsys.readouterr().err
