@@ -319,14 +319,21 @@ def validation_curve(
     return ax
 
 
+def metric_against(
+    results: Results | Sequence[Results], *, param: str, metric: str, title: str | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """Any `runs.csv` column against a parameter: mean ± std over seeds, each run a dot."""
+    ax = _against_param(frames(results), param, [(metric, "", "-")], _ax(ax))
+    ax.set_ylabel(LABELS.get(metric, metric))
+    ax.set_title(title or f"{LABELS.get(metric, metric)} against {param}", fontsize="medium")
+    return ax
+
+
 def generalization_gap(results: Results | Sequence[Results], *, param: str, ax: Axes | None = None) -> Axes:
     """The gap `val_data_loss - train_data_loss` at the best epoch against a parameter."""
-    f = frames(results)
-    ax = _ax(ax)
-    _against_param(f, param, [("gap", "", "-")], ax)
+    ax = metric_against(results, param=param, metric="gap", title=f"Generalization gap against {param}", ax=ax)
     ax.axhline(0, color="grey", lw=0.8)
-    ax.set_ylabel(LABELS["gap"])
-    ax.set_title(f"Generalization gap against {param}", fontsize="medium")
     return ax
 
 
@@ -334,24 +341,17 @@ def weight_stat(
     results: Results | Sequence[Results], *, param: str, stat: str = "sparsity", ax: Axes | None = None
 ) -> Axes:
     """A final-weight statistic (`sparsity`, `weight_l2` or `weight_l1`) against a parameter."""
-    f = frames(results)
-    ax = _ax(ax)
-    _against_param(f, param, [(stat, "", "-")], ax)
-    ax.set_ylabel(LABELS.get(stat, stat))
+    ax = metric_against(results, param=param, metric=stat, ax=ax)
     if stat in ("weight_l2", "weight_l1"):
         ax.set_yscale("log")
-    ax.set_title(f"{LABELS.get(stat, stat)} against {param}", fontsize="medium")
     return ax
 
 
 def stopping_epoch(results: Results | Sequence[Results], *, param: str, ax: Axes | None = None) -> Axes:
     """The number of epochs trained (where early stopping stopped) against a parameter."""
-    f = frames(results)
-    ax = _ax(ax)
-    _against_param(f, param, [("epochs_run", "", "-")], ax)
-    ax.set_ylabel(LABELS["epochs_run"])
+    ax = metric_against(results, param=param, metric="epochs_run", ax=ax,
+                        title=f"Where early stopping stopped, against {param}")
     ax.set_ylim(bottom=0)
-    ax.set_title(f"Where early stopping stopped, against {param}", fontsize="medium")
     return ax
 
 
