@@ -64,6 +64,15 @@ def combined_runs(results: Results | Sequence[Results]) -> tuple[pd.DataFrame, l
     return runs, by
 
 
+def independent(runs: pd.DataFrame, by: Sequence[str]) -> list[str]:
+    """The grouping columns that vary on their own: those set by the named variants (constant
+    within each variant) are implied by the variant's name and left out."""
+    if "variant" not in by:
+        return list(by)
+    per_variant = runs.groupby("variant", dropna=False)
+    return [p for p in by if p in ("variant", "experiment") or per_variant[p].nunique(dropna=False).max() > 1]
+
+
 def parse_setting(text: str) -> dict[str, str]:
     """`"l2=0,dropout=0.5"` -> `{"l2": "0", "dropout": "0.5"}`."""
     out = {}

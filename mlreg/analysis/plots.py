@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlreg.analysis.compare import as_list, combined_runs, experiment_names, higher_is_better
+from mlreg.analysis.compare import as_list, combined_runs, experiment_names, higher_is_better, independent
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,12 +49,14 @@ LABELS = {
 @dataclass(frozen=True)
 class Frames:
     """Runs, history and weights of one or several results directories, with a
-    `setting` label per run and the colour of each setting."""
+    `setting` label per run and the colour of each setting. `by` defines the settings;
+    `axes` are those of its columns that vary on their own (see `compare.independent`)."""
 
     runs: pd.DataFrame
     history: pd.DataFrame
     weights: pd.DataFrame
     by: list[str]
+    axes: list[str]
     colors: dict[str, Any]
 
 
@@ -78,11 +80,12 @@ def frames(results: Results | Sequence[Results] | Frames, by: Sequence[str] | No
         return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
     runs = runs.copy()
-    runs["setting"] = _labels(runs, by)
+    axes = independent(runs, by)
+    runs["setting"] = _labels(runs, axes)
     keys = ["experiment", "run_id"]
     history = stack("history").merge(runs[[*keys, "setting"]], on=keys)
     weights = stack("weights").merge(runs[[*keys, "setting"]], on=keys)
-    return Frames(runs, history, weights, by, setting_colors(runs, by))
+    return Frames(runs, history, weights, by, axes, setting_colors(runs, axes))
 
 
 def _labels(runs: pd.DataFrame, by: list[str]) -> pd.Series:
@@ -156,8 +159,8 @@ def _ordered_settings(f: Frames) -> list[str]:
     import pandas as pd
 
     order = f.runs.drop_duplicates("setting")
-    if len(f.by) == 1 and pd.api.types.is_numeric_dtype(f.runs[f.by[0]]):
-        order = order.sort_values(f.by[0])
+    if len(f.axes) == 1 and pd.api.types.is_numeric_dtype(f.runs[f.axes[0]]):
+        order = order.sort_values(f.axes[0])
     return list(order["setting"])
 
 
@@ -171,7 +174,7 @@ def _best_setting(f: Frames, metric: str = "best_val_data_loss") -> str | None:
 
 def _legend_title(f: Frames, shown: int) -> str | None:
     total = f.runs["setting"].nunique()
-    title = ", ".join(f.by) or None
+    title = ", ".join(f.axes) or None
     return title if shown == total else f"{title}\n({shown} of {total} settings)"
 
 
@@ -252,7 +255,7 @@ def _against_param(
         ax.set_xticks(range(len(cats)), [_fmt(c) for c in cats], rotation=20 if len(cats) > 4 else 0)
     else:
         ok["_x"] = ok[param]
-    others = [b for b in f.by if b != param]
+    others = [b for b in f.axes if b != param]
     groups = list(ok.groupby(others, sort=True)) if others else [((), ok)]
     keep = set(_pick([str(k) for k, _ in groups], None))  # at most MAX_CURVES values of the others
     for key, part in groups:
@@ -266,9 +269,13 @@ def _against_param(
             stats = part.groupby("_x")[metric].agg(["mean", "std"]).sort_index()
             x = stats.index.to_numpy(dtype=float)
             label = (group_label if i == 0 else None) if group_label else (suffix or None)
-            (line,) = ax.plot(x, stats["mean"], style, color=color, marker="o", ms=4, lw=1.6, label=label)
-            ax.fill_between(x, stats["mean"] - stats["std"].fillna(0), stats["mean"] + stats["std"].fillna(0),
-                            color=line.get_color(), alpha=0.15, lw=0)
+            sd = stats["std"].fillna(0)
+            if numeric:  # a line over an ordered axis, with a band
+                (line,) = ax.plot(x, stats["mean"], style, color=color, marker="o", ms=4, lw=1.6, label=label)
+                ax.fill_between(x, stats["mean"] - sd, stats["mean"] + sd, color=line.get_color(), alpha=0.15, lw=0)
+            else:  # categories have no order: points with error bars, training ones hollow
+                line = ax.errorbar(x, stats["mean"], yerr=sd, fmt="o", ls="none", capsize=3, color=color,
+                                   mfc=None if style == "-" else "white", label=label).lines[0]
             if scatter:
                 ax.scatter(part["_x"], part[metric], s=8, color=line.get_color(), alpha=0.5, lw=0)
             color = line.get_color()
@@ -314,7 +321,9 @@ def validation_curve(
     ax.set_ylabel(LABELS.get(metric, metric).replace("validation ", ""))
     if "loss" in metric:
         ax.set_yscale("log")
-    styles = " (solid: validation, dashed: training)" if train_metric else ""
+    numeric = _param_values(f, param)[1]
+    styles = (" (solid: validation, dashed: training)" if numeric else " (filled: validation, hollow: training)")
+    styles = styles if train_metric else ""
     ax.set_title(f"Validation curve: {LABELS.get(metric, metric)}{styles}", fontsize="medium")
     return ax
 
@@ -387,7 +396,7 @@ def weight_histograms(
     ax.set_xlabel("final kernel weight" + (f" ({layer})" if layer else ""))
     ax.set_ylabel("density (log)")
     ax.set_title("Final kernel weights per setting (all seeds and layers)", fontsize="medium")
-    _legend(ax, ", ".join(f.by) or None, loc="upper left", bbox_to_anchor=(1.01, 1))
+    _legend(ax, ", ".join(f.axes) or None, loc="upper left", bbox_to_anchor=(1.01, 1))
     return ax
 
 
@@ -403,7 +412,7 @@ def figures(results: Results | Sequence[Results], kinds: Sequence[str] = KINDS) 
     if unknown:
         raise ValueError(f"Invalid value for `kind`: expected some of {list(KINDS)}. Received: kind={unknown}")
     f = frames(results)
-    params = [p for p in f.by if p != "experiment"] or (["experiment"] if "experiment" in f.by else [])
+    params = [p for p in f.axes if p != "experiment"] or (["experiment"] if "experiment" in f.axes else [])
     out: dict[str, Any] = {}
 
     def new(stem: str, draw: Any, **kw: Any) -> None:
