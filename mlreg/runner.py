@@ -13,15 +13,11 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from mlreg import executors
-from mlreg.data import DataError, Dataset, load
+from mlreg.data import Dataset, load
 from mlreg.spec import BUILDERS, ExperimentSpec, RunSpec, SpecError
 from mlreg.store import ResultsStore
-
-if TYPE_CHECKING:
-    from mlreg.training import RunResult
 
 
 class SweepError(RuntimeError):
@@ -191,24 +187,21 @@ def run(
                    desc=spec.name, dynamic_ncols=True)
         interrupted = _catch_interrupts()
         try:
-            results: RunResult
-            for results in execute_packs([[r] for r in todo], lambda r: datasets[_data_key(r)]):
+            for result in execute_packs([[r] for r in todo], lambda r: datasets[_data_key(r)]):
                 if interrupted.is_set():  # native code may have turned Ctrl-C into an error
                     raise KeyboardInterrupt
-                store.append(results)
-                counts[results.status] += 1
+                store.append(result)
+                counts[result.status] += 1
                 bar.update()
                 bar.set_postfix(counts, refresh=False)
-                failures_in_row = failures_in_row + 1 if results.status == "failed" else 0
+                failures_in_row = failures_in_row + 1 if result.status == "failed" else 0
                 if failures_in_row >= spec.max_failures:
                     raise SweepError(
                         f"{failures_in_row} runs failed in a row; stopping the sweep. Last error: "
-                        f"{results.summary.get('error')}. Finished runs are kept in {out}."
+                        f"{result.summary.get('error')}. Finished runs are kept in {out}."
                     )
         finally:
             bar.close()
             _restore_interrupts()
     return SweepReport(out, len(plan), len(plan) - len(todo), dict(counts))
 
-
-__all__ = ["DataError", "SweepError", "SweepReport", "run"]
