@@ -378,7 +378,11 @@ class ExperimentSpec(_Section):
             for key, value in overrides.items():
                 section, field = PARAMS[key]
                 sections[section][field] = value
-            built = {s: _SECTIONS[s].model_validate(v) for s, v in sections.items()}
+            try:
+                built = {s: _SECTIONS[s].model_validate(v) for s, v in sections.items()}
+            except ValidationError as e:  # each value was fine alone; this combination is not
+                setting = ", ".join(f"{k}={format_value(v)}" for k, v in overrides.items())
+                raise SpecError(f"{self.name}: the setting {setting} is invalid: {_format(e)}") from None
             for seed in self.seed_list:
                 runs.append(RunSpec(experiment=self.name, seed=seed, variant=variant, **built))
         return runs

@@ -106,3 +106,10 @@ def test_every_param_is_a_field_of_its_section():
 
     for key, (section, field) in PARAMS.items():
         assert field in _SECTIONS[section].model_fields, key
+
+
+def test_an_invalid_combination_names_the_setting():
+    spec = ExperimentSpec.from_dict(tiny_spec_dict(model={"hidden": [8]}, grid={"hidden": [[8], [8, 8]]},
+                                                   variants=[{"name": "per-layer", "l2": [0.1, 0.0]}]))
+    with pytest.raises(SpecError, match=r"setting l2=0.1x0.0, hidden=8x8 is invalid.*one rate per hidden layer"):
+        spec.expand()
