@@ -31,7 +31,10 @@ def write_task_csvs() -> tuple[Path, Path]:
     paths = []
     for name, digits in (("source_0_4", range(5)), ("target_5_9", range(5, 10))):
         keep = np.isin(y, digits)
-        frame = pd.DataFrame(x[keep], columns=[f"px{i}" for i in range(x.shape[1])])
+        # one fixed preprocessing for both tasks (pixels / 16), so that the pretrained layers see
+        # target inputs on the scale they were trained on; mlreg's per-training-set
+        # standardisation is turned off (data.scale = false)
+        frame = pd.DataFrame(x[keep] / 16.0, columns=[f"px{i}" for i in range(x.shape[1])])
         frame["digit"] = y[keep] - min(digits)
         path = WORK / f"{name}.csv"
         frame.to_csv(path, index=False)
@@ -42,7 +45,7 @@ def write_task_csvs() -> tuple[Path, Path]:
 def pretrain(source: Path, epochs: int) -> Path:
     import keras
 
-    data = mlreg.load_data(DataSpec(path=str(source), target="digit"))
+    data = mlreg.load_data(DataSpec(path=str(source), target="digit", scale=False))
     keras.utils.set_random_seed(0)
     model = mlreg.build_mlp(data.n_features, data.n_outputs, data.task, hidden=HIDDEN)
     mlreg.compile_model(model, data.task, TrainingSpec(learning_rate=1e-3))
@@ -58,7 +61,7 @@ def pretrain(source: Path, epochs: int) -> Path:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, default=150)
+    p.add_argument("--epochs", type=int, default=300)
     p.add_argument("--fresh", action="store_true", help="start the results directory anew")
     args = p.parse_args()
 
@@ -72,7 +75,7 @@ def main() -> None:
         "name": "transfer_freeze",
         "description": "pretrained on digits 0-4 (MLP 128x64), fine-tuned on digits 5-9",
         "seeds": 3,
-        "data": {"path": str(target), "target": "digit"},
+        "data": {"path": str(target), "target": "digit", "scale": False},
         "model": {"hidden": HIDDEN, "base_model": str(base)},
         "training": {"epochs": args.epochs},
         "early_stopping": {"patience": 15},

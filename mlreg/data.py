@@ -10,7 +10,8 @@ seeds vary only the initialisation and the batch order) and stratified for
 classification. The validation (and test) sets are carved out first, then
 `train_size` takes a fraction or a count of the remaining training pool, so the
 validation set stays the same when the training set shrinks. Features (and a
-regression target) are standardised with statistics of the training set only.
+regression target) are standardised with statistics of the training set only
+(`data.scale = false` keeps the features as they are).
 """
 
 from __future__ import annotations
@@ -159,7 +160,7 @@ def load(spec: DataSpec) -> Dataset:
         if isinstance(e, DataError):
             raise
         raise DataError(f"cannot split data set {_label(spec)} as asked: {e}") from None
-    mean, std = x_pool.mean(0), x_pool.std(0)
+    mean, std = (x_pool.mean(0), x_pool.std(0)) if spec.scale else (0.0, np.ones(x.shape[1], "float32"))
     std[std == 0] = 1.0
 
     def scale(a: np.ndarray | None) -> np.ndarray | None:

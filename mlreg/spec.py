@@ -88,6 +88,9 @@ class DataSpec(_Section):
         train_size: a fraction in (0, 1] or a count (int >= 2) of the remaining
             training pool. Defaults to `1.0`.
         seed: seed of the split, the same for every run. Defaults to `0`.
+        scale: standardise the features with training-set statistics. Turn it off for
+            data already on a fixed scale, e.g. to fine-tune a pretrained model on the
+            preprocessing it was trained with. Defaults to `True`.
         n_samples: size of a synthetic data set. Defaults to the set's own.
         noise: noise level of a synthetic data set. Defaults to the set's own.
     """
@@ -100,6 +103,7 @@ class DataSpec(_Section):
     test_size: float = Field(0.0, ge=0, lt=1)
     train_size: int | float = 1.0
     seed: int = 0
+    scale: bool = True
     n_samples: int | None = Field(None, ge=10)
     noise: float | None = Field(None, ge=0)
 
@@ -246,6 +250,15 @@ _SECTIONS: dict[str, type[_Section]] = {
     "early_stopping": EarlyStoppingSpec,
 }
 
+# Fields added after results were first recorded. At their default they are left out of
+# spec.toml and of run ids, so that results written before they existed still resume.
+_QUIET_DEFAULTS: dict[str, dict[str, Any]] = {"data": {"scale": True}}
+
+
+def _dump_section(name: str, section: dict[str, Any]) -> dict[str, Any]:
+    quiet = _QUIET_DEFAULTS.get(name, {})
+    return {k: v for k, v in section.items() if not (k in quiet and v == quiet[k])}
+
 
 class ExperimentSpec(_Section):
     """A whole experiment: defaults, what to sweep, and over how many seeds.
@@ -346,7 +359,10 @@ class ExperimentSpec(_Section):
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved spec as plain data (no `None`), ready for TOML."""
-        return _drop_none(self.model_dump(mode="json"))  # TOML has no null
+        d = self.model_dump(mode="json")
+        for name in _SECTIONS:
+            d[name] = _dump_section(name, d[name])
+        return _drop_none(d)  # TOML has no null
 
     def to_toml(self) -> str:
         return dumps_toml(self.to_dict())
@@ -403,7 +419,7 @@ class RunSpec:
     @property
     def run_id(self) -> str:
         """A stable hash of the resolved settings and seed (12 hex digits)."""
-        payload = {s: getattr(self, s).model_dump(mode="json") for s in _SECTIONS}
+        payload = {s: _dump_section(s, getattr(self, s).model_dump(mode="json")) for s in _SECTIONS}
         payload |= {"seed": self.seed, "variant": self.variant}
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]

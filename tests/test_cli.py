@@ -133,3 +133,14 @@ def test_compare_csv_and_plot_svg(tmp_path, capsys):
     assert sorted(p.name for p in (root / "plots").iterdir()) == ["gap_l2.svg", "validation_curve_l2.svg"]
     assert main(["compare", str(tmp_path / "nope")]) == 2
     assert "no such directory" in capsys.readouterr().err
+
+
+def test_committed_results_resume_with_nothing_to_train(tmp_path, capsys):
+    """Run ids and spec.toml must not drift between versions: the committed l2_rate results
+    are recognised as the same experiment, every run as done."""
+    import shutil
+
+    shutil.copytree(ROOT / "results" / "l2_rate", tmp_path / "l2_rate", ignore=shutil.ignore_patterns("plots"))
+    assert main(["run", str(ROOT / "experiments" / "l2_rate.toml"), "--out", str(tmp_path / "l2_rate"),
+                 "--quiet"]) == 0
+    assert "18 already done" in capsys.readouterr().out

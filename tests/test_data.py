@@ -73,3 +73,10 @@ def test_multilabel_user_file(tmp_path):
     frame.to_csv(tmp_path / "m.csv", index=False)
     ds = load(DataSpec(path=str(tmp_path / "m.csv"), target=("t1", "t2")))
     assert ds.task == "multi_label" and ds.n_outputs == 2
+
+
+def test_scale_off_keeps_features_as_they_are():
+    raw = load(DataSpec(dataset="digits", scale=False))
+    assert raw.x_train.min() == 0 and raw.x_train.max() == 16
+    scaled = load(DataSpec(dataset="digits"))
+    np.testing.assert_array_equal(raw.y_val, scaled.y_val)
