@@ -93,8 +93,12 @@ def _labels(runs: pd.DataFrame, by: list[str]) -> pd.Series:
         return runs["experiment"].astype(str)
     if len(by) == 1 and by[0] != "experiment":
         return runs[by[0]].map(_fmt)
-    return runs[by].apply(lambda row: ", ".join(f"{k}={_fmt(v)}" if k != "experiment" else str(v)
-                                                for k, v in row.items()), axis=1)
+    return runs[by].apply(lambda row: _join(row.items()), axis=1)
+
+
+def _join(pairs: Any) -> str:
+    """`l2=0.001, dropout=0.5`; experiments and variants go by their names alone."""
+    return ", ".join(str(v) if k in ("experiment", "variant") else f"{k}={_fmt(v)}" for k, v in pairs)
 
 
 def _fmt(v: Any) -> str:
@@ -262,8 +266,7 @@ def _against_param(
         if str(key) not in keep:
             continue
         key = key if isinstance(key, tuple) else (key,)
-        group_label = ", ".join(f"{k}={_fmt(v)}" if k != "experiment" else str(v)
-                                for k, v in zip(others, key, strict=True))
+        group_label = _join(zip(others, key, strict=True))
         color = f.colors.get(part["setting"].iloc[0]) if not others else None
         for i, (metric, suffix, style) in enumerate(metrics):
             stats = part.groupby("_x")[metric].agg(["mean", "std"]).sort_index()
@@ -324,7 +327,7 @@ def validation_curve(
     numeric = _param_values(f, param)[1]
     styles = (" (solid: validation, dashed: training)" if numeric else " (filled: validation, hollow: training)")
     styles = styles if train_metric else ""
-    ax.set_title(f"Validation curve: {LABELS.get(metric, metric)}{styles}", fontsize="medium")
+    ax.set_title(f"Validation curve against {param}{styles}", fontsize="medium")
     return ax
 
 
