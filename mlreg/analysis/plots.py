@@ -256,7 +256,9 @@ def _against_param(
     if not numeric:
         cats = list(dict.fromkeys(col))
         ok["_x"] = ok[param].map({c: i for i, c in enumerate(cats)})
-        ax.set_xticks(range(len(cats)), [_fmt(c) for c in cats], rotation=20 if len(cats) > 4 else 0)
+        crowded = len(cats) > 4
+        ax.set_xticks(range(len(cats)), [_fmt(c) for c in cats], rotation=30 if crowded else 0,
+                      ha="right" if crowded else "center")
     else:
         ok["_x"] = ok[param]
     others = [b for b in f.axes if b != param]
