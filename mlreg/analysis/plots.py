@@ -271,13 +271,14 @@ def _against_param(
         group_label = _join(zip(others, key, strict=True))
         color = f.colors.get(part["setting"].iloc[0]) if not others else None
         for i, (metric, suffix, style) in enumerate(metrics):
-            stats = part.groupby("_x")[metric].agg(["mean", "std"]).sort_index()
+            stats = part.groupby("_x")[metric].agg(["mean", "std", "min", "max"]).sort_index()
             x = stats.index.to_numpy(dtype=float)
             label = (group_label if i == 0 else None) if group_label else (suffix or None)
             sd = stats["std"].fillna(0)
-            if numeric:  # a line over an ordered axis, with a band
+            if numeric:  # a line over an ordered axis, with a ±std band kept within the runs' range
                 (line,) = ax.plot(x, stats["mean"], style, color=color, marker="o", ms=4, lw=1.6, label=label)
-                ax.fill_between(x, stats["mean"] - sd, stats["mean"] + sd, color=line.get_color(), alpha=0.15, lw=0)
+                low, high = np.maximum(stats["mean"] - sd, stats["min"]), np.minimum(stats["mean"] + sd, stats["max"])
+                ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15, lw=0)
             else:  # categories have no order: points with error bars, training ones hollow
                 line = ax.errorbar(x, stats["mean"], yerr=sd, fmt="o", ls="none", capsize=3, color=color,
                                    mfc=None if style == "-" else "white", label=label).lines[0]
@@ -302,7 +303,7 @@ def validation_curve(
     ax: Axes | None = None,
 ) -> Axes:
     """The metric at the best epoch against a swept parameter: validation (solid) and
-    training (dashed), mean ± std over seeds, each run as a dot. A log x axis when the
+    training (dashed), mean ± std over seeds (kept within the runs' range), each run as a dot. A log x axis when the
     values span more than a decade, symlog when 0 is among them. With a second swept
     parameter, one pair of lines per value of it.
 
