@@ -132,11 +132,8 @@ def _datasets(args: argparse.Namespace) -> int:
 def _print_compare(dirs: Sequence[str | Path], *, metric: str, by: Sequence[str] | None = None,
                    baseline: str | None = None, csv: str | None = None) -> None:
     from mlreg.analysis.compare import compare, format_table
-    from mlreg.store import load_results
 
-    results = [load_results(d) for d in dirs]
-    table = compare(results if len(results) > 1 else results[0], metric=metric, by=by,
-                    baseline=baseline)
+    table = compare(_load(dirs), metric=metric, by=by, baseline=baseline)
     print(format_table(table, metric=metric))
     if csv:
         table.to_csv(csv, index=False)
@@ -148,11 +145,16 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(dirs: Sequence[str]) -> object:
+def _load(dirs: Sequence[str | Path]) -> object:
     from mlreg.store import load_results
 
     results = [load_results(d) for d in dirs]
     return results if len(results) > 1 else results[0]
+
+
+def _default_out(dirs: Sequence[str], name: str) -> Path:
+    """`DIR/name` for one results directory, `./name` for several."""
+    return Path(dirs[0]) / name if len(dirs) == 1 else Path(name)
 
 
 def _plot(args: argparse.Namespace) -> int:
@@ -163,7 +165,7 @@ def _plot(args: argparse.Namespace) -> int:
 
     from mlreg.analysis.plots import KINDS, figures
 
-    out = Path(args.out or (Path(args.dirs[0]) / "plots" if len(args.dirs) == 1 else "plots"))
+    out = Path(args.out or _default_out(args.dirs, "plots"))
     figs = figures(_load(args.dirs), args.kind or KINDS)
     out.mkdir(parents=True, exist_ok=True)
     for stem, fig in figs.items():
@@ -179,7 +181,7 @@ def _report(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     from mlreg.analysis.report import write
 
-    out = args.out or (Path(args.dirs[0]) / "report.html" if len(args.dirs) == 1 else "report.html")
+    out = args.out or _default_out(args.dirs, "report.html")
     path = write(_load(args.dirs), out, metric=args.metric, baseline=args.baseline)
     print(f"wrote {path}")
     return 0

@@ -245,16 +245,17 @@ def build_model(run: RunSpec, data: Dataset) -> keras.Model:
             data.n_features, data.n_outputs, data.task,
             hidden=m.hidden, activation=m.activation, dropout=m.dropout, l1=m.l1, l2=m.l2,
         )
-        return freeze(model, m.freeze) if m.freeze != "none" else model
-    hp = run.hp() | {
-        "n_features": data.n_features,
-        "n_outputs": data.n_outputs,
-        "task": data.task,
-        "output_activation": output_activation(data.task),
-    }
-    model = user_builder(m.builder)(hp)
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"builder {m.builder} returned {type(model).__name__}, not a keras.Model")
+    else:
+        hp = run.hp() | {
+            "n_features": data.n_features,
+            "n_outputs": data.n_outputs,
+            "task": data.task,
+            "output_activation": output_activation(data.task),
+        }
+        model = user_builder(m.builder)(hp)
+        if not isinstance(model, keras.Model):
+            raise TypeError(f"builder {m.builder} returned {type(model).__name__}, not a keras.Model")
+    # "none" leaves the model as built (a user's builder may have frozen layers itself)
     return freeze(model, m.freeze) if m.freeze != "none" else model
 
 
