@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import signal
@@ -11,6 +12,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,26 +106,24 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-_saved_handler: list[object] = []
-
-
-def _catch_interrupts() -> threading.Event:
+@contextlib.contextmanager
+def _interrupt_flag() -> Iterator[threading.Event]:
     """Ctrl-C sets an event as well as raising KeyboardInterrupt, so that a run during
     which it arrived is never recorded, even if native code swallowed the exception."""
     event = threading.Event()
-    if threading.current_thread() is threading.main_thread():
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield event
+        return
 
-        def handler(signum: int, frame: object) -> None:
-            event.set()
-            raise KeyboardInterrupt
+    def handler(signum: int, frame: object) -> None:
+        event.set()
+        raise KeyboardInterrupt
 
-        _saved_handler.append(signal.signal(signal.SIGINT, handler))
-    return event
-
-
-def _restore_interrupts() -> None:
-    if _saved_handler:
-        signal.signal(signal.SIGINT, _saved_handler.pop())  # type: ignore[arg-type]
+    saved = signal.signal(signal.SIGINT, handler)
+    try:
+        yield event
+    finally:
+        signal.signal(signal.SIGINT, saved)
 
 
 def run(
@@ -185,8 +185,7 @@ def run(
         failures_in_row = 0
         bar = tqdm(total=len(plan), initial=len(plan) - len(todo), unit="run", disable=not progress,
                    desc=spec.name, dynamic_ncols=True)
-        interrupted = _catch_interrupts()
-        try:
+        with bar, _interrupt_flag() as interrupted:
             for result in execute_packs([[r] for r in todo], lambda r: datasets[_data_key(r)]):
                 if interrupted.is_set():  # native code may have turned Ctrl-C into an error
                     raise KeyboardInterrupt
@@ -200,8 +199,5 @@ def run(
                         f"{failures_in_row} runs failed in a row; stopping the sweep. Last error: "
                         f"{result.summary.get('error')}. Finished runs are kept in {out}."
                     )
-        finally:
-            bar.close()
-            _restore_interrupts()
     return SweepReport(out, len(plan), len(plan) - len(todo), dict(counts))
 
