@@ -73,16 +73,14 @@ def load_arrays(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, str]:
     """The raw features, target and task hint of a data spec (unsplit, unscaled)."""
     if spec.path:
         return _load_file(Path(spec.path), spec.target)
+    from sklearn import datasets
+
     name = spec.dataset
     rng = np.random.default_rng(spec.seed)
     if name in ("digits", "breast_cancer", "diabetes", "wine", "iris"):
-        from sklearn import datasets
-
         x, y = getattr(datasets, f"load_{name}")(return_X_y=True)
         task = {"breast_cancer": "binary", "diabetes": "regression"}.get(name, "single_label")
         return x.astype("float32"), y, task
-    from sklearn import datasets
-
     n = spec.n_samples
     if name == "moons":
         x, y = datasets.make_moons(n or 1000, noise=_noise(spec, 0.3), random_state=spec.seed)
