@@ -24,8 +24,8 @@ import pandas as pd
 
 
 def build(root: Path, n_runs: int, epochs: int) -> None:
+    from mlreg.records import columns
     from mlreg.store import ResultsStore
-    from mlreg.training import columns
 
     rng = np.random.default_rng(0)
     l2s = np.array([0.0, 1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1])

@@ -65,7 +65,7 @@ def main() -> None:
     p.add_argument("--fresh", action="store_true", help="start the results directory anew")
     args = p.parse_args()
 
-    from mlreg.training import import_tensorflow
+    from mlreg.engines import import_tensorflow
 
     import_tensorflow()
     WORK.mkdir(parents=True, exist_ok=True)

@@ -38,8 +38,7 @@ _EXPORTS = {
     "load_base_model": "mlreg.models",
     "kernel_regularizer": "mlreg.regularizers",
     "apply_regularization": "mlreg.regularizers",
-    "train_run": "mlreg.training",
-    "RunResult": "mlreg.training",
+    "RunResult": "mlreg.records",
 }
 _MODULES = {"plots": "mlreg.analysis.plots", "report": "mlreg.analysis.report"}
 

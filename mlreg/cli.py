@@ -29,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--fresh", action="store_true",
                    help="move an existing results directory aside and start anew")
     r.add_argument("--epochs", type=int, help="override training.epochs, for quick tries")
+    r.add_argument("--engine", choices=["auto", "fused", "keras"],
+                   help="how runs train (default: the file's training.engine, else auto)")
+    r.add_argument("--max-pack", type=int, metavar="K", help="most runs the fused engine trains in one graph")
     r.add_argument("--quiet", action="store_true", help="no progress bar and no table")
 
     v = sub.add_parser("validate", help="check an experiment file and list its runs; trains nothing")
@@ -90,8 +93,8 @@ def _run(args: argparse.Namespace) -> int:
     from mlreg.spec import load_spec
 
     spec = load_spec(args.file)
-    report = run(spec, out=args.out, fresh=args.fresh, epochs=args.epochs,
-                 progress=not args.quiet, verbose=args.verbose)
+    report = run(spec, out=args.out, fresh=args.fresh, epochs=args.epochs, engine=args.engine,
+                 max_pack=args.max_pack, progress=not args.quiet, verbose=args.verbose)
     print(report)
     if not args.quiet:
         _print_compare([report.out], metric="best_val_data_loss")

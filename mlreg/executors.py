@@ -1,7 +1,7 @@
-"""Where runs execute. The unit of work is a *pack*: a list of `RunSpec`s, so that an
-engine training several runs in one graph, or a pool of processes, can slot in.
+"""Where packs run. An executor moves the packs an engine made to where they train and
+gives back each run's `RunResult`; it never writes files (the store does, in the driver).
 
-Only the inline executor exists so far: packs run one after another in this process.
+- `inline`: one pack after another in this process, each run's record as its run ends.
 """
 
 from __future__ import annotations
@@ -11,19 +11,18 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from mlreg.data import Dataset
-    from mlreg.spec import RunSpec
-    from mlreg.training import RunResult
+    from mlreg.engines import Pack
+    from mlreg.records import RunResult
 
 EXECUTORS = ("inline",)
 
 
-def inline(packs: Iterable[list[RunSpec]], data_for: Callable[[RunSpec], Dataset]) -> Iterator[RunResult]:
-    """Runs each pack's runs in order, here, yielding each record as its run ends."""
-    from mlreg.training import execute
+def inline(packs: Iterable[Pack], data_for: Callable[[Pack], Dataset]) -> Iterator[RunResult]:
+    """Trains each pack here, yielding each record as its run ends."""
+    from mlreg.engines import train
 
     for pack in packs:
-        for run in pack:
-            yield execute(run, data_for(run))
+        yield from train(pack, data_for(pack))
 
 
 def get(name: str) -> Callable[..., Iterator[RunResult]]:

@@ -54,9 +54,20 @@ def data_loss_metric(task: str) -> keras.metrics.Metric:
     return cls(name="data_loss")
 
 
-def metric_names(task: str) -> list[str]:
-    """The metric columns of a task (`accuracy` or `mae`), as Keras names them."""
-    return ["mae"] if task == "regression" else ["accuracy"]
+def metrics_for(task: str) -> list[keras.metrics.Metric]:
+    """The task's metric, named as its column (`records.metric_names`): accuracy of the class
+    (single-label), accuracy per output at 0.5 (binary, multi-label), or mean absolute error.
+
+    Keras's `"accuracy"` string would pick categorical accuracy (argmax against argmax) for a
+    multi-label target, which says nothing about the labels; hence explicit metrics.
+    """
+    import keras
+
+    if task == "regression":
+        return [keras.metrics.MeanAbsoluteError(name="mae")]
+    if task == "single_label":
+        return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    return [keras.metrics.BinaryAccuracy(name="accuracy")]
 
 
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
@@ -76,7 +87,7 @@ def compile_model(model: keras.Model, task: str, training: TrainingSpec) -> kera
     model.compile(
         optimizer=make_optimizer(training.optimizer, training.learning_rate),
         loss=loss_for(task),
-        metrics=[*metric_names(task), data_loss_metric(task)],
+        metrics=[*metrics_for(task), data_loss_metric(task)],
     )
     return model
 

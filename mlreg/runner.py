@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlreg import executors
+from mlreg import engines, executors
 from mlreg.data import Dataset, load
 from mlreg.spec import BUILDERS, ExperimentSpec, RunSpec, SpecError
 from mlreg.store import ResultsStore
@@ -74,7 +74,7 @@ def check_builders(plan: list[RunSpec]) -> None:
             raise SpecError(str(e)) from None
 
 
-def manifest(spec: ExperimentSpec, task: str, n_runs: int) -> dict[str, object]:
+def manifest(spec: ExperimentSpec, task: str, n_runs: int, engine: str) -> dict[str, object]:
     import keras
     import tensorflow as tf
 
@@ -86,6 +86,7 @@ def manifest(spec: ExperimentSpec, task: str, n_runs: int) -> dict[str, object]:
         "swept": spec.swept,
         "task": task,
         "n_runs": n_runs,
+        "engine": engine,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "host": socket.gethostname(),
         "platform": platform.platform(),
@@ -132,6 +133,8 @@ def run(
     out: str | Path | None = None,
     fresh: bool = False,
     epochs: int | None = None,
+    engine: str | None = None,
+    max_pack: int | None = None,
     executor: str = "inline",
     progress: bool = True,
     verbose: bool = False,
@@ -143,6 +146,9 @@ def run(
         out: the results directory. Defaults to `results/<name>`.
         fresh: move an existing directory aside and start anew. Defaults to `False`.
         epochs: override `training.epochs`, for quick tries. Defaults to `None`.
+        engine: `auto`, `fused` or `keras`. Defaults to the file's `training.engine`.
+        max_pack: most runs the fused engine trains in one graph. Defaults to
+            `mlreg.engines.fused.MAX_PACK`.
         executor: where runs execute; `"inline"` (this process). Defaults to `"inline"`.
         progress: show a progress bar over runs on stderr. Defaults to `True`.
         verbose: let TensorFlow's log messages through. Defaults to `False`.
@@ -159,8 +165,9 @@ def run(
     """
     from tqdm.auto import tqdm
 
-    from mlreg.training import columns, import_tensorflow
+    from mlreg.records import columns
 
+    engine = engines.check_engine(engine or spec.training.engine)
     if epochs is not None:
         spec = spec.with_overrides(epochs=epochs)
     execute_packs = executors.get(executor)
@@ -168,25 +175,28 @@ def run(
     datasets = prepare_data(plan)
     check_builders(plan)
     first = next(iter(datasets.values()))
-    import_tensorflow(verbose)
+    engines.import_tensorflow(verbose)
     params = list(plan[0].params())
     out = Path(out) if out is not None else default_out(spec)
     store = ResultsStore.open(
         out,
         spec_toml=spec.to_toml(),
-        manifest=manifest(spec, first.task, len(plan)),
+        manifest=manifest(spec, first.task, len(plan), engine),
         columns=columns(first.task, params, has_test=first.x_test is not None),
         fresh=fresh,
     )
     with store:
         done = store.done()
         todo = [r for r in plan if r.run_id not in done]
+        packs, note = engines.plan(todo, engine, max_pack=max_pack)
         counts: Counter[str] = Counter()
         failures_in_row = 0
         bar = tqdm(total=len(plan), initial=len(plan) - len(todo), unit="run", disable=not progress,
                    desc=spec.name, dynamic_ncols=True)
+        if note and progress:
+            bar.write(note, file=sys.stderr)
         with bar, _interrupt_flag() as interrupted:
-            for result in execute_packs([[r] for r in todo], lambda r: datasets[_data_key(r)]):
+            for result in execute_packs(packs, lambda p: datasets[_data_key(p.runs[0])]):
                 if interrupted.is_set():  # native code may have turned Ctrl-C into an error
                     raise KeyboardInterrupt
                 store.append(result)

@@ -28,6 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mlreg.data import DATASETS, TASKS
+from mlreg.engines import ENGINES
 
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "tanh", "sigmoid", "selu", "gelu", "linear")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
@@ -217,12 +218,17 @@ class TrainingSpec(_Section):
         batch_size: Defaults to `32`.
         learning_rate: Defaults to `1e-3`.
         optimizer: `adam`, `adamw`, `sgd` or `rmsprop`. Defaults to `"adam"`.
+        engine: how runs are trained: `auto` (the fused engine wherever it can, `keras`
+            for the rest), `fused` or `keras`. Not part of what a run means: it stays out of
+            run ids and `spec.toml`, and `runs.csv` records the engine of each run.
+            Defaults to `"auto"`.
     """
 
     epochs: int = Field(100, ge=1)
     batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
     optimizer: Literal[OPTIMIZERS] = "adam"  # type: ignore[valid-type]
+    engine: Literal[ENGINES] = "auto"  # type: ignore[valid-type]
 
 
 class EarlyStoppingSpec(_Section):
@@ -254,10 +260,13 @@ _SECTIONS: dict[str, type[_Section]] = {
 # spec.toml and of run ids, so that results written before they existed still resume.
 _QUIET_DEFAULTS: dict[str, dict[str, Any]] = {"data": {"scale": True}}
 
+# Fields that say how runs are executed, not what they are: never in spec.toml or run ids.
+_EXECUTION: dict[str, set[str]] = {"training": {"engine"}}
+
 
 def _dump_section(name: str, section: dict[str, Any]) -> dict[str, Any]:
-    quiet = _QUIET_DEFAULTS.get(name, {})
-    return {k: v for k, v in section.items() if not (k in quiet and v == quiet[k])}
+    quiet, execution = _QUIET_DEFAULTS.get(name, {}), _EXECUTION.get(name, set())
+    return {k: v for k, v in section.items() if k not in execution and not (k in quiet and v == quiet[k])}
 
 
 class ExperimentSpec(_Section):

@@ -31,14 +31,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlreg.records import HISTORY, RUNS, WEIGHT_COLUMNS, WEIGHTS
+
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mlreg.training import RunResult
+    from mlreg.records import RunResult
 
-RUNS, HISTORY, WEIGHTS = "runs.csv", "history.csv", "weights.csv"
 SPEC, MANIFEST = "spec.toml", "manifest.json"
-WEIGHT_COLUMNS = ["run_id", "layer", "bin_left", "bin_right", "count"]
 
 
 class StoreError(ValueError):
@@ -164,7 +164,7 @@ class ResultsStore:
             if path.exists() and path.stat().st_size:
                 header = path.open().readline().rstrip("\n").split(",")
                 if header != self.columns[name]:
-                    raise StoreError(f"{path} has other columns than this version of mlreg writes")
+                    _add_columns(path, header, self.columns[name])
         _drop_rows(self.root / RUNS, keep=lambda row: True)
         done = self.done()
         for name in (HISTORY, WEIGHTS):
@@ -175,6 +175,21 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def _add_columns(path: Path, header: list[str], columns: list[str]) -> None:
+    """Rewrites a CSV file written by an earlier version with today's columns (the new ones
+    empty), atomically; refuses a file with columns this version does not know."""
+    unknown = [c for c in header if c not in columns]
+    if unknown:
+        raise StoreError(f"{path} has columns that this version of mlreg does not write: {unknown}")
+    text = path.read_text()
+    complete = text[: text.rfind("\n") + 1]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", restval="")
+    writer.writeheader()
+    writer.writerows(csv.DictReader(io.StringIO(complete)))
+    _write_atomic(path, buf.getvalue())
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:

@@ -55,8 +55,8 @@ def make_results(root: Path, metric_by_setting: dict, *, param: str = "l2", epoc
     Train loss is 0.1 below validation; history curves descend to the best value at epoch 2.
     `statuses[(value, seed)]` overrides a run's status (its metrics become empty).
     """
+    from mlreg.records import RunResult, columns
     from mlreg.store import ResultsStore
-    from mlreg.training import RunResult, columns
 
     cols = columns("single_label", [param])
     store = ResultsStore.open(root, spec_toml=f"name = '{root.name}'\n", columns=cols,

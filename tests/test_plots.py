@@ -59,8 +59,8 @@ def test_log_scale_without_zero_and_linear_for_a_small_span(tmp_path):
 
 
 def test_two_swept_parameters_give_one_line_per_value(tmp_path):
+    from mlreg.records import RunResult, columns
     from mlreg.store import ResultsStore, load_results
-    from mlreg.training import RunResult, columns
 
     with ResultsStore.open(tmp_path / "r", spec_toml="x", manifest={"swept": ["train_size", "l2"]},
                            columns=columns("single_label", ["train_size", "l2"])) as store:
@@ -89,8 +89,8 @@ def test_gap_weights_sparsity_stopping(res):
 
 
 def test_categorical_parameter(tmp_path):
+    from mlreg.records import RunResult, columns
     from mlreg.store import ResultsStore
-    from mlreg.training import RunResult, columns
 
     with ResultsStore.open(tmp_path / "r", spec_toml="x", manifest={"swept": ["variant"]},
                            columns=columns("single_label", ["variant"])) as store:

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from mlreg.records import RunResult
 from mlreg.store import HISTORY, RUNS, WEIGHTS, ResultsError, ResultsStore, StoreError, load_results
-from mlreg.training import RunResult
 
 COLUMNS = {
     RUNS: ["run_id", "status", "seed", "l2", "best_val_data_loss", "error"],

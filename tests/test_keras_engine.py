@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from mlreg.data import load
+from mlreg.engines.keras import execute, train_run
+from mlreg.records import HIST_EDGES, columns
 from mlreg.spec import ExperimentSpec
-from mlreg.training import HIST_EDGES, columns, execute, train_run
 from tests.conftest import tiny_spec_dict
 
 

@@ -1,0 +1,110 @@
+"""How runs are trained. An engine groups runs into *packs* and trains a pack, yielding one
+`RunResult` per run as each run ends.
+
+- `keras`: one `model.fit` per run (a pack is one run); any Keras model; the exact reference.
+- `fused`: the runs of a pack share one graph (see `mlreg.engines.fused`); the built-in
+  builders only.
+- `auto`: `fused` for every run it can take, `keras` for the rest.
+
+Importing this module does not import TensorFlow; training does.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from mlreg.data import Dataset
+    from mlreg.records import RunResult
+    from mlreg.spec import RunSpec
+
+ENGINES = ("auto", "fused", "keras")
+Engine = Literal["fused", "keras"]
+
+
+@dataclass(frozen=True)
+class Pack:
+    """Runs that one engine trains together (the unit an executor moves)."""
+
+    engine: Engine
+    runs: tuple[RunSpec, ...]
+
+
+def check_engine(engine: str) -> str:
+    if engine not in ENGINES:
+        raise ValueError(f"Invalid value for `engine`: expected one of {list(ENGINES)}. Received: engine={engine!r}")
+    return engine
+
+
+def plan(
+    runs: Sequence[RunSpec], engine: str = "auto", *, max_pack: int | None = None
+) -> tuple[list[Pack], str | None]:
+    """Packs the runs for an engine.
+
+    Args:
+        runs: the runs to train, in plan order.
+        engine: `auto`, `fused` or `keras`. Defaults to `"auto"`.
+        max_pack: most runs in one fused pack. Defaults to `fused.MAX_PACK`.
+
+    Returns:
+        The packs, and a one-line note when `auto` trains some runs with `keras` (saying
+        which and why), else `None`.
+
+    Raises:
+        ValueError: an unknown engine, or `fused` asked for runs it cannot fuse.
+    """
+    from mlreg.engines import fused
+
+    check_engine(engine)
+    if engine == "keras":
+        return [Pack("keras", (r,)) for r in runs], None
+    reasons = {r.run_id: fused.why_not(r) for r in runs}
+    rest = [r for r in runs if reasons[r.run_id]]
+    if rest and engine == "fused":
+        raise ValueError(f"Invalid value for `engine`: the fused engine cannot train {len(rest)} of these runs "
+                         f"({reasons[rest[0].run_id]}); use engine = \"auto\" or \"keras\". Received: engine='fused'")
+    fusable = [r for r in runs if not reasons[r.run_id]]
+    packs = [Pack("fused", tuple(p)) for p in fused.pack(fusable, max_pack or fused.MAX_PACK)]
+    packs += [Pack("keras", (r,)) for r in rest]
+    note = None
+    if rest:
+        why = sorted({str(reasons[r.run_id]) for r in rest})
+        note = f"engine auto: {len(rest)} of {len(runs)} runs train with keras ({', '.join(why)} cannot be fused)"
+    return packs, note
+
+
+def train(pack: Pack, data: Dataset) -> Iterator[RunResult]:
+    """Trains a pack with its engine, yielding each run's record as it ends. A run that
+    raises is a `failed` record; nothing here raises for a run's sake."""
+    import_tensorflow()
+    if pack.engine == "fused":
+        from mlreg.engines.fused import train_pack
+    else:
+        from mlreg.engines.keras import train_pack
+    yield from train_pack(list(pack.runs), data)
+
+
+def import_tensorflow(verbose: bool = False) -> None:
+    """Imports TensorFlow and Keras once, with TensorFlow's C++ log noise silenced.
+
+    TensorFlow 2.21 prints absl and CUDA-probe lines while it is imported, whatever
+    `TF_CPP_MIN_LOG_LEVEL` says, so file descriptor 2 points at /dev/null for the
+    import. Python exceptions still propagate. `verbose=True` keeps everything.
+    """
+    if verbose or "tensorflow" in sys.modules:
+        import keras  # noqa: F401
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import keras  # noqa: F401
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)

@@ -1,0 +1,194 @@
+"""What a finished run *is*, shared by every engine and by the store. No TensorFlow here.
+
+- `RunResult`: the immutable record of one run (its `runs.csv` row, its `history.csv`
+  rows, its `weights.csv` rows) with a `Status`.
+- `columns`: the header of each CSV file for a task.
+- `finish`: the `runs.csv` row computed from a history, the index of the epoch whose
+  weights were kept, and the kept kernels, the same way whichever engine trained the run.
+- `kernel_stats`, `weight_histograms`: weight statistics from kernel *arrays*.
+
+Engines fill the honest columns of DESIGN.md: `loss` (the training objective as the engine
+reports it), `penalty`, `train_data_loss` and `train_<metric>` (training set, inference
+mode, no penalty), `val_data_loss`, `val_loss` (= `val_data_loss + penalty`), weight
+statistics, `lr`, `epoch_time_s`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from mlreg.spec import RunSpec
+
+Status = Literal["ok", "diverged", "failed"]
+STATUSES: tuple[Status, ...] = ("ok", "diverged", "failed")
+
+RUNS, HISTORY, WEIGHTS = "runs.csv", "history.csv", "weights.csv"
+WEIGHT_COLUMNS = ["run_id", "layer", "bin_left", "bin_right", "count"]
+WEIGHT_STATS = ["weight_l1", "weight_l2", "sparsity"]
+
+SPARSE_BELOW = 1e-3
+"""A kernel weight with |w| below this counts as zero in `sparsity`."""
+
+HIST_EDGES = np.concatenate([[-np.inf], np.linspace(-1.0, 1.0, 201), [np.inf]])
+"""Fixed bins of the final-weight histograms: width 0.01 on [-1, 1], plus two overflow
+bins, the same for every run so that settings can be compared bin for bin."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A finished run: a plain, immutable record.
+
+    Attributes:
+        run_id: the run's stable id.
+        status: `ok`, `diverged` or `failed`.
+        summary: the run's `runs.csv` row.
+        history: its `history.csv` rows, one per epoch.
+        weights: its `weights.csv` rows (histogram bins with a count > 0).
+    """
+
+    run_id: str
+    status: Status
+    summary: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    weights: list[dict[str, Any]] = field(default_factory=list)
+
+
+def metric_names(task: str) -> list[str]:
+    """The metric columns of a task (`accuracy` or `mae`), as Keras names them."""
+    return ["mae"] if task == "regression" else ["accuracy"]
+
+
+def columns(task: str, params: list[str], *, has_test: bool = False) -> dict[str, list[str]]:
+    """The header of each CSV file for a task and the parameter columns of its runs."""
+    metrics = metric_names(task)
+    history = ["run_id", "epoch", "loss", "penalty", "train_data_loss", "val_data_loss", "val_loss"]
+    history += [c for m in metrics for c in (m, f"val_{m}", f"train_{m}")]
+    history += [*WEIGHT_STATS, "lr", "epoch_time_s"]
+    runs = ["run_id", "status", "seed", *params, "engine", "best_epoch", "stopped_epoch", "epochs_run",
+            "best_val_data_loss", "train_data_loss_at_best", "gap", "penalty_at_best"]
+    runs += [c for m in metrics for c in (f"val_{m}_at_best", f"train_{m}_at_best")]
+    runs += ["final_val_data_loss", *WEIGHT_STATS]
+    if has_test:
+        runs += ["test_data_loss", *(f"test_{m}" for m in metrics)]
+    runs += ["n_params", "duration_s", "error"]
+    return {RUNS: runs, HISTORY: history, WEIGHTS: WEIGHT_COLUMNS}
+
+
+def kernel_stats(kernels: Sequence[np.ndarray]) -> dict[str, float]:
+    """`weight_l1` (sum |w|), `weight_l2` (sum w^2) and `sparsity` over all kernels."""
+    w = np.concatenate([np.ravel(k) for k in kernels]) if len(kernels) else np.zeros(0)
+    return {
+        "weight_l1": float(np.abs(w).sum()),
+        "weight_l2": float(np.square(w, dtype="float64").sum()),
+        "sparsity": float(np.mean(np.abs(w) < SPARSE_BELOW)) if w.size else 0.0,
+    }
+
+
+def weight_histograms(run_id: str, kernels: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
+    """Rows `run_id, layer, bin_left, bin_right, count` of final kernels (fixed bins),
+    one layer after another in the order given; empty bins are left out."""
+    rows = []
+    for layer, kernel in kernels.items():
+        counts, _ = np.histogram(np.ravel(kernel), bins=HIST_EDGES)
+        for i in np.flatnonzero(counts):
+            rows.append({"run_id": run_id, "layer": layer, "bin_left": HIST_EDGES[i],
+                         "bin_right": HIST_EDGES[i + 1], "count": int(counts[i])})
+    return rows
+
+
+def is_finite(*values: Any) -> bool:
+    return all(v is not None and math.isfinite(v) for v in values)
+
+
+def diverged_at(row: Mapping[str, Any]) -> bool:
+    """Whether an epoch's row shows a diverged run: a non-finite loss, training or validation loss."""
+    return not is_finite(row["loss"], row["train_data_loss"], row["val_data_loss"])
+
+
+def base_summary(run: RunSpec, engine: str) -> dict[str, Any]:
+    """The columns every `runs.csv` row starts with: id, seed, parameters, engine."""
+    return {"run_id": run.run_id, "seed": run.seed, **run.params(), "engine": engine}
+
+
+def finish(
+    run: RunSpec,
+    *,
+    engine: str,
+    task: str,
+    history: list[dict[str, Any]],
+    best: int | None,
+    stopped: bool,
+    kernels: Mapping[str, np.ndarray],
+    test: Mapping[str, float] | None,
+    n_params: int,
+    duration_s: float,
+) -> RunResult:
+    """The record of a run that trained to its end, from what any engine knows.
+
+    Args:
+        run: the run.
+        engine: the engine that trained it (`keras`, `fused`).
+        task: the data's task (decides the metric columns).
+        history: its rows, one per epoch trained.
+        best: index into `history` of the epoch whose weights were kept (early stopping),
+            or `None` to take the epoch with the lowest monitored value.
+        stopped: early stopping ended the run before `epochs`.
+        kernels: the kept kernels by layer name.
+        test: the test-set values (`data_loss` and the metrics), when there is a test set.
+        n_params: the model's parameter count.
+        duration_s: wall time spent on the run.
+    """
+    summary = base_summary(run, engine) | {"epochs_run": len(history),
+                                           "stopped_epoch": len(history) if stopped else None}
+    if history and diverged_at(history[-1]):
+        summary |= {"status": "diverged", "error": f"non-finite loss at epoch {len(history)}",
+                    "n_params": n_params, "duration_s": duration_s}
+        return RunResult(run.run_id, "diverged", summary, history, [])
+    if best is None:
+        best = min(range(len(history)), key=lambda i: history[i][run.early_stopping.monitor])
+    row = history[best]
+    summary |= {
+        "status": "ok",
+        "best_epoch": row["epoch"],
+        "best_val_data_loss": row["val_data_loss"],
+        "train_data_loss_at_best": row["train_data_loss"],
+        "gap": row["val_data_loss"] - row["train_data_loss"],
+        "penalty_at_best": row["penalty"],
+    }
+    for m in metric_names(task):
+        for prefix in ("val_", "train_"):
+            summary[f"{prefix}{m}_at_best"] = row.get(f"{prefix}{m}")
+    summary["final_val_data_loss"] = history[-1]["val_data_loss"]
+    summary |= kernel_stats(list(kernels.values()))
+    if test is not None:
+        summary["test_data_loss"] = test["data_loss"]
+        summary |= {f"test_{m}": test.get(m) for m in metric_names(task)}
+    summary |= {"n_params": n_params, "duration_s": duration_s}
+    return RunResult(run.run_id, "ok", summary, history, weight_histograms(run.run_id, kernels))
+
+
+def failed(run: RunSpec, error: BaseException | str, *, engine: str, duration_s: float) -> RunResult:
+    """The record of a run that raised: status `failed` with the message on one line."""
+    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    summary = base_summary(run, engine) | {"status": "failed", "epochs_run": 0, "duration_s": duration_s,
+                                           "error": " ".join(text.split())}
+    return RunResult(run.run_id, "failed", summary)
+
+
+HIGHER_IS_BETTER = ("accuracy", "auc", "precision", "recall", "r2")
+
+
+def higher_is_better(column: str) -> bool:
+    """Whether larger values of a column are better (accuracy-like names, not losses)."""
+    return any(word in column for word in HIGHER_IS_BETTER) and "loss" not in column
+
+
+def monitor_mode(monitor: str) -> Literal["min", "max"]:
+    """The direction early stopping watches a history column in: `max` for accuracy-like columns."""
+    return "max" if higher_is_better(monitor) else "min"
