@@ -29,6 +29,7 @@ epochs, the optimizer and what early stopping monitors (`pack_key`).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -58,6 +59,7 @@ EVAL_ELEMENTS = 1 << 22
 floats per layer (16 MB), whatever the pack and data size."""
 
 JIT = False
+STEP_JIT = True
 """XLA compilation of the epoch function (measured slower on CPU, see the README)."""
 
 _BETA_1, _BETA_2, _EPSILON, _RHO, _WEIGHT_DECAY = 0.9, 0.999, 1e-7, 0.9, 0.004  # Keras's defaults
@@ -152,6 +154,8 @@ class _Arch:
     optimizer: str
     batch_size: int
     dropout: bool
+    l1: tuple[bool, ...]  # per rate index: does any run of the pack have an L1 term there
+    l2: tuple[bool, ...]
 
     @property
     def layers(self) -> list[str]:
@@ -197,6 +201,7 @@ class _Graph:
         self.arch = arch
         self.act = keras.activations.get(arch.activation)
         self.epoch = tf.function(self._epoch, reduce_retracing=True, jit_compile=JIT)
+        self.step = tf.function(self._step, jit_compile=STEP_JIT)
         self.measure = tf.function(self._measure, reduce_retracing=True)
 
     # -- the model --------------------------------------------------------------------------
@@ -225,7 +230,7 @@ class _Graph:
             else:
                 h = (dense(h, f"skip_{i + 1}", act=False) if f"skip_{i + 1}" in params else h) + y
         if arch.builder == "wide_deep":
-            wide = inputs if x.shape.rank == 3 else tf.broadcast_to(inputs, [k, *inputs.shape[1:]])
+            wide = inputs if x.shape.rank == 3 else tf.broadcast_to(inputs, tf.concat([[k], tf.shape(inputs)[1:]], 0))
             h = tf.concat([wide, h], axis=-1)
         return dense(h, "output", act=False)
 
@@ -247,13 +252,17 @@ class _Graph:
         return tf.reduce_mean(tf.square(labels - logits), -1), tf.reduce_mean(tf.abs(labels - logits), -1)
 
     def penalty(self, params: Params, l1: tf.Tensor, l2: tf.Tensor) -> tf.Tensor:
-        """`[K]`: each run's sum over layers of `l1 * sum|W| + l2 * sum W^2` (Keras's L1L2)."""
+        """`[K]`: each run's sum over layers of `l1 * sum|W| + l2 * sum W^2` (Keras's L1L2).
+        A term that is zero for every run of the pack is left out, as Keras leaves it out."""
         import tensorflow as tf
 
-        total = 0.0
+        total = tf.zeros_like(l1[0])
         for name, (w, _) in params.items():
             i = self.arch.rate_index(name)
-            total += l1[i] * tf.reduce_sum(tf.abs(w), [1, 2]) + l2[i] * tf.reduce_sum(tf.square(w), [1, 2])
+            if self.arch.l1[i]:
+                total += l1[i] * tf.reduce_sum(tf.abs(w), [1, 2])
+            if self.arch.l2[i]:
+                total += l2[i] * tf.reduce_sum(tf.square(w), [1, 2])
         return total
 
     # -- one epoch ------------------------------------------------------------------------
@@ -269,7 +278,7 @@ class _Graph:
         """
         import tensorflow as tf
 
-        arch, bs = self.arch, self.arch.batch_size
+        bs = self.arch.batch_size
         n = order.shape[1]
         k = tf.shape(order)[0]
         lr3 = tf.reshape(lr, [-1, 1, 1])
@@ -278,30 +287,7 @@ class _Graph:
         run_key = _fmix32(tf.cast(seeds, tf.uint32) ^ _u32(0x9E3779B9))
 
         def step_fn(params: Params, slots: dict, t: tf.Tensor, idx: tf.Tensor) -> tuple:
-            xb, yb = tf.gather(x, idx), tf.gather(y, idx)
-            t32 = tf.cast(t, tf.uint32)
-
-            def drop(h: tf.Tensor, layer: int) -> tf.Tensor:
-                # a uniform number per (run, step, layer, sample, unit) from the run's seed alone
-                stream = _fmix32(run_key * _u32(0x27D4EB2F) + t32 * _u32(0x165667B1) + _u32(layer * 0x61C88647))
-                shape = tf.shape(h)
-                pos = tf.reshape(tf.range(shape[1] * shape[2], dtype=tf.uint32), [1, shape[1], shape[2]])
-                bits = _fmix32(tf.reshape(stream, [-1, 1, 1]) ^ (pos * _u32(0x9E3779B1)))
-                u = tf.cast(bits >> _u32(8), tf.float32) * (1.0 / (1 << 24))
-                return tf.where(u < keep, h * scale, tf.zeros_like(h))
-
-            flat = [v for wb in params.values() for v in wb]
-            with tf.GradientTape() as tape:
-                tape.watch(flat)
-                logits = self.forward(params, xb, drop if arch.dropout else None)
-                loss, metric = self.losses(logits, yb)
-                batch_loss = tf.reduce_mean(loss, 1) + self.penalty(params, l1, l2)
-                total = tf.reduce_sum(batch_loss)  # each run's gradient is its own term's
-            g = tape.gradient(total, flat)
-            grads = {name: (g[2 * i], g[2 * i + 1]) for i, name in enumerate(params)}
-            params, slots = self.update(params, slots, grads, t, lr3)
-            b = tf.cast(tf.shape(idx)[1], tf.float32)
-            return params, slots, batch_loss * b, tf.reduce_sum(metric, 1)
+            return self.step(params, slots, t, idx, x, y, lr3, l1, l2, keep, scale, run_key)
 
         loss_sum, metric_sum, t = tf.zeros([k]), tf.zeros([k]), step
         full = n // bs
@@ -321,6 +307,39 @@ class _Graph:
         small = tf.add_n([tf.reduce_sum(tf.cast(tf.abs(w) < SPARSE_BELOW, tf.float32), [1, 2]) for w in kernels])
         out["sparsity"] = small / float(sum(w.shape[1] * w.shape[2] for w in kernels))
         return params, slots, t, out
+
+    def _step(self, params: Params, slots: dict, t: tf.Tensor, idx: tf.Tensor, x: tf.Tensor, y: tf.Tensor,
+              lr3: tf.Tensor, l1: tf.Tensor, l2: tf.Tensor, keep: tf.Tensor, scale: tf.Tensor,
+              run_key: tf.Tensor) -> tuple:
+        """One training step of every run on its batch `idx` (`[K, B]` sample indices): returns
+        the new weights and optimizer state, and each run's batch loss (data + penalty, as
+        Keras's loss tracker takes it: times the batch size) and summed metric."""
+        import tensorflow as tf
+
+        xb, yb = tf.gather(x, idx), tf.gather(y, idx)
+        t32 = tf.cast(t, tf.uint32)
+
+        def drop(h: tf.Tensor, layer: int) -> tf.Tensor:
+            # a uniform number per (run, step, layer, sample, unit), from the run's seed alone
+            stream = _fmix32(run_key * _u32(0x27D4EB2F) + t32 * _u32(0x165667B1) + _u32(layer * 0x61C88647))
+            shape = tf.shape(h)
+            pos = tf.reshape(tf.cast(tf.range(shape[1] * shape[2]), tf.uint32), [1, shape[1], shape[2]])
+            bits = _fmix32(tf.reshape(stream, [-1, 1, 1]) ^ (pos * _u32(0x9E3779B1)))
+            u = tf.cast(tf.bitwise.right_shift(bits, _u32(8)), tf.float32) * (1.0 / (1 << 24))
+            return tf.where(u < keep, h * scale, tf.zeros_like(h))
+
+        flat = [v for wb in params.values() for v in wb]
+        with tf.GradientTape() as tape:
+            tape.watch(flat)
+            logits = self.forward(params, xb, drop if self.arch.dropout else None)
+            loss, metric = self.losses(logits, yb)
+            data_loss = tf.reduce_mean(loss, 1)
+            total = tf.reduce_sum(data_loss)  # each run's gradient is its own term's
+        g = tape.gradient(total, flat)
+        grads = {name: (g[2 * i], g[2 * i + 1]) for i, name in enumerate(params)}
+        penalty, params, slots = self.update(params, slots, grads, t, lr3, l1, l2)
+        b = tf.cast(tf.shape(idx)[1], tf.float32)
+        return params, slots, (data_loss + penalty) * b, tf.reduce_sum(metric, 1)
 
     def _measure(self, params: Params, x: tf.Tensor, y: tf.Tensor, chunk: int) -> dict[str, tf.Tensor]:
         """Mean data loss and metric of every run over a whole data set, inference mode, `chunk`
@@ -345,19 +364,32 @@ class _Graph:
         return {"data_loss": loss_sum / n, "metric": metric_sum / n}
 
     # -- the optimizers, for stacked variables with a learning rate per run ------------------
-    def update(self, params: Params, slots: dict, grads: dict, t: tf.Tensor, lr3: tf.Tensor) -> tuple[Params, dict]:
-        """One optimizer step per run, written as Keras's `update_step` of each optimizer
-        (defaults: Adam's betas and epsilon, RMSprop's rho, AdamW's weight decay) with a
-        learning rate per run. Keras's step count `t + 1` is shared: runs start together."""
+    def update(self, params: Params, slots: dict, grads: dict, t: tf.Tensor, lr3: tf.Tensor, l1: tf.Tensor,
+               l2: tf.Tensor) -> tuple[tf.Tensor, Params, dict]:
+        """One optimizer step per run; returns the penalty before the step (`[K]`, what Keras
+        adds to the batch's loss), the new weights and the new optimizer state.
+
+        `grads` are the gradients of the data loss; the penalty's, `l1 * sign(W) + l2 * 2W`,
+        are added here, in the one XLA-compiled pass over the weights that also computes the
+        penalty and the update (written as Keras's `update_step` of each optimizer, with
+        Keras's defaults and a learning rate per run; the step count `t + 1` is shared, since
+        the runs of a pack start together).
+        """
         import tensorflow as tf
 
         opt = self.arch.optimizer
         local_step = tf.cast(t + 1, tf.float32)
+        penalty = self.penalty(params, l1, l2)
         new_params, new_slots = {}, {}
         for name, pair in params.items():
+            i = self.arch.rate_index(name)
             updated, states = [], []
-            for var, grad, state in zip(pair, grads[name], slots[name], strict=True):
+            for j, (var, grad, state) in enumerate(zip(pair, grads[name], slots[name], strict=True)):
                 lr = lr3 if var.shape.rank == 3 else lr3[:, :, 0]
+                if j == 0 and self.arch.l1[i]:
+                    grad = grad + tf.reshape(l1[i], [-1, 1, 1]) * tf.sign(var)
+                if j == 0 and self.arch.l2[i]:
+                    grad = grad + tf.reshape(l2[i], [-1, 1, 1]) * (2.0 * var)
                 if opt == "sgd":
                     updated.append(var - grad * lr)
                     states.append(())
@@ -374,7 +406,7 @@ class _Graph:
                     updated.append(var - (m * alpha) / (tf.sqrt(v) + _EPSILON))
                     states.append((m, v))
             new_params[name], new_slots[name] = tuple(updated), tuple(states)
-        return new_params, new_slots
+        return penalty, new_params, new_slots
 
 
 _GRAPHS: dict[_Arch, _Graph] = {}
@@ -406,16 +438,20 @@ def _where(mask: np.ndarray, new: Params, old: Params) -> Params:
 
 
 # -- a pack, start to end ---------------------------------------------------------------------
-def keras_batch_order(seed: int, n: int, batch_size: int) -> np.ndarray:
-    """The sample order of `model.fit(shuffle=True)` under `keras.utils.set_random_seed(seed)`,
-    from Keras's own array data adapter (Keras 3 on TensorFlow repeats it every epoch)."""
+@functools.lru_cache(maxsize=4096)
+def keras_batch_order(seed: int, n: int) -> np.ndarray:
+    """The sample order of `model.fit(shuffle=True)` on `n` samples under
+    `keras.utils.set_random_seed(seed)`, from Keras's own array data adapter (Keras 3 on
+    TensorFlow draws it once per `fit` and repeats it every epoch; batches are cut from it)."""
     import tensorflow as tf
     from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
 
     tf.random.set_seed(seed)
-    adapter = ArrayDataAdapter(np.arange(n), shuffle=True, batch_size=batch_size)
+    adapter = ArrayDataAdapter(np.arange(n), shuffle=True, batch_size=n)
     batches = [b[0] if isinstance(b, tuple) else b for b in adapter.get_tf_dataset()]
-    return np.concatenate([b.numpy() for b in batches]).astype(np.int32)
+    order = np.concatenate([b.numpy() for b in batches]).astype(np.int32)
+    order.flags.writeable = False
+    return order
 
 
 def _initial_weights(run: RunSpec, data: Dataset, layers: list[str]) -> tuple[dict, list[str], int]:
@@ -426,7 +462,7 @@ def _initial_weights(run: RunSpec, data: Dataset, layers: list[str]) -> tuple[di
     from mlreg.models import build_model
     from mlreg.regularizers import kernel_layers
 
-    keras.backend.clear_session()
+    keras.backend.clear_session(free_memory=False)
     keras.utils.set_random_seed(run.seed)
     model = build_model(run, data)
     weights = {name: (model.get_layer(name).kernel.numpy(), model.get_layer(name).bias.numpy()) for name in layers}
@@ -466,8 +502,12 @@ def _train(runs: list[RunSpec], data: Dataset) -> Iterator[RunResult]:
 
     t_start = time.perf_counter()
     m, tr, es = runs[0].model, runs[0].training, runs[0].early_stopping
+    n_rates = len(m.hidden) + 1
+    l1s = np.array([_rates(r.model.l1, n_rates) for r in runs], np.float32).T  # [layer, K]
+    l2s = np.array([_rates(r.model.l2, n_rates) for r in runs], np.float32).T
     arch = _Arch(m.builder, tuple(m.hidden), m.activation, data.task, tr.optimizer, tr.batch_size,
-                 any(r.model.dropout > 0 for r in runs))
+                 any(r.model.dropout > 0 for r in runs), tuple(bool(v) for v in l1s.any(1)),
+                 tuple(bool(v) for v in l2s.any(1)))
     graph = _graph(arch)
     n = len(data.x_train)
     inits = [_initial_weights(r, data, arch.layers) for r in runs]
@@ -476,14 +516,13 @@ def _train(runs: list[RunSpec], data: Dataset) -> Iterator[RunResult]:
                       for name in arch.layers}
     slots = {name: tuple(tuple(tf.zeros_like(v) for _ in range(_SLOTS[tr.optimizer])) for v in pair)
              for name, pair in params.items()}
-    n_rates = len(m.hidden) + 1
     per_run = {  # per-run settings, stacked like the weights (rates: [layer, K])
         "lr": tf.constant([r.training.learning_rate for r in runs], tf.float32),
-        "l1": tf.constant(np.array([_rates(r.model.l1, n_rates) for r in runs], np.float32).T),
-        "l2": tf.constant(np.array([_rates(r.model.l2, n_rates) for r in runs], np.float32).T),
+        "l1": tf.constant(l1s),
+        "l2": tf.constant(l2s),
         "rate": tf.constant([r.model.dropout for r in runs], tf.float32),
         "seeds": tf.constant([r.seed for r in runs], tf.int64),
-        "order": tf.constant(np.stack([keras_batch_order(r.seed, n, tr.batch_size) for r in runs])),
+        "order": tf.constant(np.stack([keras_batch_order(r.seed, n) for r in runs])),
     }
     x, y = tf.constant(data.x_train), tf.constant(data.y_train)
     x_val, y_val = tf.constant(data.x_val), tf.constant(data.y_val)
