@@ -116,9 +116,11 @@ def test_the_batch_order_is_the_one_model_fit_uses():
     {"data": {"dataset": "multilabel", "train_size": 1.0}, "training": {"optimizer": "adamw"}},
     {"data": {"dataset": "poly", "train_size": 1.0}, "model": {"activation": "elu"}},
 ])
-def test_one_run_matches_the_keras_engine(overrides):
+@pytest.mark.parametrize("xla", [False, True])
+def test_one_run_matches_the_keras_engine(overrides, xla, monkeypatch):
     """K = 1, no dropout: the same initial weights and batch order, so only the order of
     floating-point sums differs (a batched matmul against Dense's matmul, XLA's fused update)."""
+    monkeypatch.setattr(fused, "use_xla", lambda *args: xla)
     runs, ds = _runs(seeds=[4], training={"epochs": 12, **overrides.pop("training", {})},
                      early_stopping={"patience": 3}, **overrides)
     ours = next(fused.train_pack(runs, ds))
@@ -135,7 +137,9 @@ def test_one_run_matches_the_keras_engine(overrides):
     assert ours.summary["engine"] == "fused" and reference.summary["engine"] == "keras"
 
 
-def test_a_run_does_not_depend_on_its_pack_mates():
+@pytest.mark.parametrize("xla", [False, True])
+def test_a_run_does_not_depend_on_its_pack_mates(xla, monkeypatch):
+    monkeypatch.setattr(fused, "use_xla", lambda *args: xla)
     runs, ds = _runs(seeds=[0, 1, 2], training={"epochs": 8}, early_stopping={"patience": 2},
                      grid={"l2": [0.0, 1e-2], "dropout": [0.0, 0.3], "learning_rate": [1e-3, 0.1]})
     mates = [r for r in runs if r.seed in (0, 1) or r.model.dropout == 0.0]  # 16 settings x seeds, one more below

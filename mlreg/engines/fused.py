@@ -19,9 +19,11 @@ What a run keeps of its own inside a pack (nothing couples runs):
 - its loss: the sum over runs of each run's mean data loss plus its own penalty, so each
   run's gradient is its own; there is no clipping across the stack.
 
-Early stopping follows Keras's rules per run (`StopRule`). A run that stops or diverges
-leaves the pack at the end of that epoch: its record is yielded at once, and its weights and
-optimizer state are dropped from the stacks, so it cannot change again and costs nothing more.
+Early stopping follows Keras's rules per run (`StopRule`). A run that stops or diverges is
+recorded at once and masked: neither its weights nor its optimizer state change again (with
+Adam a zero gradient would still move them). When half of the stack has stopped, the stack is
+compacted to the runs still training (padded to a power of two, so that XLA compiles the
+training step for few sizes), so a pack does not keep paying for runs that ended.
 
 A pack holds runs that share the data, the architecture, the batch size, the number of
 epochs, the optimizer and what early stopping monitors (`pack_key`).
@@ -58,8 +60,21 @@ EVAL_ELEMENTS = 1 << 22
 """The evaluation passes work in chunks of samples whose activations stay below this many
 floats per layer (16 MB), whatever the pack and data size."""
 
-JIT = False
-STEP_JIT = True
+XLA_SAVES_S = 0.5e-9
+"""Seconds that the XLA-compiled training step saves per parameter and step over the plain
+graph (one fused pass over the weights instead of ~20; measured with benchmarks/bench_engines.py)."""
+
+XLA_COMPILE_S = 0.8
+"""Seconds XLA takes to compile the training step for one pack size. Compiling the whole epoch
+(the loop over batches too) was measured 10x slower to run on CPU, so only the step is compiled."""
+
+
+def use_xla(k: int, n_params: int, steps: int, early_stopping: bool) -> bool:
+    """Whether compiling the training step pays for a pack: `k` runs of `n_params` weights for
+    `steps` steps at most, against a compile for the pack's size and, when runs may stop
+    early, one for each compaction."""
+    compiles = 1 + (math.log2(k) if early_stopping else 0)
+    return XLA_SAVES_S * k * n_params * steps > XLA_COMPILE_S * compiles
 """XLA compilation of the epoch function (measured slower on CPU, see the README)."""
 
 _BETA_1, _BETA_2, _EPSILON, _RHO, _WEIGHT_DECAY = 0.9, 0.999, 1e-7, 0.9, 0.004  # Keras's defaults
@@ -156,20 +171,22 @@ class _Arch:
     dropout: bool
     l1: tuple[bool, ...]  # per rate index: does any run of the pack have an L1 term there
     l2: tuple[bool, ...]
-
-    @property
-    def layers(self) -> list[str]:
-        """The Dense layers whose weights are stacked: `hidden_i`, `skip_i` (residual width changes), `output`."""
-        names = ["hidden_1"]
-        for i in range(1, len(self.hidden)):
-            if self.builder == "residual_mlp" and self.hidden[i] != self.hidden[i - 1]:
-                names.append(f"skip_{i + 1}")
-            names.append(f"hidden_{i + 1}")
-        return [*names, "output"]
+    xla: bool  # compile the training step with XLA (`use_xla`)
 
     def rate_index(self, layer: str) -> int:
         """Which entry of a per-layer rate list applies to a layer (as in `models.build_mlp`)."""
         return len(self.hidden) if layer == "output" else int(layer.split("_")[1]) - 1
+
+
+def dense_layers(builder: str, hidden: Sequence[int]) -> list[str]:
+    """The Dense layers of a built-in builder's model, as stacked here: `hidden_i`, `skip_i`
+    (a residual model's projection where the width changes), `output`."""
+    names = ["hidden_1"]
+    for i in range(1, len(hidden)):
+        if builder == "residual_mlp" and hidden[i] != hidden[i - 1]:
+            names.append(f"skip_{i + 1}")
+        names.append(f"hidden_{i + 1}")
+    return [*names, "output"]
 
 
 def _fmix32(h: tf.Tensor) -> tf.Tensor:
@@ -200,8 +217,8 @@ class _Graph:
 
         self.arch = arch
         self.act = keras.activations.get(arch.activation)
-        self.epoch = tf.function(self._epoch, reduce_retracing=True, jit_compile=JIT)
-        self.step = tf.function(self._step, jit_compile=STEP_JIT)
+        self.epoch = tf.function(self._epoch, reduce_retracing=True)
+        self.step = tf.function(self._step, jit_compile=arch.xla)
         self.measure = tf.function(self._measure, reduce_retracing=True)
 
     # -- the model --------------------------------------------------------------------------
@@ -266,12 +283,14 @@ class _Graph:
         return total
 
     # -- one epoch ------------------------------------------------------------------------
-    def _epoch(self, params: Params, slots: dict, step: tf.Tensor, lr: tf.Tensor, l1: tf.Tensor, l2: tf.Tensor,
+    def _epoch(self, params: Params, slots: dict, step: tf.Tensor, active: tf.Tensor, lr: tf.Tensor, l1: tf.Tensor,
+               l2: tf.Tensor,
                rate: tf.Tensor, seeds: tf.Tensor, order: tf.Tensor, x: tf.Tensor, y: tf.Tensor,
                x_val: tf.Tensor, y_val: tf.Tensor, chunk: int) -> tuple:
         """Trains every run of the pack for one epoch, then measures each one.
 
-        Returns the new params, optimizer slots and step count, and a dict of `[K]` values:
+        Runs whose `active` is false keep their weights and optimizer state. Returns the new
+        params, optimizer slots and step count, and a dict of `[K]` values:
         the epoch's running `loss` and `metric` (Dropout on, as Keras reports them), the
         `penalty`, data loss and metric on the training and validation sets in inference
         mode, and the weight statistics.
@@ -287,7 +306,7 @@ class _Graph:
         run_key = _fmix32(tf.cast(seeds, tf.uint32) ^ _u32(0x9E3779B9))
 
         def step_fn(params: Params, slots: dict, t: tf.Tensor, idx: tf.Tensor) -> tuple:
-            return self.step(params, slots, t, idx, x, y, lr3, l1, l2, keep, scale, run_key)
+            return self.step(params, slots, t, idx, x, y, active, lr3, l1, l2, keep, scale, run_key)
 
         loss_sum, metric_sum, t = tf.zeros([k]), tf.zeros([k]), step
         full = n // bs
@@ -309,7 +328,7 @@ class _Graph:
         return params, slots, t, out
 
     def _step(self, params: Params, slots: dict, t: tf.Tensor, idx: tf.Tensor, x: tf.Tensor, y: tf.Tensor,
-              lr3: tf.Tensor, l1: tf.Tensor, l2: tf.Tensor, keep: tf.Tensor, scale: tf.Tensor,
+              active: tf.Tensor, lr3: tf.Tensor, l1: tf.Tensor, l2: tf.Tensor, keep: tf.Tensor, scale: tf.Tensor,
               run_key: tf.Tensor) -> tuple:
         """One training step of every run on its batch `idx` (`[K, B]` sample indices): returns
         the new weights and optimizer state, and each run's batch loss (data + penalty, as
@@ -337,7 +356,7 @@ class _Graph:
             total = tf.reduce_sum(data_loss)  # each run's gradient is its own term's
         g = tape.gradient(total, flat)
         grads = {name: (g[2 * i], g[2 * i + 1]) for i, name in enumerate(params)}
-        penalty, params, slots = self.update(params, slots, grads, t, lr3, l1, l2)
+        penalty, params, slots = self.update(params, slots, grads, t, active, lr3, l1, l2)
         b = tf.cast(tf.shape(idx)[1], tf.float32)
         return params, slots, (data_loss + penalty) * b, tf.reduce_sum(metric, 1)
 
@@ -364,10 +383,11 @@ class _Graph:
         return {"data_loss": loss_sum / n, "metric": metric_sum / n}
 
     # -- the optimizers, for stacked variables with a learning rate per run ------------------
-    def update(self, params: Params, slots: dict, grads: dict, t: tf.Tensor, lr3: tf.Tensor, l1: tf.Tensor,
-               l2: tf.Tensor) -> tuple[tf.Tensor, Params, dict]:
+    def update(self, params: Params, slots: dict, grads: dict, t: tf.Tensor, active: tf.Tensor, lr3: tf.Tensor,
+               l1: tf.Tensor, l2: tf.Tensor) -> tuple[tf.Tensor, Params, dict]:
         """One optimizer step per run; returns the penalty before the step (`[K]`, what Keras
-        adds to the batch's loss), the new weights and the new optimizer state.
+        adds to the batch's loss), the new weights and the new optimizer state. A run that is
+        not `active` keeps both (a zero gradient would still move Adam's weights).
 
         `grads` are the gradients of the data loss; the penalty's, `l1 * sign(W) + l2 * 2W`,
         are added here, in the one XLA-compiled pass over the weights that also computes the
@@ -405,7 +425,12 @@ class _Graph:
                     v = state[1] + (tf.square(grad) - state[1]) * (1 - _BETA_2)
                     updated.append(var - (m * alpha) / (tf.sqrt(v) + _EPSILON))
                     states.append((m, v))
-            new_params[name], new_slots[name] = tuple(updated), tuple(states)
+            live = tf.reshape(active, [-1, 1, 1])
+            new_params[name] = tuple(tf.where(live if new.shape.rank == 3 else live[:, :, 0], new, old)
+                                     for new, old in zip(updated, pair, strict=True))
+            new_slots[name] = tuple(tuple(tf.where(live if a.shape.rank == 3 else live[:, :, 0], a, b)
+                                          for a, b in zip(new_state, old_state, strict=True))
+                                    for new_state, old_state in zip(states, slots[name], strict=True))
         return penalty, new_params, new_slots
 
 
@@ -441,15 +466,22 @@ def _where(mask: np.ndarray, new: Params, old: Params) -> Params:
 @functools.lru_cache(maxsize=4096)
 def keras_batch_order(seed: int, n: int) -> np.ndarray:
     """The sample order of `model.fit(shuffle=True)` on `n` samples under
-    `keras.utils.set_random_seed(seed)`, from Keras's own array data adapter (Keras 3 on
-    TensorFlow draws it once per `fit` and repeats it every epoch; batches are cut from it)."""
+    `keras.utils.set_random_seed(seed)`.
+
+    Keras 3's array data adapter draws it inside a `tf.data` map function, with the same two
+    ops as here (so the same op seed under the same global seed); on TensorFlow it draws it
+    once per `fit` and repeats it every epoch, and batches are cut from it in order. A test
+    checks this against what `model.fit` feeds its train step.
+    """
     import tensorflow as tf
-    from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
 
     tf.random.set_seed(seed)
-    adapter = ArrayDataAdapter(np.arange(n), shuffle=True, batch_size=n)
-    batches = [b[0] if isinstance(b, tuple) else b for b in adapter.get_tf_dataset()]
-    order = np.concatenate([b.numpy() for b in batches]).astype(np.int32)
+
+    def permutation(_: tf.Tensor) -> tf.Tensor:
+        indices = tf.range(n, dtype=tf.int64)
+        return tf.random.shuffle(indices)
+
+    order = next(iter(tf.data.Dataset.range(1).map(permutation))).numpy().astype(np.int32)
     order.flags.writeable = False
     return order
 
@@ -505,15 +537,18 @@ def _train(runs: list[RunSpec], data: Dataset) -> Iterator[RunResult]:
     n_rates = len(m.hidden) + 1
     l1s = np.array([_rates(r.model.l1, n_rates) for r in runs], np.float32).T  # [layer, K]
     l2s = np.array([_rates(r.model.l2, n_rates) for r in runs], np.float32).T
+    n = len(data.x_train)
+    layers = dense_layers(m.builder, m.hidden)
+    inits = [_initial_weights(r, data, layers) for r in runs]
+    kernel_names, n_params = inits[0][1], inits[0][2]
+    steps = math.ceil(n / tr.batch_size) * tr.epochs
     arch = _Arch(m.builder, tuple(m.hidden), m.activation, data.task, tr.optimizer, tr.batch_size,
                  any(r.model.dropout > 0 for r in runs), tuple(bool(v) for v in l1s.any(1)),
-                 tuple(bool(v) for v in l2s.any(1)))
+                 tuple(bool(v) for v in l2s.any(1)),
+                 use_xla(len(runs), n_params, steps, any(r.early_stopping.enabled for r in runs)))
     graph = _graph(arch)
-    n = len(data.x_train)
-    inits = [_initial_weights(r, data, arch.layers) for r in runs]
-    kernel_names, n_params = inits[0][1], inits[0][2]
     params: Params = {name: tuple(tf.constant(np.stack([w[name][j] for w, _, _ in inits])) for j in (0, 1))
-                      for name in arch.layers}
+                      for name in layers}
     slots = {name: tuple(tuple(tf.zeros_like(v) for _ in range(_SLOTS[tr.optimizer])) for v in pair)
              for name, pair in params.items()}
     per_run = {  # per-run settings, stacked like the weights (rates: [layer, K])
@@ -549,41 +584,53 @@ def _train(runs: list[RunSpec], data: Dataset) -> Iterator[RunResult]:
                       best=int(rule.best_epoch[j]) if runs[j].early_stopping.enabled else None,
                       stopped=stopped, kernels=kernels, test=test, n_params=n_params, duration_s=float(spent[j]))
 
+    active = np.ones(len(runs), dtype=bool)  # positions still training; the others are frozen padding
     for epoch in range(tr.epochs):
         t0 = time.perf_counter()
-        params, slots, step, out = graph.epoch(params, slots, step, per_run["lr"], per_run["l1"], per_run["l2"],
-                                               per_run["rate"], per_run["seeds"], per_run["order"], x, y,
-                                               x_val, y_val, chunk)
+        params, slots, step, out = graph.epoch(params, slots, step, tf.constant(active), per_run["lr"],
+                                               per_run["l1"], per_run["l2"], per_run["rate"], per_run["seeds"],
+                                               per_run["order"], x, y, x_val, y_val, chunk)
         values = {name: v.numpy().astype(np.float64).tolist() for name, v in out.items()}
         values["val_loss"] = [v + p for v, p in zip(values["val_data_loss"], values["penalty"], strict=True)]
         values["lr"] = per_run["lr"].numpy().astype(np.float64).tolist()
-        elapsed = time.perf_counter() - t0
-        share = elapsed / len(alive)
-        columns = {"loss": "loss", "penalty": "penalty", "train_data_loss": "train_data_loss",
-                   "val_data_loss": "val_data_loss", "val_loss": "val_loss", metric: "metric",
-                   f"val_{metric}": "val_metric", f"train_{metric}": "train_metric", "weight_l1": "weight_l1",
-                   "weight_l2": "weight_l2", "sparsity": "sparsity", "lr": "lr"}
-        rows = [{"run_id": runs[j].run_id, "epoch": epoch + 1, **{c: values[v][pos] for c, v in columns.items()},
-                 "epoch_time_s": share} for pos, j in enumerate(alive)]
-        for row, j in zip(rows, alive, strict=True):
-            histories[j].append(row)
-        spent[alive] += share
+        live = np.flatnonzero(active)
+        share = (time.perf_counter() - t0) / len(live)
+        rows = [{"run_id": runs[alive[pos]].run_id, "epoch": epoch + 1,
+                 **{col: values[v][pos] for col, v in _COLUMNS.items()}, "epoch_time_s": share} for pos in live]
+        for row in rows:
+            row[metric], row[f"val_{metric}"], row[f"train_{metric}"] = (row.pop("metric"), row.pop("val_metric"),
+                                                                          row.pop("train_metric"))
+        for row, pos in zip(rows, live, strict=True):
+            histories[alive[pos]].append(row)
+        spent[alive[live]] += share
         diverged = np.array([diverged_at(row) for row in rows])
-        improved, stop = rule.update(epoch, [row.get(es.monitor, np.nan) for row in rows], alive)
+        improved_live, stop = rule.update(epoch, [row.get(es.monitor, np.nan) for row in rows], alive[live])
         if any(restore):
+            improved = np.zeros(len(active), dtype=bool)
+            improved[live] = improved_live
             best = _where(improved, params, best)
         ending = diverged | stop | (epoch == tr.epochs - 1)
-        for pos in np.flatnonzero(ending):
-            j = int(alive[pos])
-            yield record(j, int(pos), best if restore[j] else params, bool(stop[pos] and not diverged[pos]))
-        if ending.all():
+        for i in np.flatnonzero(ending):
+            pos, j = int(live[i]), int(alive[live[i]])
+            yield record(j, pos, best if restore[j] else params, bool(stop[i] and not diverged[i]))
+        active[live[ending]] = False
+        n_active = int(active.sum())
+        if n_active == 0:
             return
-        if ending.any():  # the runs that ended leave the pack: nothing is spent on them again
-            where = tf.constant(np.flatnonzero(~ending))
+        if n_active <= len(active) // 2:  # compact, to a power of two so that XLA compiles few sizes
+            size = 1 << (n_active - 1).bit_length()
+            keep = np.concatenate([np.flatnonzero(active), np.flatnonzero(~active)[: size - n_active]])
+            where = tf.constant(keep)
             params, slots, best = _select(params, where), _select(slots, where), _select(best, where)
             per_run = {name: tf.gather(v, where, axis=1 if name in ("l1", "l2") else 0)
                        for name, v in per_run.items()}
-            alive = alive[~ending]
+            alive, active = alive[keep], active[keep]
 
+
+_COLUMNS = {"loss": "loss", "penalty": "penalty", "train_data_loss": "train_data_loss",
+            "val_data_loss": "val_data_loss", "val_loss": "val_loss", "metric": "metric", "val_metric": "val_metric",
+            "train_metric": "train_metric", "weight_l1": "weight_l1", "weight_l2": "weight_l2",
+            "sparsity": "sparsity", "lr": "lr"}
+"""History columns from the epoch function's outputs (the metric columns are renamed per task)."""
 
 _SLOTS = {"sgd": 0, "rmsprop": 1, "adam": 2, "adamw": 2}
