@@ -143,4 +143,16 @@ def test_committed_results_resume_with_nothing_to_train(tmp_path, capsys):
     shutil.copytree(ROOT / "results" / "l2_rate", tmp_path / "l2_rate", ignore=shutil.ignore_patterns("plots"))
     assert main(["run", str(ROOT / "experiments" / "l2_rate.toml"), "--out", str(tmp_path / "l2_rate"),
                  "--quiet"]) == 0
-    assert "18 already done" in capsys.readouterr().out
+    assert "60 already done" in capsys.readouterr().out
+
+
+def test_a_diverged_setting_is_in_the_table_that_ends_run(tmp_path, capsys):
+    """Issue 8.1, as reported: learning rates 0.001 and 1e6 on diabetes."""
+    d = tiny_spec_dict(data={"dataset": "diabetes", "train_size": 1.0}, training={"epochs": 2},
+                       grid={"learning_rate": [0.001, 1e6]})
+    spec, out = write_toml(tmp_path / "e.toml", d), tmp_path / "out"
+    assert main(["run", str(spec), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "1 diverged" in text and "no ok runs" in text
+    for argv in (["compare", str(out)], ["plot", str(out)], ["report", str(out)]):
+        assert main(argv) == 0, argv

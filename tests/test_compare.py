@@ -84,3 +84,17 @@ def test_errors(res):
 def test_format_table_is_readable(res):
     text = format_table(compare(res, baseline="l2=0"))
     assert "mean best_val_data_loss" in text and "better" in text and "*" in text
+
+
+def test_a_setting_without_ok_runs_is_shown_and_ranked_last(tmp_path):
+    """Issue 8.1: a diverged setting crashed compare (`boolean value of NA is ambiguous`)."""
+    res = load_results(make_results(tmp_path / "lr", {1e6: [0.0, 0.0], 0.001: [0.5, 0.6]}, param="learning_rate",
+                                    statuses={(1e6, 0): "diverged", (1e6, 1): "failed"}))
+    table = compare(res, baseline="learning_rate=0.001")
+    assert list(table.learning_rate) == [0.001, 1e6]
+    last = table.iloc[1]
+    assert (last["n"], last["diverged"], last["failed"], last["rank"], last["best"]) == (0, 1, 1, 2, "")
+    assert last["verdict"] == "no ok runs"
+    assert "no ok runs" in format_table(table)
+    with pytest.raises(ValueError, match="the baseline has no ok runs"):
+        compare(res, baseline="learning_rate=1e6")

@@ -107,3 +107,14 @@ def test_figures_for_the_cli(res):
                          "sparsity_l2", "weight_l2_l2", "stopping_epoch_l2"}
     with pytest.raises(ValueError, match="Received: kind="):
         plots.figures(res, ["pie"])
+
+
+def test_plots_and_report_of_runs_that_all_failed(tmp_path):
+    """Issue 8.1: `plot` raised IndexError when no run was ok."""
+    from mlreg.analysis.report import render
+
+    res = load_results(make_results(tmp_path / "r", {0.0: [0.5], 0.1: [0.6]},
+                                    statuses={(0.0, 0): "failed", (0.1, 0): "diverged"}))
+    figs = plots.figures(res)
+    assert "loss_curves" in figs and "validation_curve_l2" in figs
+    assert "no ok runs" in render(res)

@@ -166,8 +166,9 @@ def compare(
     table = keys.merge(stats.reset_index(), on=by, how="left").merge(counted.reset_index(), on=by, how="left")
     table["n"] = table["n"].fillna(0).astype(int)
     ascending = not higher_is_better(metric)
-    table["rank"] = table["mean"].rank(ascending=ascending, method="min").astype("Int64")
-    table["best"] = np.where(table["rank"] == 1, "*", "")
+    # settings without an ok run (all diverged or failed) are shown, ranked last
+    table["rank"] = table["mean"].rank(ascending=ascending, method="min", na_option="bottom").astype(int)
+    table["best"] = np.where((table["rank"] == 1) & (table["n"] > 0), "*", "")
     if baseline is not None:
         table = _with_baseline(table, runs, by, metric, baseline, ascending)
     return table.sort_values(["rank"], kind="stable", na_position="last").reset_index(drop=True)
@@ -184,6 +185,9 @@ def _with_baseline(
     if len(base_rows) != 1:
         raise ValueError(f"Invalid value for `baseline`: matches {len(base_rows)} settings, expected 1 "
                          f"(settings differ in {by}). Received: baseline={baseline!r}")
+    if base_rows.iloc[0]["n"] == 0:
+        raise ValueError(f"Invalid value for `baseline`: the baseline has no ok runs (all diverged or failed). "
+                         f"Received: baseline={baseline!r}")
     base_key = base_rows.iloc[0][by]
     ok = runs[runs["status"] == "ok"]
     base = ok[(ok[by] == base_key.values).all(axis=1)].groupby("seed")[metric].mean()
@@ -191,6 +195,9 @@ def _with_baseline(
     for _, row in table.iterrows():
         if (row[by].values == base_key.values).all():
             diffs.append(0.0), lows.append(np.nan), highs.append(np.nan), verdicts.append("baseline")
+            continue
+        if row["n"] == 0:
+            diffs.append(np.nan), lows.append(np.nan), highs.append(np.nan), verdicts.append("no ok runs")
             continue
         mine = ok[(ok[by] == row[by].values).all(axis=1)].groupby("seed")[metric].mean()
         paired = (mine - base).dropna()
@@ -206,6 +213,17 @@ def _with_baseline(
     return table.assign(diff=diffs, ci_low=lows, ci_high=highs, verdict=verdicts)
 
 
+def mark_empty(table: pd.DataFrame) -> pd.DataFrame:
+    """The table for display: a setting without ok runs says so where its mean would be
+    (its verdict says so already when there is a baseline)."""
+    import pandas as pd
+
+    if "verdict" in table:
+        return table
+    mean = [m if n else "no ok runs" for m, n in zip(table["mean"], table["n"], strict=True)]
+    return table.assign(mean=pd.Series(mean, index=table.index, dtype=object))
+
+
 def format_table(table: pd.DataFrame, *, metric: str = "best_val_data_loss") -> str:
     """A readable terminal table of `compare`'s output."""
     shown = table.copy()
@@ -214,5 +232,5 @@ def format_table(table: pd.DataFrame, *, metric: str = "best_val_data_loss") -> 
             shown[col] = shown[col].map(lambda v: "" if v != v else f"{v:.4g}")
     if "best_epoch" in shown:
         shown["best_epoch"] = shown["best_epoch"].map(lambda v: "" if v != v else f"{v:.1f}")
-    shown = shown.rename(columns={"mean": f"mean {metric}"})
+    shown = mark_empty(shown).rename(columns={"mean": f"mean {metric}"})
     return shown.to_string(index=False)

@@ -182,6 +182,13 @@ def _legend_title(f: Frames, shown: int) -> str | None:
     return title if shown == total else f"{title}\n({shown} of {total} settings)"
 
 
+def _no_runs(ax: Axes) -> Axes:
+    """Says on the axes that there is nothing to draw: every run diverged or failed."""
+    ax.text(0.5, 0.5, "no ok runs to draw (every run diverged or failed)", ha="center", va="center",
+            transform=ax.transAxes, color="grey")
+    return ax
+
+
 def _legend(ax: Axes, title: str | None, **kw: Any) -> None:
     handles, _ = ax.get_legend_handles_labels()
     if handles:
@@ -215,6 +222,8 @@ def loss_curves(
     ax = _ax(ax)
     ok_runs = f.runs[f.runs["status"] == "ok"]
     hist = f.history[f.history["run_id"].isin(ok_runs["run_id"])]
+    if hist.empty:
+        return _no_runs(ax)
     present = set(hist["setting"].unique())
     settings = _pick([s for s in _ordered_settings(f) if s in present], _best_setting(f), max_settings)
     stats = hist.groupby(["setting", "epoch"])[["val_data_loss", "train_data_loss"]].agg(["mean", "std"])
@@ -253,6 +262,8 @@ def _against_param(
     parameter; one line per value of a second swept parameter."""
     col, numeric = _param_values(f, param)
     ok = f.runs[f.runs["status"] == "ok"].copy()
+    if ok.empty:
+        return _no_runs(ax)
     if not numeric:
         cats = list(dict.fromkeys(col))
         ok["_x"] = ok[param].map({c: i for i, c in enumerate(cats)})

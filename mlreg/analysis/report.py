@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlreg.analysis.compare import as_list, compare
+from mlreg.analysis.compare import as_list, compare, mark_empty
 from mlreg.analysis.plots import KINDS, figures
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ def render(results: Results | Sequence[Results], *, metric: str = "best_val_data
         parts.append(f"<p>{html.escape(m.get('description', ''))} — {len(r.runs)} runs ({statuses}); "
                      f"swept: {html.escape(', '.join(r.params) or 'nothing')}</p>")
     parts.append(f"<h2>Settings ranked by {html.escape(metric)} (mean over seeds; * = best)</h2>")
-    parts.append(table.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0))
+    parts.append(mark_empty(table).to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0))
     parts.append("<h2>Plots</h2>")
     for stem, fig in figures(results, kinds).items():
         parts.append(f"<figure><img alt='{stem}' src='{png_data_uri(fig)}'><figcaption>{stem}</figcaption></figure>")
