@@ -7,7 +7,9 @@ Nothing heavy is imported at start: `mlreg --help`, `validate`, `compare` and
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,14 +18,22 @@ BAD_INPUT = 2
 
 
 def _parser() -> argparse.ArgumentParser:
+    from mlreg import __version__
+
+    common = argparse.ArgumentParser(add_help=False)  # options taken before or after the command
+    common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="let TensorFlow's log messages through")
     p = argparse.ArgumentParser(
-        prog="mlreg",
+        prog="mlreg", parents=[common],
         description="Regularization experiments on Keras: sweep, record honestly, compare, plot.",
     )
-    p.add_argument("--verbose", action="store_true", help="let TensorFlow's log messages through")
+    p.add_argument("--version", action="version", version=f"mlreg {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    r = sub.add_parser("run", help="train an experiment's sweep into a results directory")
+    def command(name: str, **kw: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], **kw)
+
+    r = command("run", help="train an experiment's sweep into a results directory")
     r.add_argument("file", help="experiment file (TOML)")
     r.add_argument("--out", help="results directory (default: results/<name>)")
     r.add_argument("--fresh", action="store_true",
@@ -32,21 +42,22 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--engine", choices=["auto", "fused", "keras"],
                    help="how runs train (default: the file's training.engine, else auto)")
     r.add_argument("--max-pack", type=int, metavar="K", help="most runs the fused engine trains in one graph")
+    r.add_argument("--max-runs", type=int, metavar="N", help="refuse plans with more runs (default: 100,000)")
     r.add_argument("--quiet", action="store_true", help="no progress bar and no table")
 
-    v = sub.add_parser("validate", help="check an experiment file and list its runs; trains nothing")
+    v = command("validate", help="check an experiment file and list its runs; trains nothing")
     v.add_argument("file")
 
-    sub.add_parser("datasets", help="list the built-in data sets")
+    command("datasets", help="list the built-in data sets")
 
-    c = sub.add_parser("compare", help="rank settings over seeds from saved results")
+    c = command("compare", help="rank settings over seeds from saved results")
     c.add_argument("dirs", nargs="+", metavar="DIR", help="results directories")
     c.add_argument("--metric", default="best_val_data_loss", help="a runs.csv column")
     c.add_argument("--by", nargs="+", metavar="PARAM", help="columns defining a setting")
     c.add_argument("--baseline", help='the setting to compare against, e.g. "l2=0"')
     c.add_argument("--csv", metavar="OUT", help="also write the table to a CSV file")
 
-    pl = sub.add_parser("plot", help="draw comparison plots from saved results")
+    pl = command("plot", help="draw comparison plots from saved results")
     pl.add_argument("dirs", nargs="+", metavar="DIR", help="results directories")
     pl.add_argument("--out", help="where to write (default: DIR/plots, or ./plots for several DIRs)")
     pl.add_argument("--kind", nargs="+", metavar="KIND",
@@ -54,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
                          "weight_l2 stopping")
     pl.add_argument("--format", choices=["png", "svg"], default="png")
 
-    rp = sub.add_parser("report", help="write one self-contained HTML report")
+    rp = command("report", help="write one self-contained HTML report")
     rp.add_argument("dirs", nargs="+", metavar="DIR", help="results directories")
     rp.add_argument("--out", help="the HTML file (default: DIR/report.html, or ./report.html)")
     rp.add_argument("--metric", default="best_val_data_loss", help="the runs.csv column to rank by")
@@ -65,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.verbose = getattr(args, "verbose", False)
     from mlreg.data import DataError
     from mlreg.spec import SpecError
     from mlreg.store import ResultsError, StoreError
@@ -77,8 +89,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `mlreg validate FILE | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except KeyboardInterrupt:
-        print("\nmlreg: interrupted; finished runs are kept, run again to resume", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"\nmlreg: interrupted ({signal.Signals(signum).name}); finished runs are kept, run again to resume",
+              file=sys.stderr)
+        return 128 + signum
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        print(f"mlreg: error: the disk is full ({e.filename or 'writing results'}); finished runs are kept. "
+              "Free some space and run again to resume", file=sys.stderr)
         return 1
     except Exception as e:  # noqa: BLE001 - a clear line, not a traceback
         from mlreg.runner import SweepError
@@ -93,34 +113,51 @@ def _run(args: argparse.Namespace) -> int:
     from mlreg.spec import load_spec
 
     spec = load_spec(args.file)
+    limits = {"max_runs": args.max_runs} if args.max_runs else {}
     report = run(spec, out=args.out, fresh=args.fresh, epochs=args.epochs, engine=args.engine,
-                 max_pack=args.max_pack, progress=not args.quiet, verbose=args.verbose)
+                 max_pack=args.max_pack, progress=not args.quiet, verbose=args.verbose, **limits)
     print(report)
     if not args.quiet:
         _print_compare([report.out], metric="best_val_data_loss")
     return 0
 
 
+SHOWN_RUNS = 40
+"""`validate` lists plans up to this size; larger ones are summarised."""
+
+
 def _validate(args: argparse.Namespace) -> int:
-    from mlreg.runner import default_out, prepare_data
+    from itertools import islice
+
+    from mlreg.data import load
+    from mlreg.runner import check_builders, check_monitor, default_out
     from mlreg.spec import load_spec
 
     spec = load_spec(args.file)
-    plan = spec.expand()
-    datasets = prepare_data(plan)
-    swept = [p for p in spec.swept if p != "variant"]
-    print(f"{spec.name}: {len(plan)} runs = {len(spec.settings())} settings x "
-          f"{len(spec.seed_list)} seeds -> {default_out(spec)}")
-    for ds in datasets.values():
+    n, seeds = spec.n_runs, len(spec.seed_list)
+    shown = list(islice(spec.iter_runs(), SHOWN_RUNS))
+    print(f"{spec.name}: {_count(n, 'run')} = {_count(spec.n_settings, 'setting')} x {_count(seeds, 'seed')} "
+          f"-> {default_out(spec)}")
+    for data_spec in spec.data_specs():
+        ds = load(data_spec)
+        check_monitor(shown, ds.task)
         print(f"  data {ds.name}: task {ds.task}, {ds.n_features} features, "
               f"{len(ds.x_train)} train / {len(ds.x_val)} val samples")
+    check_builders(shown)
+    swept = [p for p in spec.swept if p != "variant"]
     header = ["run_id", "seed", *(["variant"] if spec.variants else []), *swept]
     rows = [[r.run_id, str(r.seed), *([r.variant or ""] if spec.variants else []),
-             *(str(r.params()[p]) for p in swept)] for r in plan]
+             *(str(r.params()[p]) for p in swept)] for r in shown]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
     for row in [header, *rows]:
         print("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+    if n > len(shown):
+        print(f"  ... and {n - len(shown):,} more runs")
     return 0
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n:,} {word}{'s' * (n != 1)}"
 
 
 def _datasets(args: argparse.Namespace) -> int:

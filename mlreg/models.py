@@ -9,6 +9,7 @@ The output head, loss and metrics follow from the task.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
 from collections.abc import Sequence
@@ -235,13 +236,33 @@ def user_builder(ref: str) -> Any:
     return fn
 
 
+def call_builder(fn: Any, hp: dict[str, Any], ref: str) -> Any:
+    """Calls a user's builder with keyword arguments: those its signature names (all of them
+    when it takes `**kwargs`).
+
+    Raises:
+        TypeError: the builder needs an argument that mlreg does not give, naming it.
+    """
+    params = inspect.signature(fn).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return fn(**hp)
+    named = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    missing = [p.name for p in params if p.default is p.empty and p.name not in hp
+               and p.kind is not p.VAR_POSITIONAL]
+    if missing:
+        raise TypeError(f"builder {ref} needs {missing}, which mlreg does not give; mlreg calls a builder "
+                        f"with keyword arguments, those it names of {sorted(hp)}")
+    return fn(**{k: v for k, v in hp.items() if k in named})
+
+
 def build_model(run: RunSpec, data: Dataset) -> keras.Model:
     """Builds (uncompiled) the model of a run for its data.
 
-    A user's builder receives `run.hp()` plus `n_features`, `n_outputs`, `task`
-    and `output_activation`, and must return a `keras.Model` with its own head;
-    it is responsible for using `l1`, `l2` and `dropout` (see
-    `mlreg.apply_regularization`).
+    A user's builder is called with keyword arguments (see `call_builder`): the run's
+    parameters (`run.hp()`: `l1`, `l2`, `dropout`, `hidden`, `learning_rate`, ...) plus
+    `n_features`, `n_outputs`, `task` and `output_activation`. It must return a
+    `keras.Model` with its own head and is responsible for using `l1`, `l2` and `dropout`
+    (see `mlreg.apply_regularization`).
     """
     import keras
 
@@ -263,7 +284,7 @@ def build_model(run: RunSpec, data: Dataset) -> keras.Model:
             "task": data.task,
             "output_activation": output_activation(data.task),
         }
-        model = user_builder(m.builder)(hp)
+        model = call_builder(user_builder(m.builder), hp, m.builder)
         if not isinstance(model, keras.Model):
             raise TypeError(f"builder {m.builder} returned {type(model).__name__}, not a keras.Model")
     # "none" leaves the model as built (a user's builder may have frozen layers itself)

@@ -70,7 +70,7 @@ def columns(task: str, params: list[str], *, has_test: bool = False) -> dict[str
     history = ["run_id", "epoch", "loss", "penalty", "train_data_loss", "val_data_loss", "val_loss"]
     history += [c for m in metrics for c in (m, f"val_{m}", f"train_{m}")]
     history += [*WEIGHT_STATS, "lr", "epoch_time_s"]
-    runs = ["run_id", "status", "seed", *params, "engine", "best_epoch", "stopped_epoch", "epochs_run",
+    runs = ["run_id", "status", "seed", *params, "engine", "best_epoch", "kept_epoch", "stopped_epoch", "epochs_run",
             "best_val_data_loss", "train_data_loss_at_best", "gap", "penalty_at_best"]
     runs += [c for m in metrics for c in (f"val_{m}_at_best", f"train_{m}_at_best")]
     runs += ["final_val_data_loss", *WEIGHT_STATS]
@@ -78,6 +78,13 @@ def columns(task: str, params: list[str], *, has_test: bool = False) -> dict[str
         runs += ["test_data_loss", *(f"test_{m}" for m in metrics)]
     runs += ["n_params", "duration_s", "error"]
     return {RUNS: runs, HISTORY: history, WEIGHTS: WEIGHT_COLUMNS}
+
+
+def monitors(task: str) -> list[str]:
+    """The history columns early stopping can watch for a task: the losses and the metrics."""
+    metrics = metric_names(task)
+    return ["loss", "penalty", "train_data_loss", "val_data_loss", "val_loss",
+            *(c for m in metrics for c in (m, f"val_{m}", f"train_{m}"))]
 
 
 def kernel_stats(kernels: Sequence[np.ndarray]) -> dict[str, float]:
@@ -123,6 +130,7 @@ def finish(
     task: str,
     history: list[dict[str, Any]],
     best: int | None,
+    restored: bool,
     stopped: bool,
     kernels: Mapping[str, np.ndarray],
     test: Mapping[str, float] | None,
@@ -136,10 +144,13 @@ def finish(
         engine: the engine that trained it (`keras`, `fused`).
         task: the data's task (decides the metric columns).
         history: its rows, one per epoch trained.
-        best: index into `history` of the epoch whose weights were kept (early stopping),
-            or `None` to take the epoch with the lowest monitored value.
+        best: index into `history` of early stopping's best epoch, or `None` (early stopping
+            off) to take the best epoch by the monitored column.
+        restored: the model ends with the best epoch's weights (early stopping restored
+            them); else with the last epoch's. `kept_epoch` says which, and the weight
+            statistics, histograms and test columns describe that model.
         stopped: early stopping ended the run before `epochs`.
-        kernels: the kept kernels by layer name.
+        kernels: the kept model's kernels by layer name.
         test: the test-set values (`data_loss` and the metrics), when there is a test set.
         n_params: the model's parameter count.
         duration_s: wall time spent on the run.
@@ -150,12 +161,15 @@ def finish(
         summary |= {"status": "diverged", "error": f"non-finite loss at epoch {len(history)}",
                     "n_params": n_params, "duration_s": duration_s}
         return RunResult(run.run_id, "diverged", summary, history, [])
-    if best is None:
-        best = min(range(len(history)), key=lambda i: history[i][run.early_stopping.monitor])
+    if best is None:  # the best epoch by the monitored column, in its direction
+        monitor = run.early_stopping.monitor
+        sign = -1.0 if monitor_mode(monitor) == "max" else 1.0
+        best = min(range(len(history)), key=lambda i: sign * history[i][monitor])
     row = history[best]
     summary |= {
         "status": "ok",
         "best_epoch": row["epoch"],
+        "kept_epoch": row["epoch"] if restored else len(history),
         "best_val_data_loss": row["val_data_loss"],
         "train_data_loss_at_best": row["train_data_loss"],
         "gap": row["val_data_loss"] - row["train_data_loss"],

@@ -21,19 +21,44 @@ from mlreg.data import Dataset, load
 from mlreg.spec import BUILDERS, ExperimentSpec, RunSpec, SpecError
 from mlreg.store import ResultsStore
 
+MAX_RUNS = 100_000
+"""Plans larger than this are refused unless the caller raises `max_runs` (a typo in a grid
+can ask for a million runs)."""
+
 
 class SweepError(RuntimeError):
     """The sweep stopped early (too many failures in a row). Finished runs are kept."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped the sweep at a safe point. Finished runs are kept.
+
+    Attributes:
+        signum: the signal (`signal.SIGINT` or `signal.SIGTERM`).
+    """
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
 @dataclass(frozen=True)
 class SweepReport:
-    """What a call to `run` did."""
+    """What a call to `run` did.
+
+    Attributes:
+        out: the results directory.
+        total: runs in the plan.
+        skipped: runs already recorded (resumed).
+        counts: runs trained now, by status.
+        notes: what the sweep said on the way (engine fallbacks, retries, the first failure).
+    """
 
     out: Path
     total: int
     skipped: int
     counts: dict[str, int]
+    notes: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         parts = ", ".join(f"{n} {s}" for s, n in sorted(self.counts.items()))
@@ -64,6 +89,8 @@ def check_builders(plan: list[RunSpec]) -> None:
     is refused before training."""
     from mlreg.models import user_builder
 
+    if {r.model.builder for r in plan} - set(BUILDERS):
+        engines.import_tensorflow()  # a builder's module may import Keras: keep TensorFlow's log lines out
     for path in {r.model.base_model for r in plan if r.model.base_model}:
         if not Path(path).is_file():
             raise SpecError(f"Invalid value for `model.base_model`: no such file. Received: base_model={path!r}")
@@ -107,24 +134,46 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def check_monitor(plan: list[RunSpec], task: str) -> None:
+    """Refuses, before training, an early-stopping monitor that is not a column the task's
+    runs will have."""
+    from mlreg.records import monitors
+
+    allowed = monitors(task)
+    for monitor in sorted({r.early_stopping.monitor for r in plan if r.early_stopping.enabled}):
+        if monitor not in allowed:
+            raise SpecError(f"Invalid value for `early_stopping.monitor`: not a history column of a {task} "
+                            f"task; expected one of {allowed}. Received: monitor={monitor!r}")
+
+
 @contextlib.contextmanager
-def _interrupt_flag() -> Iterator[threading.Event]:
-    """Ctrl-C sets an event as well as raising KeyboardInterrupt, so that a run during
-    which it arrived is never recorded, even if native code swallowed the exception."""
-    event = threading.Event()
+def _signals() -> Iterator[dict[str, int]]:
+    """Ctrl-C and SIGTERM ask the sweep to stop at the next safe point (`engines.STOP`): an
+    engine stops between batches or epochs, and nothing that was cut short is recorded. A
+    second signal stops at once."""
+    received: dict[str, int] = {}
     if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
-        yield event
+        yield received
         return
 
     def handler(signum: int, frame: object) -> None:
-        event.set()
-        raise KeyboardInterrupt
+        if engines.STOP.is_set():
+            raise Interrupted(signum)
+        received["signum"] = signum
+        engines.STOP.set()
 
-    saved = signal.signal(signal.SIGINT, handler)
+    engines.STOP.clear()
+    saved = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield event
+        yield received
+    except KeyboardInterrupt as e:  # an engine stopped at a safe point: say which signal asked
+        if isinstance(e, Interrupted) or "signum" not in received:
+            raise
+        raise Interrupted(received["signum"]) from None
     finally:
-        signal.signal(signal.SIGINT, saved)
+        for sig, old in saved.items():
+            signal.signal(sig, old)
+        engines.STOP.clear()
 
 
 def run(
@@ -135,11 +184,16 @@ def run(
     epochs: int | None = None,
     engine: str | None = None,
     max_pack: int | None = None,
+    max_runs: int = MAX_RUNS,
     executor: str = "inline",
     progress: bool = True,
     verbose: bool = False,
 ) -> SweepReport:
     """Runs an experiment: every (setting, seed) not yet in its results directory.
+
+    Runs recorded as `failed` are trained again (after their cause was fixed); `ok` and
+    `diverged` runs are results and are kept. An experiment that grew (more seeds, grid
+    values or variants) keeps its finished runs and trains the new ones.
 
     Args:
         spec: the experiment (see `mlreg.load_spec`).
@@ -149,16 +203,19 @@ def run(
         engine: `auto`, `fused` or `keras`. Defaults to the file's `training.engine`.
         max_pack: most runs the fused engine trains in one graph. Defaults to
             `mlreg.engines.fused.MAX_PACK`.
+        max_runs: refuse plans with more runs than this. Defaults to `MAX_RUNS`.
         executor: where runs execute; `"inline"` (this process). Defaults to `"inline"`.
         progress: show a progress bar over runs on stderr. Defaults to `True`.
         verbose: let TensorFlow's log messages through. Defaults to `False`.
 
     Returns:
-        A `SweepReport`: where, how many runs, how many `ok` / `diverged` / `failed`.
+        A `SweepReport`: where, how many runs, how many `ok` / `diverged` / `failed`, and
+        the notes printed on the way.
 
     Raises:
         SpecError, DataError, StoreError: bad input; nothing was trained or written.
         SweepError: `max_failures` runs failed in a row; finished runs are kept.
+        Interrupted: Ctrl-C or SIGTERM; finished runs are kept.
 
     Example:
         >>> report = run(load_spec("experiments/l2_rate.toml"), epochs=2)  # doctest: +SKIP
@@ -166,48 +223,69 @@ def run(
     from tqdm.auto import tqdm
 
     from mlreg.records import columns
+    from mlreg.spec import describe_change
 
     engine = engines.check_engine(engine or spec.training.engine)
     if epochs is not None:
         spec = spec.with_overrides(epochs=epochs)
     execute_packs = executors.get(executor)
+    if spec.n_runs > max_runs:
+        raise SpecError(f"{spec.name}: the plan has {spec.n_runs:,} runs ({spec.n_settings:,} settings x "
+                        f"{len(spec.seed_list)} seeds), more than the limit of {max_runs:,}; check the grid, "
+                        f"or pass --max-runs {spec.n_runs} to go on")
     plan = spec.expand()
     datasets = prepare_data(plan)
     check_builders(plan)
     first = next(iter(datasets.values()))
+    check_monitor(plan, first.task)
     engines.import_tensorflow(verbose)
     params = list(plan[0].params())
     out = Path(out) if out is not None else default_out(spec)
+    notes: list[str] = []
+
+    def say(text: str) -> None:
+        notes.append(text)
+        (bar.write if progress else print)(f"mlreg: {text}", file=sys.stderr)
+
     store = ResultsStore.open(
         out,
         spec_toml=spec.to_toml(),
         manifest=manifest(spec, first.task, len(plan), engine),
         columns=columns(first.task, params, has_test=first.x_test is not None),
         fresh=fresh,
+        plan={r.run_id for r in plan},
+        describe_change=describe_change,
     )
     with store:
-        done = store.done()
-        todo = [r for r in plan if r.run_id not in done]
+        statuses = store.statuses()
+        retry = {run_id for run_id, status in statuses.items() if status == "failed"}
+        store.forget(retry)
+        todo = [r for r in plan if r.run_id not in statuses or r.run_id in retry]
         packs, note = engines.plan(todo, engine, max_pack=max_pack)
         counts: Counter[str] = Counter()
         failures_in_row = 0
         bar = tqdm(total=len(plan), initial=len(plan) - len(todo), unit="run", disable=not progress,
                    desc=spec.name, dynamic_ncols=True)
-        if note and progress:
-            bar.write(note, file=sys.stderr)
-        with bar, _interrupt_flag() as interrupted:
+        with bar, _signals() as received:
+            if retry:
+                say(f"retrying {len(retry)} failed run{'s' * (len(retry) != 1)} (diverged runs are results and stay)")
+            if note:
+                say(note)
             for result in execute_packs(packs, lambda p: datasets[_data_key(p.runs[0])]):
-                if interrupted.is_set():  # native code may have turned Ctrl-C into an error
-                    raise KeyboardInterrupt
+                if engines.STOP.is_set():  # nothing that ended after Ctrl-C or SIGTERM is recorded
+                    raise Interrupted(received.get("signum", signal.SIGINT))
                 store.append(result)
                 counts[result.status] += 1
                 bar.update()
-                bar.set_postfix(counts, refresh=False)
+                bar.set_postfix(counts, refresh=True)
+                if result.status == "failed" and counts["failed"] == 1:
+                    say(f"run {result.run_id} failed: {result.summary.get('error')}")
                 failures_in_row = failures_in_row + 1 if result.status == "failed" else 0
                 if failures_in_row >= spec.max_failures:
                     raise SweepError(
                         f"{failures_in_row} runs failed in a row; stopping the sweep. Last error: "
                         f"{result.summary.get('error')}. Finished runs are kept in {out}."
                     )
-    return SweepReport(out, len(plan), len(plan) - len(todo), dict(counts))
-
+            if engines.STOP.is_set():
+                raise Interrupted(received.get("signum", signal.SIGINT))
+    return SweepReport(out, len(plan), len(plan) - len(todo), dict(counts), tuple(notes))

@@ -21,6 +21,7 @@ import json
 import math
 import re
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -389,15 +390,42 @@ class ExperimentSpec(_Section):
             keys += [k for k in v if k != "name" and k not in keys]
         return keys + [k for k in self.grid if k not in keys]
 
-    def settings(self) -> list[tuple[str | None, dict[str, Any]]]:
-        """Every (variant name, overrides) pair to run, seeds not included."""
+    @property
+    def n_settings(self) -> int:
+        """How many settings the file describes, counted without listing them."""
+        return max(len(self.variants), 1) * math.prod(len(v) for v in self.grid.values())
+
+    @property
+    def n_runs(self) -> int:
+        """How many runs the file describes (settings x seeds), counted without listing them."""
+        return self.n_settings * len(self.seed_list)
+
+    def data_specs(self) -> list[DataSpec]:
+        """The distinct `[data]` sections of the plan (the data parameters swept), without
+        listing the runs."""
+        keys = [k for k in PARAMS if PARAMS[k][0] == "data"]
+        base = {k: getattr(self.data, PARAMS[k][1]) for k in keys}
+        choices = [list(self.grid[k]) if k in self.grid else [v.get(k, base[k]) for v in self.variants] or [base[k]]
+                   for k in keys]
+        out: dict[str, DataSpec] = {}
+        for combo in itertools.product(*choices):
+            d = self.data.model_copy(update={PARAMS[k][1]: v for k, v in zip(keys, combo, strict=True)})
+            out.setdefault(json.dumps(d.model_dump(mode="json"), sort_keys=True), d)
+        return list(out.values()) or [self.data]
+
+    def settings(self) -> Iterator[tuple[str | None, dict[str, Any]]]:
+        """Every (variant name, overrides) pair to run, seeds not included, one at a time."""
         variants = [(v["name"], {k: x for k, x in v.items() if k != "name"}) for v in self.variants]
-        combos = [dict(zip(self.grid, c, strict=True)) for c in itertools.product(*self.grid.values())]
-        return [(name, {**over, **combo}) for name, over in (variants or [(None, {})]) for combo in combos]
+        for name, over in variants or [(None, {})]:
+            for combo in itertools.product(*self.grid.values()):
+                yield name, {**over, **dict(zip(self.grid, combo, strict=True))}
 
     def expand(self) -> list[RunSpec]:
         """One `RunSpec` per (setting, seed), settings outermost."""
-        runs = []
+        return list(self.iter_runs())
+
+    def iter_runs(self) -> Iterator[RunSpec]:
+        """The runs of `expand`, one at a time (a plan too large to list can still be sampled)."""
         for variant, overrides in self.settings():
             sections = {s: getattr(self, s).model_dump() for s in _SECTIONS}
             for key, value in overrides.items():
@@ -409,8 +437,7 @@ class ExperimentSpec(_Section):
                 setting = ", ".join(f"{k}={format_value(v)}" for k, v in overrides.items())
                 raise SpecError(f"{self.name}: the setting {setting} is invalid: {_format(e)}") from None
             for seed in self.seed_list:
-                runs.append(RunSpec(experiment=self.name, seed=seed, variant=variant, **built))
-        return runs
+                yield RunSpec(experiment=self.name, seed=seed, variant=variant, **built)
 
 
 @dataclass(frozen=True)
@@ -450,6 +477,26 @@ def format_value(v: Any) -> Any:
     if isinstance(v, tuple):
         return "x".join(str(x) for x in v)
     return v
+
+
+def describe_change(old_toml: str, new_toml: str) -> str:
+    """The fields that differ between two `spec.toml` texts, e.g.
+    `training.epochs (100 -> 150), seeds (3 -> 10)`."""
+
+    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            key = f"{prefix}{k}"
+            out |= flat(v, f"{key}.") if isinstance(v, dict) else {key: v}
+        return out
+
+    try:
+        old, new = flat(tomllib.loads(old_toml)), flat(tomllib.loads(new_toml))
+    except tomllib.TOMLDecodeError:
+        return "its spec.toml (which is not valid TOML)"
+    changed = [f"{k} ({old.get(k, 'unset')!r} -> {new.get(k, 'unset')!r})"
+               for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
+    return ", ".join(changed) if changed else "formatting only"
 
 
 def load_spec(path: str | Path) -> ExperimentSpec:

@@ -22,11 +22,14 @@ Reading (`load_results`) needs pandas only, never TensorFlow.
 from __future__ import annotations
 
 import csv
+import errno
 import fcntl
 import io
 import json
 import os
+import shutil
 import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,53 +67,55 @@ class ResultsStore:
         manifest: dict[str, Any],
         columns: dict[str, list[str]],
         fresh: bool = False,
+        plan: Collection[str] | None = None,
+        describe_change: Callable[[str, str], str] | None = None,
     ) -> ResultsStore:
         """Opens (creating or resuming) the results directory of an experiment.
 
+        The directory's lock is taken before anything in it is read, moved or written, so a
+        second process is refused whatever it asks; a new directory is built beside its place
+        and renamed into it, so a crash never leaves a half-made one.
+
         Args:
             root: the directory.
-            spec_toml: the resolved experiment; a directory holding another one is refused.
-            manifest: written to `manifest.json` when the directory is created.
+            spec_toml: the resolved experiment.
+            manifest: written to `manifest.json` (kept up to date when the experiment grows).
             columns: the header of each CSV file (`runs.csv`, `history.csv`, `weights.csv`).
             fresh: move an existing directory aside (to `<root>.old-<time>`) and start anew.
                 Nothing is ever deleted. Defaults to `False`.
+            plan: the run ids of the experiment. A directory whose `spec.toml` differs is
+                taken over (its `spec.toml` and manifest rewritten) when every run it holds is
+                in the plan: the experiment grew (seeds, grid values, variants) or only its
+                description changed. Defaults to `None`: any difference is refused.
+            describe_change: `(old spec.toml, new spec.toml) -> text` naming the fields that
+                differ, for the refusal. Defaults to `None`.
 
         Raises:
-            StoreError: the directory holds another experiment or foreign files, or
-                another process is writing to it.
+            StoreError: the directory holds runs this experiment would not contain, holds
+                foreign files, or another process is writing to it.
         """
         root = Path(root)
         if root.exists() and any(root.iterdir()):
-            spec_path = root / SPEC
-            same = spec_path.is_file() and spec_path.read_text() == spec_toml
-            if fresh:
-                aside = root.with_name(f"{root.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
-                n = 1
-                while aside.exists():
-                    aside = aside.with_name(f"{aside.name.split('~')[0]}~{n}")
-                    n += 1
-                root.rename(aside)
-            elif not spec_path.is_file():
-                raise StoreError(f"{root} is not empty and is not an mlreg results directory; "
-                                 "choose another --out")
-            elif not same:
-                raise StoreError(
-                    f"{root} holds a different experiment (its spec.toml differs from this one); "
-                    "use --fresh to move it aside and start anew, or --out to write elsewhere"
-                )
-        root.mkdir(parents=True, exist_ok=True)
-        lock_fd = os.open(root / ".lock", os.O_WRONLY | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(lock_fd)
-            raise StoreError(f"another mlreg process is writing to {root}") from None
-        store = cls(root, columns, lock_fd)
-        if not (root / SPEC).exists():
-            _write_atomic(root / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-            _write_atomic(root / SPEC, spec_toml)
-        store._repair()
-        return store
+            if not (root / SPEC).is_file():
+                if not fresh:
+                    raise StoreError(f"{root} is not empty and is not an mlreg results directory; "
+                                     "choose another --out")
+                _move_aside(root)
+            else:
+                lock_fd = _lock(root)
+                if fresh:
+                    _move_aside(root)
+                    os.close(lock_fd)
+                else:
+                    store = cls(root, columns, lock_fd)
+                    try:
+                        store._repair()
+                        store._take_over(spec_toml, manifest, plan, describe_change)
+                    except BaseException:
+                        store.close()
+                        raise
+                    return store
+        return cls(root, columns, _create(root, spec_toml, manifest))
 
     def close(self) -> None:
         """Releases the directory's lock."""
@@ -124,17 +129,43 @@ class ResultsStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def statuses(self) -> dict[str, str]:
+        """The status of every run recorded, by run id."""
+        return {row["run_id"]: row["status"] for row in _read_rows(self.root / RUNS)}
+
     def done(self) -> set[str]:
-        """The ids of the runs already recorded."""
-        return {row["run_id"] for row in _read_rows(self.root / RUNS)}
+        """The ids of the runs that need no training: `ok` and `diverged` (a result too).
+        A `failed` run is trained again."""
+        return {run_id for run_id, status in self.statuses().items() if status != "failed"}
+
+    def forget(self, run_ids: Collection[str]) -> None:
+        """Drops the rows of these runs from every file (atomically per file), so that they
+        can be recorded anew: `mlreg run` retries failed runs this way."""
+        ids = set(run_ids)
+        if ids:
+            for name in (RUNS, HISTORY, WEIGHTS):
+                _drop_rows(self.root / name, keep=lambda row: row["run_id"] not in ids)
 
     def append(self, result: RunResult) -> None:
         """Records a finished run: its history and weights, then its `runs.csv` row."""
+        self._check_owner()
         self._append(HISTORY, result.history)
         self._append(WEIGHTS, result.weights)
         self._append(RUNS, [result.summary])
 
     # -- internals ----------------------------------------------------------------
+    def _check_owner(self) -> None:
+        """Refuses to write into a directory that is no longer the one this store locked
+        (moved or replaced under the same name)."""
+        try:
+            here = os.stat(self.root / ".lock")
+        except FileNotFoundError:
+            here = None
+        mine = os.fstat(self._lock_fd)
+        if here is None or (here.st_ino, here.st_dev) != (mine.st_ino, mine.st_dev):
+            raise StoreError(f"{self.root} was moved or replaced while this process was writing to it; "
+                             "stopping without writing there (the runs already recorded moved with it)")
+
     def _append(self, name: str, rows: list[dict[str, Any]]) -> None:
         path, columns = self.root / name, self.columns[name]
         unknown = {k for row in rows for k in row} - set(columns)
@@ -156,25 +187,99 @@ class ResultsStore:
         finally:
             os.close(fd)
 
+    def _take_over(self, spec_toml: str, manifest: dict[str, Any], plan: Collection[str] | None,
+                   describe_change: Callable[[str, str], str] | None) -> None:
+        old = (self.root / SPEC).read_text()
+        if old == spec_toml:
+            return
+        recorded = set(self.statuses())
+        outside = recorded - set(plan) if plan is not None else recorded
+        if outside:
+            change = describe_change(old, spec_toml) if describe_change else "its spec.toml"
+            raise StoreError(
+                f"{self.root} holds another experiment: {len(outside)} of its {len(recorded)} runs are not in "
+                f"this one, which differs in {change}. Use --fresh to move it aside and start anew, "
+                "or --out to write elsewhere")
+        try:
+            started = json.loads((self.root / MANIFEST).read_text()).get("started_at")
+        except (OSError, ValueError):
+            started = None
+        updated = {**manifest, "started_at": started or manifest.get("started_at"),
+                   "updated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        _write_atomic(self.root / MANIFEST, json.dumps(updated, indent=2) + "\n")
+        _write_atomic(self.root / SPEC, spec_toml)
+
     def _repair(self) -> None:
-        """Checks the headers, and drops rows a crash left behind: a cut-off last line,
-        and history or weight rows of runs without a `runs.csv` row."""
+        """Checks the headers (adding the columns of a newer version), and drops rows a crash
+        left behind: a cut-off last line, and history or weight rows of runs without a
+        `runs.csv` row."""
         for name in (RUNS, HISTORY, WEIGHTS):
             path = self.root / name
             if path.exists() and path.stat().st_size:
-                header = path.open().readline().rstrip("\n").split(",")
+                with path.open("rb") as f:
+                    header = next(csv.reader([f.readline().decode(errors="replace")]), [])
                 if header != self.columns[name]:
                     _add_columns(path, header, self.columns[name])
         _drop_rows(self.root / RUNS, keep=lambda row: True)
-        done = self.done()
+        recorded = set(self.statuses())
         for name in (HISTORY, WEIGHTS):
-            _drop_rows(self.root / name, keep=lambda row: row["run_id"] in done)
+            _drop_rows(self.root / name, keep=lambda row: row["run_id"] in recorded)
+
+
+def _lock(root: Path) -> int:
+    """Takes the directory's lock (`.lock`, flock), or refuses: another process writes there."""
+    fd = os.open(root / ".lock", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreError(f"another mlreg process is writing to {root}; wait for it to finish") from None
+    return fd
+
+
+def _move_aside(root: Path) -> Path:
+    aside = root.with_name(f"{root.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+    n = 1
+    while aside.exists():
+        aside = aside.with_name(f"{aside.name.split('~')[0]}~{n}")
+        n += 1
+    root.rename(aside)
+    return aside
+
+
+def _create(root: Path, spec_toml: str, manifest: dict[str, Any]) -> int:
+    """Builds a new results directory beside `root` and renames it into place (all or
+    nothing); returns the descriptor holding its lock."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = root.with_name(f".{root.name}.new-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    fd = -1
+    try:
+        fd = _lock(tmp)
+        _write_atomic(tmp / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        _write_atomic(tmp / SPEC, spec_toml)
+        os.rename(tmp, root)  # replaces an empty directory; fails if another process got there first
+    except BaseException as e:
+        if fd >= 0:
+            os.close(fd)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            raise StoreError(f"another mlreg process is writing to {root}; wait for it to finish") from None
+        raise
+    return fd
 
 
 def _write_atomic(path: Path, text: str) -> None:
+    """Writes a whole file by renaming a finished temporary file over it; on any error
+    (a full disk) the temporary file is removed and the old file is left as it was."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _add_columns(path: Path, header: list[str], columns: list[str]) -> None:
@@ -183,36 +288,51 @@ def _add_columns(path: Path, header: list[str], columns: list[str]) -> None:
     unknown = [c for c in header if c not in columns]
     if unknown:
         raise StoreError(f"{path} has columns that this version of mlreg does not write: {unknown}")
-    text = path.read_text()
-    complete = text[: text.rfind("\n") + 1]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", restval="")
     writer.writeheader()
-    writer.writerows(csv.DictReader(io.StringIO(complete)))
+    writer.writerows(_parse(path)[1])
     _write_atomic(path, buf.getvalue())
 
 
+def _parse(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """The complete lines of a CSV file written by the store (a cut-off last line left out),
+    each with its row. Raises `StoreError` naming the line that is not a row of the header's
+    width (hand-damaged: a stray quote, binary bytes)."""
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        raise StoreError(f"{path}: damaged file: bytes that are not text at line {line}") from None
+    lines = text[: text.rfind("\n") + 1].splitlines(keepends=True)
+    if not lines:
+        return [], []
+    header = next(csv.reader([lines[0]]))
+    rows = []
+    for number, line in enumerate(lines[1:], start=2):
+        try:
+            fields = next(csv.reader([line], strict=True), [])
+        except csv.Error as e:
+            raise StoreError(f"{path}: damaged file: line {number} is not CSV ({e}); repair or remove it") from None
+        if len(fields) != len(header):
+            raise StoreError(f"{path}: damaged file: line {number} has {len(fields)} fields, the header "
+                             f"{len(header)}; repair or remove that line")
+        rows.append(dict(zip(header, fields, strict=True)))
+    return lines, rows
+
+
 def _read_rows(path: Path) -> list[dict[str, str]]:
-    if not path.exists():
-        return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
+    return _parse(path)[1] if path.exists() else []
 
 
 def _drop_rows(path: Path, keep: Any) -> None:
+    """Rewrites a file without a cut-off last line and without the rows `keep` refuses."""
     if not path.exists():
         return
-    text = path.read_text()
-    complete = text[: text.rfind("\n") + 1]
-    lines = complete.splitlines(keepends=True)
-    if not lines:
-        if text:
-            _write_atomic(path, "")
-        return
-    rows = list(csv.DictReader(io.StringIO(complete)))
+    lines, rows = _parse(path)
     kept = [line for line, row in zip(lines[1:], rows, strict=True) if keep(row)]
-    if len(kept) != len(rows) or complete != text:
-        _write_atomic(path, lines[0] + "".join(kept))
+    if len(kept) != len(rows) or sum(map(len, lines)) != path.stat().st_size:
+        _write_atomic(path, "".join(lines[:1] + kept))
 
 
 # -- reading ------------------------------------------------------------------------------
@@ -241,6 +361,18 @@ class Results:
     @property
     def name(self) -> str:
         return str(self.manifest.get("experiment") or self.root.name)
+
+
+def _varying_params(runs: pd.DataFrame) -> list[str]:
+    """The parameter columns of `runs.csv` (between `seed` and `engine`) that take more than
+    one value: the swept parameters, when `manifest.json` is missing."""
+    from mlreg.records import columns
+
+    summary = {c for task in ("single_label", "regression") for c in columns(task, [], has_test=True)[RUNS]}
+    cols = list(runs.columns)
+    start = cols.index("seed") + 1
+    end = next((i for i in range(start, len(cols)) if cols[i] in summary), len(cols))
+    return [c for c in cols[start:end] if runs[c].nunique(dropna=False) > 1]
 
 
 def load_results(root: str | os.PathLike[str]) -> Results:
@@ -276,27 +408,41 @@ def load_results(root: str | os.PathLike[str]) -> Results:
         path = root / name
         if not path.exists():
             return pd.DataFrame(columns=required)
+        raw = path.read_bytes()
         try:
-            frame = pd.read_csv(path, keep_default_na=True, na_values=[""], low_memory=False)
-        except pd.errors.EmptyDataError:
+            text = raw.decode()
+        except UnicodeDecodeError as e:
+            line = raw[: e.start].count(b"\n") + 1
+            raise ResultsError(f"{path}: damaged file: bytes that are not text at line {line}") from None
+        text = text[: text.rfind("\n") + 1]  # a cut-off last line is a run still being written
+        if not text:
             return pd.DataFrame(columns=required)
-        except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
-            raise ResultsError(f"{path}: damaged CSV: {e}") from None
+        try:
+            frame = pd.read_csv(io.StringIO(text), keep_default_na=True, na_values=[""], low_memory=False)
+        except (pd.errors.ParserError, ValueError):
+            frame = None
+        if frame is None or len(frame) != text.count("\n") - 1:  # a stray quote swallowed lines
+            try:
+                _parse(path)
+            except StoreError as e:
+                raise ResultsError(str(e)) from None
+            raise ResultsError(f"{path}: damaged file: a quote that is not closed")
         missing = [c for c in required if c not in frame.columns]
         if missing:
-            raise ResultsError(f"{path}: damaged CSV: missing columns {missing} in line 1")
+            raise ResultsError(f"{path}: damaged file: missing columns {missing} in line 1")
         return frame
 
     runs = read(RUNS, ["run_id", "status", "seed"])
     done = set(runs["run_id"])
     history = read(HISTORY, ["run_id", "epoch"])
     weights = read(WEIGHTS, WEIGHT_COLUMNS)
+    params = manifest.get("swept") if "swept" in manifest else _varying_params(runs)
     return Results(
         root=root,
         runs=runs,
         history=history[history["run_id"].isin(done)].reset_index(drop=True),
         weights=weights[weights["run_id"].isin(done)].reset_index(drop=True),
-        params=list(manifest.get("swept", [])),
+        params=list(params),
         manifest=manifest,
         spec_toml=(root / SPEC).read_text(),
     )

@@ -9,37 +9,52 @@ from pathlib import Path
 from mlreg.models import build_mlp
 
 
-def small(hp: dict):
-    return build_mlp(hp["n_features"], hp["n_outputs"], hp["task"], hidden=hp["hidden"], l2=hp["l2"])
+def small(n_features, n_outputs, task, hidden, l2):
+    """The builder a user would write: keyword arguments named as the parameters."""
+    return build_mlp(n_features, n_outputs, task, hidden=hidden, l2=l2)
 
 
-def kill_once(hp: dict):
+def everything(**hp):
+    """A builder that takes every argument mlreg gives."""
+    return small(hp["n_features"], hp["n_outputs"], hp["task"], hp["hidden"], hp["l2"])
+
+
+def kill_once(**hp):
     """SIGKILLs its own process the first time it builds the l2=0.01 model (a crash mid-sweep)."""
     marker = Path(os.environ["MLREG_KILL_MARKER"])
     if hp["l2"] == 0.01 and not marker.exists():
         marker.touch()
         os.kill(os.getpid(), signal.SIGKILL)
-    return small(hp)
+    return everything(**hp)
 
 
-def broken(hp: dict):
+def broken(**hp):
     raise RuntimeError("this builder always fails")
 
 
-def not_a_model(hp: dict):
+def fails_once(**hp):
+    """Fails the first time (until the marker file exists): a cause fixed between two runs."""
+    marker = Path(os.environ["MLREG_KILL_MARKER"])
+    if not marker.exists():
+        marker.touch()
+        raise RuntimeError("the data server was down")
+    return everything(**hp)
+
+
+def needs_more(n_features, n_outputs, depth):
+    return None
+
+
+def not_a_model(**hp):
     return "not a model"
 
 
-def interrupt_once(hp: dict):
-    """Ctrl-C the first time the l2=0.01 model is built, turned into an ordinary exception
-    the way native code may turn it (the worst case: it must not be recorded as a failure)."""
+def interrupt_once(**hp):
+    """Sends Ctrl-C (or `MLREG_SIGNAL`) to its own process the first time the l2=0.01 model is
+    built, then goes on building: the sweep must stop at the next safe point, record nothing
+    of this run and keep the runs before it."""
     marker = Path(os.environ["MLREG_KILL_MARKER"])
     if hp["l2"] == 0.01 and not marker.exists():
         marker.touch()
-        try:
-            os.kill(os.getpid(), signal.SIGINT)
-            for _ in range(10**6):  # the interrupt lands within a few bytecodes
-                pass
-        except KeyboardInterrupt:
-            raise RuntimeError("cancelled") from None
-    return small(hp)
+        os.kill(os.getpid(), getattr(signal, os.environ.get("MLREG_SIGNAL", "SIGINT")))
+    return everything(**hp)

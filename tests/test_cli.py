@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
@@ -104,17 +105,38 @@ def test_sigkill_mid_sweep_then_rerun_completes_without_duplicates(tmp_path):
                                   history_before)
 
 
-def test_ctrl_c_keeps_finished_runs_and_records_no_spurious_failure(tmp_path):
+@pytest.mark.parametrize(("signame", "code"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_ctrl_c_and_sigterm_keep_finished_runs_and_exit_128_plus_the_signal(tmp_path, signame, code):
+    """Issue 8.3: SIGTERM killed the process with no message; Ctrl-C exited 1, sometimes with
+    'Exception ignored in: <function WeakKeyDictionary...>'."""
     d = tiny_spec_dict(model={"builder": "tests.builders:interrupt_once"}, grid={"l2": [0.0, 0.01, 0.1]})
     spec, out = write_toml(tmp_path / "e.toml", d), tmp_path / "out"
-    env = {"MLREG_KILL_MARKER": str(tmp_path / "interrupted")}
+    env = {"MLREG_KILL_MARKER": str(tmp_path / "interrupted"), "MLREG_SIGNAL": signame}
     first = _mlreg("run", str(spec), "--out", str(out), "--quiet", env=env)
-    assert first.returncode == 1 and "interrupted" in first.stderr and "Traceback" not in first.stderr
+    assert first.returncode == code, first.stderr
+    lines = first.stderr.strip().splitlines()
+    assert lines[-1] == f"mlreg: interrupted ({signame}); finished runs are kept, run again to resume"
+    assert "Exception ignored" not in first.stderr and "Traceback" not in first.stderr
     runs = pd.read_csv(out / "runs.csv")
-    assert list(runs.status) == ["ok"] and list(runs.l2) == [0.0]  # the interrupted run is not a failure
+    assert list(runs.status) == ["ok"] and list(runs.l2) == [0.0]  # the interrupted run is not recorded
     second = _mlreg("run", str(spec), "--out", str(out), "--quiet", env=env)
     assert second.returncode == 0 and "1 already done" in second.stdout
     assert list(pd.read_csv(out / "runs.csv").status) == ["ok"] * 3
+
+
+def test_sigterm_stops_a_fused_pack_between_epochs(tmp_path):
+    d = tiny_spec_dict(seeds=4, training={"epochs": 100000}, early_stopping={"enabled": False})
+    spec, out = write_toml(tmp_path / "e.toml", d), tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "mlreg", "run", str(spec), "--out", str(out), "--quiet"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not (out / "spec.toml").exists() and proc.poll() is None:  # the directory appears before training
+        time.sleep(0.05)
+    time.sleep(3)  # well into the first pack's epochs
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "interrupted (SIGTERM)" in err and "Traceback" not in err
+    assert not (out / "runs.csv").exists() or pd.read_csv(out / "runs.csv").empty
 
 
 def test_datasets_lists_builtins(capsys):
@@ -156,3 +178,102 @@ def test_a_diverged_setting_is_in_the_table_that_ends_run(tmp_path, capsys):
     assert "1 diverged" in text and "no ok runs" in text
     for argv in (["compare", str(out)], ["plot", str(out)], ["report", str(out)]):
         assert main(argv) == 0, argv
+
+
+def test_early_stopping_monitor_is_checked_before_training(tmp_path, capsys):
+    """Issue 8.5: a misspelled monitor passed `validate` and failed only after trainings."""
+    spec = write_toml(tmp_path / "e.toml", tiny_spec_dict(early_stopping={"monitor": "val_acc"}))
+    for argv in (["validate", str(spec)], ["run", str(spec), "--out", str(tmp_path / "out")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "Invalid value for `early_stopping.monitor`" in err and "Received: monitor='val_acc'" in err
+        assert "'val_accuracy'" in err and "'run_id'" not in err and "'lr'" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_failed_runs_are_retried_and_the_first_error_is_shown(tmp_path):
+    """Issue 8.8 and 8.12: failed runs were never retried; the console showed no error."""
+    d = tiny_spec_dict(model={"builder": "tests.builders:fails_once"}, seeds=2)
+    spec, out = write_toml(tmp_path / "e.toml", d), tmp_path / "out"
+    env = {"MLREG_KILL_MARKER": str(tmp_path / "fixed")}
+    first = _mlreg("run", str(spec), "--out", str(out), "--quiet", env=env)
+    assert first.returncode == 0
+    assert "failed: RuntimeError: the data server was down" in first.stderr
+    assert "2 runs" in first.stdout and "1 failed" in first.stdout and "1 ok" in first.stdout
+    second = _mlreg("run", str(spec), "--out", str(out), "--quiet", env=env)
+    assert second.returncode == 0 and "retrying 1 failed run" in second.stderr
+    runs = pd.read_csv(out / "runs.csv")
+    assert list(runs.status) == ["ok", "ok"] and runs.run_id.is_unique
+
+
+def test_an_experiment_grows_and_a_changed_one_is_refused_naming_the_fields(tmp_path, capsys):
+    """Issue 8.9: adding seeds or grid values was refused without saying what differs."""
+    spec, out = tmp_path / "e.toml", tmp_path / "out"
+    write_toml(spec, tiny_spec_dict(seeds=1, grid={"l2": [0.0]}))
+    assert main(["run", str(spec), "--out", str(out), "--quiet"]) == 0
+    first = pd.read_csv(out / "runs.csv")
+    write_toml(spec, tiny_spec_dict(seeds=2, grid={"l2": [0.0, 0.01]}, description="now with more"))
+    assert main(["run", str(spec), "--out", str(out), "--quiet"]) == 0
+    assert "4 runs" in capsys.readouterr().out
+    runs = pd.read_csv(out / "runs.csv")
+    assert len(runs) == 4 and runs.iloc[0].equals(first.iloc[0])  # kept as it was
+    write_toml(spec, tiny_spec_dict(seeds=2, grid={"l2": [0.0, 0.01]}, training={"epochs": 4}))
+    assert main(["run", str(spec), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "4 of its 4 runs are not in this one" in err and "training.epochs (3 -> 4)" in err
+
+
+def test_a_plan_of_a_million_runs_is_summarised_and_refused(tmp_path, capsys):
+    """Issue 8.11: validate printed a million lines in 90 s; run started with no word."""
+    d = tiny_spec_dict(seeds=100, grid={"l2": [i / 1000 for i in range(100)], "dropout": [i / 200 for i in range(100)]})
+    spec = write_toml(tmp_path / "e.toml", d)
+    t0 = time.perf_counter()
+    assert main(["validate", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert "1,000,000 runs = 10,000 settings x 100 seeds" in out and "and 999,960 more runs" in out
+    assert len(out.splitlines()) < 60 and time.perf_counter() - t0 < 20
+    assert main(["run", str(spec), "--out", str(tmp_path / "out")]) == 2
+    assert "the plan has 1,000,000 runs" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_user_builders_take_keyword_arguments(tmp_path, capsys):
+    """Issue 8.12: the README said keyword arguments, the code passed one dict."""
+    spec = write_toml(tmp_path / "e.toml", tiny_spec_dict(grid={"builder": ["tests.builders:small",
+                                                                           "tests.builders:everything"]}))
+    assert main(["run", str(spec), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert set(pd.read_csv(tmp_path / "out" / "runs.csv").status) == {"ok"}
+    spec = write_toml(tmp_path / "f.toml", tiny_spec_dict(model={"builder": "tests.builders:needs_more"}))
+    assert main(["run", str(spec), "--out", str(tmp_path / "out2"), "--quiet"]) == 0  # a failed run, shown
+    assert "needs ['depth'], which mlreg does not give" in capsys.readouterr().err
+
+
+def test_version_verbose_anywhere_and_counts_in_words(tmp_path, capsys):
+    """Issue 8.14."""
+    from mlreg import __version__
+
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"mlreg {__version__}"
+    spec = write_toml(tmp_path / "e.toml", tiny_spec_dict())
+    assert main(["validate", str(spec), "--verbose"]) == 0
+    assert "1 run = 1 setting x 1 seed" in capsys.readouterr().out
+
+
+def test_a_full_disk_is_one_line_and_keeps_finished_runs(tmp_path, capsys, monkeypatch):
+    """Issue 8.7: a full disk ended with `OSError: [Errno 28]`."""
+    import mlreg.store as store_module
+
+    spec, out = write_toml(tmp_path / "e.toml", tiny_spec_dict(grid={"l2": [0.0, 0.1]})), tmp_path / "out"
+    real, calls = store_module.ResultsStore.append, []
+
+    def append(self, result):
+        calls.append(result.run_id)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device", str(out / "history.csv"))
+        real(self, result)
+
+    monkeypatch.setattr(store_module.ResultsStore, "append", append)
+    assert main(["run", str(spec), "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("mlreg: error: the disk is full") and "finished runs are kept" in err
+    assert len(pd.read_csv(out / "runs.csv")) == 1

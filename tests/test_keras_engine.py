@@ -107,3 +107,54 @@ def test_other_tasks_train(dataset, metric):
     res = train_run(run, ds)
     assert res.status == "ok" and f"val_{metric}" in res.history[-1]
     assert np.isfinite(res.summary["best_val_data_loss"])
+
+
+@pytest.mark.parametrize("engine", ["keras", "fused"])
+def test_early_stopping_on_accuracy_keeps_the_most_accurate_epoch(engine):
+    """Issue 8.4: `monitor = "val_accuracy"` ran with mode "min" and kept the least accurate epoch."""
+    from mlreg.engines import fused
+
+    run, ds = _run(data={"dataset": "iris", "train_size": 60}, model={"hidden": [8]},
+                   training={"epochs": 60, "learning_rate": 1e-2},
+                   early_stopping={"patience": 5, "monitor": "val_accuracy"})
+    res = execute(run, ds) if engine == "keras" else next(fused.train_pack([run], ds))
+    accuracies = [r["val_accuracy"] for r in res.history]
+    best = res.summary["best_epoch"]
+    assert res.summary["val_accuracy_at_best"] == max(accuracies)
+    assert best == accuracies.index(max(accuracies)) + 1 == res.summary["kept_epoch"]
+
+
+def test_without_early_stopping_the_kept_model_is_the_last_one():
+    """Issue 8.15: `best_epoch` named an epoch whose weights were not kept, beside test
+    columns from the final weights; `kept_epoch` says which model the row describes."""
+    run, ds = _run(data={"test_size": 0.2}, training={"epochs": 6, "learning_rate": 0.05},
+                   early_stopping={"enabled": False})
+    res = execute(run, ds)
+    assert res.summary["kept_epoch"] == 6 and res.summary["stopped_epoch"] is None
+    assert res.summary["weight_l2"] == pytest.approx(res.history[-1]["weight_l2"], rel=1e-6)
+
+
+def test_epoch_logger_with_fake_logs():
+    """The epoch logger only logs: driven with fake logs, it adds the honest columns and
+    stops training at a non-finite loss."""
+
+    from mlreg.engines.keras import EpochLogger
+    from mlreg.models import build_mlp, compile_model
+    from mlreg.spec import TrainingSpec
+
+    run, ds = _run()
+    model = compile_model(build_mlp(64, 10, "single_label", hidden=(4,), l2=0.5), "single_label", TrainingSpec())
+    logger = EpochLogger("r", ds.x_train, ds.y_train, "single_label")
+    logger.set_model(model)
+    logger.on_train_begin()
+    for epoch, loss in enumerate([2.0, float("nan")]):
+        logs = {"loss": loss, "val_data_loss": 1.5, "val_loss": 1.6, "accuracy": 0.3, "val_accuracy": 0.2}
+        logger.on_epoch_begin(epoch)
+        logger.on_epoch_end(epoch, logs)
+        row = logger.rows[-1]
+        assert (row["epoch"], row["loss"], row["val_data_loss"], row["val_accuracy"]) == (epoch + 1, loss, 1.5, 0.2)
+        assert logs["train_data_loss"] == row["train_data_loss"] > 0 and logs["penalty"] == row["penalty"] > 0
+        assert row["penalty"] == pytest.approx(0.5 * row["weight_l2"], rel=1e-4)
+    assert model.stop_training and logger.diverged
+    logger.on_train_begin()  # reusable
+    assert logger.rows == [] and not logger.diverged

@@ -56,7 +56,7 @@ def test_a_different_experiment_is_refused_and_fresh_moves_it_aside(tmp_path):
     root = tmp_path / "r"
     with _open(root) as store:
         store.append(_result("a"))
-    with pytest.raises(StoreError, match="different experiment.*--fresh"):
+    with pytest.raises(StoreError, match="holds another experiment.*--fresh"):
         _open(root, spec="name = 'y'\n")
     with _open(root, spec="name = 'y'\n", fresh=True) as store:
         assert store.done() == set()
@@ -84,5 +84,133 @@ def test_load_errors_name_the_file_and_line(tmp_path):
         store.append(_result("a"))
     with (tmp_path / "r" / RUNS).open("a") as f:
         f.write("b,ok,0,0.1,0.2,,extra,fields\n")
-    with pytest.raises(ResultsError, match=r"runs\.csv: damaged CSV.*line 3"):
+    with pytest.raises(ResultsError, match=r"runs\.csv: damaged file: line 3"):
         load_results(tmp_path / "r")
+
+
+def test_fresh_is_refused_while_another_process_writes(tmp_path):
+    """Issue 8.2: `--fresh` moved a directory that another process was writing to."""
+    root = tmp_path / "r"
+    with _open(root) as first:
+        first.append(_result("a"))
+        with pytest.raises(StoreError, match="another mlreg process is writing"):
+            _open(root, spec="name = 'y'\n", fresh=True)
+        assert [p.name for p in tmp_path.iterdir()] == ["r"]  # nothing was moved
+        first.append(_result("b"))
+    assert load_results(root).runs.run_id.tolist() == ["a", "b"]
+
+
+def test_a_writer_never_writes_into_a_directory_it_did_not_open(tmp_path):
+    root = tmp_path / "r"
+    with _open(root) as store:
+        store.append(_result("a"))
+        root.rename(tmp_path / "moved")
+        with _open(root) as other:  # a new directory under the old name
+            with pytest.raises(StoreError, match="moved or replaced"):
+                store.append(_result("b"))
+            assert other.statuses() == {}
+    assert load_results(tmp_path / "moved").runs.run_id.tolist() == ["a"]
+
+
+def test_creating_a_directory_is_all_or_nothing(tmp_path, monkeypatch):
+    """Issue 8.7: a crash after manifest.json, before spec.toml, left a directory every later
+    run refused as 'not an mlreg results directory'."""
+    import mlreg.store as store_module
+
+    real = store_module._write_atomic
+
+    def crash_on_spec(path, text):
+        if path.name == "spec.toml":
+            raise OSError(28, "No space left on device")
+        real(path, text)
+
+    monkeypatch.setattr(store_module, "_write_atomic", crash_on_spec)
+    with pytest.raises(OSError, match="No space left"):
+        _open(tmp_path / "r")
+    assert list(tmp_path.iterdir()) == []  # no half-made directory, no temporary one
+    monkeypatch.setattr(store_module, "_write_atomic", real)
+    with _open(tmp_path / "r") as store:
+        store.append(_result("a"))
+
+
+def test_a_full_disk_leaves_no_temporary_file(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    root = tmp_path / "r"
+    with _open(root) as store:
+        store.append(_result("a"))
+    with (root / HISTORY).open("a") as f:
+        f.write("x,1")  # a torn line, so that opening rewrites history.csv
+
+    def full(self, text):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(OSError, match="No space left"):
+        _open(root)
+    monkeypatch.undo()
+    assert sorted(p.name for p in root.iterdir() if p.name.endswith(".tmp")) == []
+    assert (root / HISTORY).read_text().endswith("x,1")  # left as it was
+
+
+def test_damaged_lines_are_named_not_computed_on(tmp_path):
+    """Issue 8.6: binary bytes and a stray quote gave messages that named neither file nor line."""
+    root = tmp_path / "r"
+    with _open(root) as store:
+        store.append(_result("a"))
+    good = (root / HISTORY).read_bytes()
+    (root / HISTORY).write_bytes(good + b'b,1,"0.5\n')
+    with pytest.raises(StoreError, match=r"history\.csv: damaged file: line 4"):
+        _open(root)
+    (root / HISTORY).write_bytes(good + b"b,1,\xff\xfe\n")
+    with pytest.raises(StoreError, match=r"history\.csv: damaged file: bytes that are not text at line 4"):
+        _open(root)
+    with pytest.raises(ResultsError, match=r"history\.csv: damaged file: bytes that are not text at line 4"):
+        load_results(root)
+
+
+def test_readers_drop_a_cut_off_last_line(tmp_path):
+    root = tmp_path / "r"
+    with _open(root) as store:
+        store.append(_result("a"))
+        store.append(_result("b", 0.25))
+    text = (root / RUNS).read_text()
+    (root / RUNS).write_text(text[:-4])  # the last row cut in the middle of its loss
+    assert load_results(root).runs.run_id.tolist() == ["a"]
+
+
+def test_without_a_manifest_the_swept_parameters_come_from_the_runs(tmp_path):
+    root = tmp_path / "r"
+    with _open(root) as store:
+        store.append(_result("a"))
+        store.append(RunResult("b", "ok", {"run_id": "b", "status": "ok", "seed": 0, "l2": 0.1,
+                                           "best_val_data_loss": 0.3}))
+    (root / "manifest.json").unlink()
+    assert load_results(root).params == ["l2"]
+
+
+def test_failed_runs_are_forgotten_for_a_retry(tmp_path):
+    root = tmp_path / "r"
+    with _open(root) as store:
+        store.append(_result("a"))
+        store.append(RunResult("b", "failed", {"run_id": "b", "status": "failed", "seed": 0, "error": "boom"}))
+        assert store.done() == {"a"} and store.statuses() == {"a": "ok", "b": "failed"}
+        store.forget({"b"})
+        assert store.statuses() == {"a": "ok"}
+        store.append(_result("b"))
+    assert load_results(root).runs.run_id.tolist() == ["a", "b"]
+
+
+def test_an_experiment_that_grew_keeps_its_runs_and_other_changes_are_named(tmp_path):
+    """Issue 8.9: adding seeds or grid values was refused as 'a different experiment'."""
+    import json
+
+    root = tmp_path / "r"
+    with _open(root, spec="seeds = 1\n") as store:
+        store.append(_result("a"))
+    with _open(root, spec="seeds = 2\n", plan={"a", "a2"}) as store:
+        assert store.done() == {"a"}
+    assert (root / "spec.toml").read_text() == "seeds = 2\n"
+    assert "updated_at" in json.loads((root / "manifest.json").read_text())
+    with pytest.raises(StoreError, match=r"1 of its 1 runs are not in this one, which differs in seeds \(2 -> 3\)"):
+        _open(root, spec="seeds = 3\n", plan={"c"}, describe_change=lambda a, b: "seeds (2 -> 3)")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -24,6 +25,10 @@ if TYPE_CHECKING:
 
 ENGINES = ("auto", "fused", "keras")
 Engine = Literal["fused", "keras"]
+
+STOP = threading.Event()
+"""Set when the sweep should stop (Ctrl-C, SIGTERM): engines check it between batches or
+epochs and raise `KeyboardInterrupt` there, so that no run is cut at an arbitrary point."""
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mlreg.engines import STOP
 from mlreg.records import SPARSE_BELOW, RunResult, diverged_at, failed, finish, metric_names
 
 if TYPE_CHECKING:
@@ -582,10 +583,13 @@ def _train(runs: list[RunSpec], data: Dataset) -> Iterator[RunResult]:
         spent[j] += time.perf_counter() - t0
         return finish(runs[j], engine=NAME, task=data.task, history=histories[j],
                       best=int(rule.best_epoch[j]) if runs[j].early_stopping.enabled else None,
-                      stopped=stopped, kernels=kernels, test=test, n_params=n_params, duration_s=float(spent[j]))
+                      restored=restore[j], stopped=stopped, kernels=kernels, test=test, n_params=n_params,
+                      duration_s=float(spent[j]))
 
     active = np.ones(len(runs), dtype=bool)  # positions still training; the others are frozen padding
     for epoch in range(tr.epochs):
+        if STOP.is_set():
+            raise KeyboardInterrupt
         t0 = time.perf_counter()
         params, slots, step, out = graph.epoch(params, slots, step, tf.constant(active), per_run["lr"],
                                                per_run["l1"], per_run["l2"], per_run["rate"], per_run["seeds"],

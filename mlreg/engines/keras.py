@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlreg.engines import import_tensorflow
-from mlreg.records import RunResult, diverged_at, failed, finish, kernel_stats, metric_names
+from mlreg.engines import STOP, import_tensorflow
+from mlreg.records import RunResult, diverged_at, failed, finish, kernel_stats, metric_names, monitor_mode
 from mlreg.regularizers import kernel_layers
 
 import_tensorflow()  # before Keras, so that TensorFlow's import-time log lines stay silent
@@ -94,6 +94,14 @@ class EpochLogger(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class StopOnSignal(keras.callbacks.Callback):
+    """Raises `KeyboardInterrupt` after the batch during which the sweep was asked to stop."""
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if STOP.is_set():
+            raise KeyboardInterrupt
+
+
 def train_run(run: RunSpec, data: Dataset) -> RunResult:
     """Trains one run with `model.fit` and returns its record. Exceptions propagate."""
     from mlreg.models import build_model, compile_model
@@ -105,11 +113,11 @@ def train_run(run: RunSpec, data: Dataset) -> RunResult:
     compile_model(model, data.task, run.training)
     tr, es = run.training, run.early_stopping
     logger = EpochLogger(run.run_id, data.x_train, data.y_train, data.task, max(tr.batch_size, 256))
-    callbacks: list[Any] = [logger]
+    callbacks: list[Any] = [StopOnSignal(), logger]
     stopper = None
     if es.enabled:
         stopper = keras.callbacks.EarlyStopping(
-            monitor=es.monitor, patience=es.patience, min_delta=es.min_delta, mode="min",
+            monitor=es.monitor, patience=es.patience, min_delta=es.min_delta, mode=monitor_mode(es.monitor),
             restore_best_weights=es.restore_best_weights,
         )
         callbacks.append(stopper)
@@ -127,6 +135,7 @@ def train_run(run: RunSpec, data: Dataset) -> RunResult:
     return finish(
         run, engine=NAME, task=data.task, history=history,
         best=stopper.best_epoch if stopper is not None else None,
+        restored=stopper is not None and es.restore_best_weights,
         stopped=stopper is not None and stopper.stopped_epoch > 0,
         kernels=kernels(model), test=test, n_params=int(model.count_params()),
         duration_s=time.perf_counter() - t0,
