@@ -55,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--metric", default="best_val_data_loss", help="a runs.csv column")
     c.add_argument("--by", nargs="+", metavar="PARAM", help="columns defining a setting")
     c.add_argument("--baseline", help='the setting to compare against, e.g. "l2=0"')
+    c.add_argument("--adjust", choices=["none", "holm"], default="none",
+                   help="adjust the baseline comparisons' p-values for their number (Holm)")
     c.add_argument("--csv", metavar="OUT", help="also write the table to a CSV file")
 
     pl = command("plot", help="draw comparison plots from saved results")
@@ -170,10 +172,10 @@ def _datasets(args: argparse.Namespace) -> int:
 
 
 def _print_compare(dirs: Sequence[str | Path], *, metric: str, by: Sequence[str] | None = None,
-                   baseline: str | None = None, csv: str | None = None) -> None:
+                   baseline: str | None = None, adjust: str = "none", csv: str | None = None) -> None:
     from mlreg.analysis.compare import compare, format_table
 
-    table = compare(_load(dirs), metric=metric, by=by, baseline=baseline)
+    table = compare(_load(dirs), metric=metric, by=by, baseline=baseline, adjust=adjust)
     print(format_table(table, metric=metric))
     if csv:
         table.to_csv(csv, index=False)
@@ -181,7 +183,8 @@ def _print_compare(dirs: Sequence[str | Path], *, metric: str, by: Sequence[str]
 
 
 def _compare(args: argparse.Namespace) -> int:
-    _print_compare(args.dirs, metric=args.metric, by=args.by, baseline=args.baseline, csv=args.csv)
+    _print_compare(args.dirs, metric=args.metric, by=args.by, baseline=args.baseline, adjust=args.adjust,
+                   csv=args.csv)
     return 0
 
 

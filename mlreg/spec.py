@@ -562,40 +562,8 @@ def _drop_none(x: Any) -> Any:
     return x
 
 
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        return repr(v) if math.isfinite(v) else ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf"))
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + " }"
-    raise TypeError(f"cannot write {type(v).__name__} to TOML")
-
-
-def _toml_key(k: str) -> str:
-    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else json.dumps(k)
-
-
 def dumps_toml(d: dict[str, Any]) -> str:
-    """Writes a plain dict as TOML: scalars, then tables, then arrays of tables (`None` is left out)."""
-    d = _drop_none(d)
-    scalars = {k: v for k, v in d.items() if not isinstance(v, dict) and not _is_table_list(v)}
-    tables = {k: v for k, v in d.items() if isinstance(v, dict)}
-    arrays = {k: v for k, v in d.items() if _is_table_list(v)}
-    out = [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in scalars.items()]
-    for k, table in tables.items():
-        out += ["", f"[{_toml_key(k)}]"] + [f"{_toml_key(a)} = {_toml_value(b)}" for a, b in table.items()]
-    for k, items in arrays.items():
-        for item in items:
-            out += ["", f"[[{_toml_key(k)}]]"] + [f"{_toml_key(a)} = {_toml_value(b)}" for a, b in item.items()]
-    return "\n".join(out) + "\n"
+    """Writes a plain dict as TOML with `tomli_w` (`None` is left out: TOML has no null)."""
+    import tomli_w
 
-
-def _is_table_list(v: Any) -> bool:
-    return isinstance(v, list | tuple) and bool(v) and all(isinstance(x, dict) for x in v)
+    return tomli_w.dumps(_drop_none(d))

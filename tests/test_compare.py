@@ -5,7 +5,7 @@ import statistics
 
 import pytest
 
-from mlreg.analysis.compare import compare, format_table, higher_is_better, parse_setting, t975
+from mlreg.analysis.compare import compare, format_table, higher_is_better, holm, parse_setting, t975
 from mlreg.store import load_results
 from tests.conftest import make_results
 
@@ -55,11 +55,26 @@ def test_worse_and_higher_is_better(res):
     assert not higher_is_better("best_val_data_loss")
 
 
-def test_t_quantiles_match_scipy():
+def test_t_quantiles_are_exact():
+    """Issue 8.18: a 3-digit table with an approximation past 30 degrees of freedom."""
+    assert t975(3) == pytest.approx(3.182446305, abs=1e-9)
+    assert t975(40) == pytest.approx(2.021075390, abs=1e-9)  # the table's approximation gave 2.0200
+
+
+def test_p_values_and_holm_by_hand(res):
+    table = compare(res, baseline="l2=0").set_index("l2")
+    d = [g - b for g, b in zip(GOOD, BASE, strict=True)]
+    t = statistics.mean(d) / (statistics.stdev(d) / math.sqrt(4))
     from scipy import stats
 
-    for df in (1, 2, 5, 10, 29, 30, 40, 100, 1000):
-        assert t975(df) == pytest.approx(stats.t.ppf(0.975, df), abs=2e-3)
+    assert table.loc[0.01, "p"] == pytest.approx(2 * stats.t.sf(abs(t), 3))
+    assert holm([0.01, 0.04, 0.03, float("nan")])[:3] == pytest.approx([0.03, 0.06, 0.06])
+    adjusted = compare(res, baseline="l2=0", adjust="holm").set_index("l2")
+    p = list(adjusted["p"].drop(0.0))
+    assert list(adjusted["p_holm"].drop(0.0)) == pytest.approx(holm(p))
+    assert adjusted.loc[0.01, "verdict"] == ("better" if adjusted.loc[0.01, "p_holm"] < 0.05 else "inconclusive")
+    with pytest.raises(ValueError, match="Received: adjust='bonferroni'"):
+        compare(res, baseline="l2=0", adjust="bonferroni")
 
 
 def test_several_directories(tmp_path):

@@ -21,17 +21,47 @@ if TYPE_CHECKING:
 
 HIGHER_IS_BETTER = ("accuracy", "auc", "precision", "recall", "r2")
 
-# Two-sided 95% Student-t quantiles t_{0.975, df}, df = 1..30; the normal 1.96 beyond.
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-         2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+ADJUSTMENTS = ("none", "holm")
 
 
 def t975(df: int) -> float:
-    """The 97.5% quantile of Student's t with `df` degrees of freedom."""
-    if df < 1:
-        return math.nan
-    return _T975[df - 1] if df <= len(_T975) else 1.96 + 2.4 / df
+    """The 97.5% quantile of Student's t with `df` degrees of freedom (`scipy.stats`)."""
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, df)) if df >= 1 else math.nan
+
+
+def paired_test(d: Sequence[float]) -> tuple[float, float, float, float]:
+    """The mean of paired differences, its 95% Student-t interval and the two-sided p-value
+    of "the mean is 0": `(mean, low, high, p)`, NaN where fewer than two pairs allow none."""
+    import numpy as np
+    from scipy import stats
+
+    d = np.asarray(d, dtype=float)
+    n = len(d)
+    if n < 2:
+        return (float(d.mean()) if n else math.nan), math.nan, math.nan, math.nan
+    mean, se = float(d.mean()), float(d.std(ddof=1)) / math.sqrt(n)
+    half = t975(n - 1) * se
+    p = float(2 * stats.t.sf(abs(mean) / se, n - 1)) if se > 0 else (0.0 if mean != 0 else 1.0)
+    return mean, mean - half, mean + half, p
+
+
+def holm(p: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of p-values (NaN stays NaN): the i-th smallest of m is
+    multiplied by m - i + 1, then made monotone; it controls the chance of any false
+    "better" or "worse" among the m comparisons at the 5% level."""
+    import numpy as np
+
+    p = np.asarray(p, dtype=float)
+    valid = np.flatnonzero(np.isfinite(p))
+    out = np.full(len(p), np.nan)
+    order = valid[np.argsort(p[valid], kind="stable")]
+    m, running = len(order), 0.0
+    for i, idx in enumerate(order):
+        running = max(running, min(1.0, (m - i) * p[idx]))
+        out[idx] = running
+    return out.tolist()
 
 
 def higher_is_better(metric: str) -> bool:
@@ -111,6 +141,7 @@ def compare(
     metric: str = "best_val_data_loss",
     by: Sequence[str] | None = None,
     baseline: str | dict[str, str] | None = None,
+    adjust: str = "none",
 ) -> pd.DataFrame:
     """Ranks the settings of one or several results directories by a metric over seeds.
 
@@ -121,8 +152,12 @@ def compare(
         by: the columns that define a setting. Defaults to the swept parameters
             (and `experiment` when several directories are given).
         baseline: a setting such as `"l2=0"`: adds the mean paired difference to it
-            over shared seeds (`diff`, `ci_low`, `ci_high`) and a `verdict`
-            (`better`, `worse`, `inconclusive`, or `baseline`).
+            over shared seeds (`diff`, its 95% interval `ci_low`, `ci_high`, and the
+            paired t-test's `p`) and a `verdict` (`better`, `worse`, `inconclusive`, or
+            `baseline`). Defaults to `None`.
+        adjust: `"none"`, or `"holm"` to adjust the p-values for comparing several settings
+            with the baseline (`p_holm`); the verdict then follows `p_holm < 0.05`. The
+            intervals are never adjusted. Defaults to `"none"`.
 
     Returns:
         One row per setting, best first: the `by` columns, `n`, `mean`, `std`,
@@ -169,14 +204,17 @@ def compare(
     # settings without an ok run (all diverged or failed) are shown, ranked last
     table["rank"] = table["mean"].rank(ascending=ascending, method="min", na_option="bottom").astype(int)
     table["best"] = np.where((table["rank"] == 1) & (table["n"] > 0), "*", "")
+    if adjust not in ADJUSTMENTS:
+        raise ValueError(f"Invalid value for `adjust`: expected one of {list(ADJUSTMENTS)}. "
+                         f"Received: adjust={adjust!r}")
     if baseline is not None:
-        table = _with_baseline(table, runs, by, metric, baseline, ascending)
+        table = _with_baseline(table, runs, by, metric, baseline, ascending, adjust)
     return table.sort_values(["rank"], kind="stable", na_position="last").reset_index(drop=True)
 
 
 def _with_baseline(
     table: pd.DataFrame, runs: pd.DataFrame, by: list[str], metric: str,
-    baseline: str | dict[str, str], lower_is_better: bool,
+    baseline: str | dict[str, str], lower_is_better: bool, adjust: str,
 ) -> pd.DataFrame:
     import numpy as np
 
@@ -191,26 +229,31 @@ def _with_baseline(
     base_key = base_rows.iloc[0][by]
     ok = runs[runs["status"] == "ok"]
     base = ok[(ok[by] == base_key.values).all(axis=1)].groupby("seed")[metric].mean()
-    diffs, lows, highs, verdicts = [], [], [], []
+    cols: dict[str, list] = {"diff": [], "ci_low": [], "ci_high": [], "p": []}
+    kinds = []
     for _, row in table.iterrows():
         if (row[by].values == base_key.values).all():
-            diffs.append(0.0), lows.append(np.nan), highs.append(np.nan), verdicts.append("baseline")
-            continue
-        if row["n"] == 0:
-            diffs.append(np.nan), lows.append(np.nan), highs.append(np.nan), verdicts.append("no ok runs")
-            continue
-        mine = ok[(ok[by] == row[by].values).all(axis=1)].groupby("seed")[metric].mean()
-        paired = (mine - base).dropna()
-        n = len(paired)
-        mean = paired.mean() if n else np.nan
-        half = t975(n - 1) * paired.std(ddof=1) / math.sqrt(n) if n >= 2 else np.nan
-        low, high = mean - half, mean + half
-        if not (n >= 2 and np.isfinite(half)) or low <= 0 <= high:
-            verdict = "inconclusive"
+            values, kind = (0.0, np.nan, np.nan, np.nan), "baseline"
+        elif row["n"] == 0:
+            values, kind = (np.nan,) * 4, "no ok runs"
         else:
-            verdict = "better" if (high < 0) == lower_is_better else "worse"
-        diffs.append(mean), lows.append(low), highs.append(high), verdicts.append(verdict)
-    return table.assign(diff=diffs, ci_low=lows, ci_high=highs, verdict=verdicts)
+            mine = ok[(ok[by] == row[by].values).all(axis=1)].groupby("seed")[metric].mean()
+            values, kind = paired_test((mine - base).dropna()), "compared"
+        for col, v in zip(cols, values, strict=True):
+            cols[col].append(v)
+        kinds.append(kind)
+    if adjust == "holm":
+        cols["p_holm"] = holm(cols["p"])
+    significant = cols["p_holm"] if adjust == "holm" else cols["p"]
+    verdicts = []
+    for kind, diff, p in zip(kinds, cols["diff"], significant, strict=True):
+        if kind != "compared":
+            verdicts.append(kind)
+        elif not p < 0.05:  # NaN too: fewer than two pairs
+            verdicts.append("inconclusive")
+        else:
+            verdicts.append("better" if (diff < 0) == lower_is_better else "worse")
+    return table.assign(**cols, verdict=verdicts)
 
 
 def mark_empty(table: pd.DataFrame) -> pd.DataFrame:
@@ -227,10 +270,21 @@ def mark_empty(table: pd.DataFrame) -> pd.DataFrame:
 def format_table(table: pd.DataFrame, *, metric: str = "best_val_data_loss") -> str:
     """A readable terminal table of `compare`'s output."""
     shown = table.copy()
-    for col in ("mean", "std", "min", "max", "gap", "diff", "ci_low", "ci_high"):
+    for col in ("mean", "std", "min", "max", "gap", "diff", "ci_low", "ci_high", "p", "p_holm"):
         if col in shown:
             shown[col] = shown[col].map(lambda v: "" if v != v else f"{v:.4g}")
     if "best_epoch" in shown:
         shown["best_epoch"] = shown["best_epoch"].map(lambda v: "" if v != v else f"{v:.1f}")
     shown = mark_empty(shown).rename(columns={"mean": f"mean {metric}"})
-    return shown.to_string(index=False)
+    return shown.to_string(index=False) + baseline_note(table)
+
+
+def baseline_note(table: pd.DataFrame) -> str:
+    """The line under a table with a baseline: what the intervals and verdicts are."""
+    if "verdict" not in table:
+        return ""
+    m = int((~table["verdict"].isin(["baseline", "no ok runs"])).sum())
+    how = ("verdicts from Holm-adjusted p-values (p_holm)" if "p_holm" in table
+           else "verdicts not adjusted either (--adjust holm adjusts them)")
+    return (f"\n{m} setting{'s' * (m != 1)} compared with the baseline: 95% paired t intervals over shared seeds, "
+            f"not adjusted for the {m} comparisons; {how}")
