@@ -25,8 +25,11 @@ def test_loss_curves(res):
     dashed = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
     markers = [ln for ln in ax.get_lines() if ln.get_marker() == "o"]
     assert len(solid) == len(dashed) == len(markers) == 3
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["0", "0.001", "0.1"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["0", "0.001", "0.1", "validation", "training",
+                                                                    "best epoch (median)"]
     assert ax.get_xlabel() == "epoch" and ax.get_yscale() == "log"
+    ax.figure.canvas.draw()
+    assert all(float(t).is_integer() for t in ax.get_xticks())  # epochs are whole
     # the best-epoch marker sits at epoch 2 on the mean validation curve
     assert markers[0].get_xdata()[0] == 2
 
@@ -37,7 +40,7 @@ def test_colors_are_the_same_in_every_plot(res):
     def colors(ax):
         return [to_rgba(h.get_color()) for h in ax.get_legend().legend_handles]
 
-    curves, hists = colors(plots.loss_curves(res)), colors(plots.weight_histograms(res))
+    curves, hists = colors(plots.loss_curves(res))[:3], colors(plots.weight_histograms(res))
     assert curves == hists and len(set(curves)) == 3
 
 
@@ -118,3 +121,32 @@ def test_plots_and_report_of_runs_that_all_failed(tmp_path):
     figs = plots.figures(res)
     assert "loss_curves" in figs and "validation_curve_l2" in figs
     assert "no ok runs" in render(res)
+
+
+def test_a_swept_boolean_is_a_category_and_narrow_log_axes_read_plainly(tmp_path):
+    """Issue 8.16."""
+    from mlreg.records import RunResult, columns
+    from mlreg.store import ResultsStore
+
+    with ResultsStore.open(tmp_path / "r", spec_toml="x", manifest={"swept": ["early_stopping"]},
+                           columns=columns("single_label", ["early_stopping"])) as store:
+        for i, enabled in enumerate([True, False, True, False]):
+            store.append(RunResult(f"r{i}", "ok", {"run_id": f"r{i}", "status": "ok", "seed": i // 2,
+                                                   "early_stopping": enabled, "best_val_data_loss": 0.15 + i / 100,
+                                                   "train_data_loss_at_best": 0.18 + i / 100, "gap": 0.01}))
+    ax = plots.validation_curve(load_results(tmp_path / "r"), param="early_stopping")
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["True", "False"]
+    ax.figure.canvas.draw()
+    labels = [t.get_text() for t in ax.get_yticklabels() + ax.get_yticklabels(minor=True) if t.get_text()]
+    assert labels and all("times" not in t and "^" not in t for t in labels)  # 0.16, not 1.6x10^-1
+
+
+def test_several_directories_keep_each_best_setting_and_leave_out_missing_parameters(tmp_path):
+    many = load_results(make_results(tmp_path / "many", {v / 100: [0.5 + abs(v - 7) / 100] for v in range(15)}))
+    other = load_results(make_results(tmp_path / "other", {0.2: [0.9], 0.9: [0.8]}, param="dropout"))
+    ax = plots.loss_curves([many, other])
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "many, l2=0.07" in labels and "other, dropout=0.9" in labels  # each directory's best
+    assert not any("nan" in label for label in labels)
+    ax = plots.validation_curve([many, other], param="dropout")
+    assert len(ax.collections[-1].get_offsets()) == 2  # only the runs that have a dropout

@@ -97,8 +97,10 @@ def _labels(runs: pd.DataFrame, by: list[str]) -> pd.Series:
 
 
 def _join(pairs: Any) -> str:
-    """`l2=0.001, dropout=0.5`; experiments and variants go by their names alone."""
-    return ", ".join(str(v) if k in ("experiment", "variant") else f"{k}={_fmt(v)}" for k, v in pairs)
+    """`l2=0.001, dropout=0.5`; experiments and variants go by their names alone, and a
+    parameter a run does not have (another directory's) is left out."""
+    return ", ".join(str(v) if k in ("experiment", "variant") else f"{k}={_fmt(v)}"
+                     for k, v in pairs if not (v is None or v != v))
 
 
 def _fmt(v: Any) -> str:
@@ -149,13 +151,13 @@ def set_param_scale(ax: Axes, values: Sequence[float], axis: str = "x") -> str:
     return "log"
 
 
-def _pick(settings: list[str], best: str | None, limit: int = MAX_CURVES) -> list[str]:
+def _pick(settings: list[str], best: Sequence[str] = (), limit: int = MAX_CURVES) -> list[str]:
+    """At most `limit` settings spread over the list, the `best` ones always among them."""
     if len(settings) <= limit:
         return settings
-    idx = np.unique(np.linspace(0, len(settings) - 1, limit - (best is not None)).round().astype(int))
-    chosen = [settings[i] for i in idx]
-    if best is not None and best not in chosen:
-        chosen.append(best)
+    keep = [b for b in best if b in settings]
+    idx = np.unique(np.linspace(0, len(settings) - 1, max(limit - len(keep), 2)).round().astype(int))
+    chosen = {settings[i] for i in idx} | set(keep)
     return [s for s in settings if s in chosen]
 
 
@@ -168,12 +170,14 @@ def _ordered_settings(f: Frames) -> list[str]:
     return list(order["setting"])
 
 
-def _best_setting(f: Frames, metric: str = "best_val_data_loss") -> str | None:
+def _best_settings(f: Frames, metric: str = "best_val_data_loss") -> list[str]:
+    """The best setting of each experiment (results directory) by a metric's mean."""
     ok = f.runs[f.runs["status"] == "ok"]
     if ok.empty or metric not in ok:
-        return None
-    means = ok.groupby("setting")[metric].mean()
-    return means.idxmax() if higher_is_better(metric) else means.idxmin()
+        return []
+    means = ok.groupby(["experiment", "setting"])[metric].mean()
+    best = means.groupby(level=0).idxmax() if higher_is_better(metric) else means.groupby(level=0).idxmin()
+    return [setting for _, setting in best]
 
 
 def _legend_title(f: Frames, shown: int) -> str | None:
@@ -189,10 +193,29 @@ def _no_runs(ax: Axes) -> Axes:
     return ax
 
 
-def _legend(ax: Axes, title: str | None, **kw: Any) -> None:
-    handles, _ = ax.get_legend_handles_labels()
+def _legend(ax: Axes, title: str | None, styles: Sequence[tuple[str, dict]] = (), **kw: Any) -> None:
+    """The legend of the settings, then an entry per line style (`(label, Line2D kwargs)`)."""
+    from matplotlib.lines import Line2D
+
+    handles, labels = ax.get_legend_handles_labels()
+    for label, style in styles:
+        handles.append(Line2D([], [], color="grey", **style))
+        labels.append(label)
     if handles:
-        ax.legend(title=title, fontsize="small", title_fontsize="small", **kw)
+        ax.legend(handles, labels, title=title, fontsize="small", title_fontsize="small", **kw)
+
+
+def _readable_log(ax: Axes) -> None:
+    """Plain tick labels (0.15, 0.2, ...) on a log axis that spans less than a decade, where
+    matplotlib would write 1.5x10^-1 or nothing at all."""
+    from matplotlib import ticker
+
+    plain = ticker.FuncFormatter(lambda v, _: f"{v:.3g}")
+    for axis, limits in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+        lo, hi = sorted(limits)
+        if axis.get_scale() == "log" and lo > 0 and hi / lo < 10:
+            axis.set_major_formatter(plain)
+            axis.set_minor_formatter(plain)
 
 
 # -- the plots ------------------------------------------------------------------------------
@@ -225,7 +248,7 @@ def loss_curves(
     if hist.empty:
         return _no_runs(ax)
     present = set(hist["setting"].unique())
-    settings = _pick([s for s in _ordered_settings(f) if s in present], _best_setting(f), max_settings)
+    settings = _pick([s for s in _ordered_settings(f) if s in present], _best_settings(f), max_settings)
     stats = hist.groupby(["setting", "epoch"])[["val_data_loss", "train_data_loss"]].agg(["mean", "std"])
     for s in settings:
         st = stats.loc[s]
@@ -238,11 +261,17 @@ def loss_curves(
         if best in st.index:
             ax.plot([best], [st.loc[best, ("val_data_loss", "mean")]], "o", color=color, ms=5, mec="black",
                     mew=0.6)
+    from matplotlib import ticker
+
     ax.set_yscale("log")
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("data loss (no penalty)")
-    ax.set_title("Data loss: validation (solid), training (dashed), best epoch (dot)", fontsize="medium")
-    _legend(ax, _legend_title(f, len(settings)), loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.set_title("Data loss per epoch, mean over seeds (band: ± 1 std of validation)", fontsize="medium")
+    styles = [("validation", {"lw": 1.6}), ("training", {"lw": 1.2, "ls": "--"}),
+              ("best epoch (median)", {"ls": "none", "marker": "o", "mec": "black", "mew": 0.6})]
+    _legend(ax, _legend_title(f, len(settings)), styles, loc="upper left", bbox_to_anchor=(1.01, 1))
+    _readable_log(ax)
     return ax
 
 
@@ -252,7 +281,8 @@ def _param_values(f: Frames, param: str) -> tuple[pd.Series, bool]:
     if param not in f.runs:
         raise ValueError(f"Invalid value for `param`: no column {param!r} in runs.csv. Received: param={param!r}")
     col = f.runs[param]
-    return col, bool(pd.api.types.is_numeric_dtype(col))
+    # a swept boolean (`early_stopping`) is a category, not a 0-1 axis
+    return col, bool(pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col))
 
 
 def _against_param(
@@ -261,7 +291,8 @@ def _against_param(
     """Draws mean ± std over seeds of metrics (column, label suffix, line style) against a
     parameter; one line per value of a second swept parameter."""
     col, numeric = _param_values(f, param)
-    ok = f.runs[f.runs["status"] == "ok"].copy()
+    col = col.dropna()  # runs of another directory, without this parameter
+    ok = f.runs[(f.runs["status"] == "ok") & f.runs[param].notna()].copy()
     if ok.empty:
         return _no_runs(ax)
     if not numeric:
@@ -272,9 +303,9 @@ def _against_param(
                       ha="right" if crowded else "center")
     else:
         ok["_x"] = ok[param]
-    others = [b for b in f.axes if b != param]
-    groups = list(ok.groupby(others, sort=True)) if others else [((), ok)]
-    keep = set(_pick([str(k) for k, _ in groups], None))  # at most MAX_CURVES values of the others
+    others = [b for b in f.axes if b != param and ok[b].notna().any()]
+    groups = list(ok.groupby(others, sort=True, dropna=False)) if others else [((), ok)]
+    keep = set(_pick([str(k) for k, _ in groups]))  # at most MAX_CURVES values of the others
     for key, part in groups:
         if str(key) not in keep:
             continue
@@ -302,6 +333,7 @@ def _against_param(
     shown = len(keep) if others else 0
     _legend(ax, ", ".join(others) + (f" ({shown} of {len(groups)})" if shown < len(groups) else "") if others else None,
             loc="upper left", bbox_to_anchor=(1.01, 1))
+    _readable_log(ax)
     return ax
 
 
@@ -338,6 +370,7 @@ def validation_curve(
     ax.set_ylabel(LABELS.get(metric, metric).replace("validation ", ""))
     if "loss" in metric:
         ax.set_yscale("log")
+        _readable_log(ax)
     numeric = _param_values(f, param)[1]
     styles = (" (solid: validation, dashed: training)" if numeric else " (filled: validation, hollow: training)")
     styles = styles if train_metric else ""
@@ -370,6 +403,7 @@ def weight_stat(
     ax = metric_against(results, param=param, metric=stat, ax=ax)
     if stat in ("weight_l2", "weight_l1"):
         ax.set_yscale("log")
+        _readable_log(ax)
     return ax
 
 
@@ -400,7 +434,7 @@ def weight_histograms(
     w = f.weights if layer is None else f.weights[f.weights["layer"] == layer]
     w = w[np.isfinite(w["bin_left"]) & np.isfinite(w["bin_right"])]  # the overflow bins are not drawn
     present = set(w["setting"].unique())
-    settings = _pick([s for s in _ordered_settings(f) if s in present], _best_setting(f), max_settings)
+    settings = _pick([s for s in _ordered_settings(f) if s in present], _best_settings(f), max_settings)
     counts = w.groupby(["setting", "bin_left"])["count"].sum()
     totals = f.weights.groupby("setting")["count"].sum()
     grid = np.unique(np.concatenate([w["bin_left"], w["bin_right"]]))  # the fixed bins (only non-empty are stored)
