@@ -72,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", help="the HTML file (default: DIR/report.html, or ./report.html)")
     rp.add_argument("--metric", default="best_val_data_loss", help="the runs.csv column to rank by")
     rp.add_argument("--baseline", help='the setting to compare against, e.g. "l2=0"')
+    rp.add_argument("--adjust", choices=["none", "holm"], default="none",
+                    help="adjust the baseline comparisons' p-values for their number (Holm)")
     return p
 
 
@@ -225,7 +227,7 @@ def _report(args: argparse.Namespace) -> int:
     from mlreg.analysis.report import write
 
     out = args.out or _default_out(args.dirs, "report.html")
-    path = write(_load(args.dirs), out, metric=args.metric, baseline=args.baseline)
+    path = write(_load(args.dirs), out, metric=args.metric, baseline=args.baseline, adjust=args.adjust)
     print(f"wrote {path}")
     return 0
 

@@ -16,6 +16,17 @@ def test_report_has_images_table_spec_and_manifest(tmp_path):
     assert "<table" in html and "best_val_data_loss" in html and "inconclusive" in html
     assert "name = &#x27;l2&#x27;" in html and "synthetic" in html
     assert "http://" not in html and "https://" not in html  # self-contained
+    assert "<div class='scroll'><table" in html and "What the columns mean" in html
+    assert "Generalization gap (validation minus training data loss at the best epoch) against l2" in html
+    assert "classList.toggle('zoom')" in html and "every run finished ok" in html
+
+
+def test_report_lists_diverged_and_failed_runs_with_their_errors(tmp_path):
+    """Issue 8.17."""
+    res = load_results(make_results(tmp_path / "l2", {0.0: [0.5, 0.6], 0.01: [0.4, 0.45]},
+                                    statuses={(0.01, 1): "failed"}))
+    html = render(res)
+    assert "Diverged and failed runs (1)" in html and "<td>failed</td>" in html
 
 
 BLOCK_TF = "import sys; sys.modules['tensorflow'] = None; sys.modules['keras'] = None\n"

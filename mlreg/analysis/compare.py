@@ -284,7 +284,9 @@ def baseline_note(table: pd.DataFrame) -> str:
     if "verdict" not in table:
         return ""
     m = int((~table["verdict"].isin(["baseline", "no ok runs"])).sum())
+    if m <= 1:
+        return f"\n{m} setting compared with the baseline: a 95% paired t interval over shared seeds"
     how = ("verdicts from Holm-adjusted p-values (p_holm)" if "p_holm" in table
            else "verdicts not adjusted either (--adjust holm adjusts them)")
-    return (f"\n{m} setting{'s' * (m != 1)} compared with the baseline: 95% paired t intervals over shared seeds, "
+    return (f"\n{m} settings compared with the baseline: 95% paired t intervals over shared seeds, "
             f"not adjusted for the {m} comparisons; {how}")

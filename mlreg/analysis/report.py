@@ -1,5 +1,7 @@
-"""One self-contained HTML report of a results directory: plots embedded as PNG data
-URIs, the comparison table, the experiment file and the manifest. No server needed."""
+"""One self-contained HTML report of a results directory: the comparison table (scrolling in
+its own box), every plot embedded as a PNG data URI with a caption in words (click one to
+see it full size), a glossary of the columns, the runs that diverged or failed with their
+errors, the experiment file and the manifest. No server and no network needed."""
 
 from __future__ import annotations
 
@@ -11,20 +13,49 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlreg.analysis.compare import as_list, compare, mark_empty
-from mlreg.analysis.plots import KINDS, figures
+from mlreg.analysis.compare import as_list, baseline_note, combined_runs, compare, mark_empty
+from mlreg.analysis.plots import KINDS, LABELS, figures
 
 if TYPE_CHECKING:
     from mlreg.store import Results
 
 _STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; padding: 0 1rem; color: #222; }
 h1 { font-size: 1.5rem; } h2 { font-size: 1.15rem; margin-top: 2rem; border-bottom: 1px solid #ddd; }
+.scroll { overflow-x: auto; border: 1px solid #e4e4e4; max-width: 100%; }
 table { border-collapse: collapse; font-size: 0.85rem; } td, th { padding: 0.2rem 0.6rem; text-align: right; }
-tr:nth-child(even) { background: #f5f5f5; } th { background: #e8e8e8; }
+td { white-space: nowrap; } td.text { text-align: left; white-space: normal; min-width: 20rem; }
+tr:nth-child(even) { background: #f5f5f5; } th { background: #e8e8e8; position: sticky; top: 0; }
 pre { background: #f7f7f7; padding: 0.8rem; overflow-x: auto; font-size: 0.8rem; }
-figure { display: inline-block; margin: 0.5rem; } img { max-width: 520px; border: 1px solid #eee; }
+figure { display: inline-block; vertical-align: top; margin: 0.5rem; width: 520px; }
+figure img { width: 100%; border: 1px solid #eee; cursor: zoom-in; }
+figcaption { font-size: 0.85rem; color: #444; }
+figure.zoom { position: fixed; inset: 0; margin: 0; width: auto; background: rgba(0, 0, 0, 0.85); z-index: 9;
+              display: flex; flex-direction: column; align-items: center; justify-content: center; }
+figure.zoom img { width: min(96vw, 135vh); height: auto; cursor: zoom-out; }
+figure.zoom figcaption { color: #eee; }
+dl { font-size: 0.9rem; } dt { font-weight: 600; margin-top: 0.4rem; } dd { margin-left: 1.5rem; }
 """
+
+_SCRIPT = """
+document.querySelectorAll('figure').forEach(f => f.addEventListener('click', () => f.classList.toggle('zoom')));
+document.addEventListener('keydown', e => { if (e.key === 'Escape')
+  document.querySelectorAll('figure.zoom').forEach(f => f.classList.remove('zoom')); });
+"""
+
+GLOSSARY = {
+    "n": "runs of the setting that finished ok (diverged and failed runs are counted apart)",
+    "mean, std, min, max": "of the ranked metric over those runs (seeds)",
+    "gap": "generalization gap: validation minus training data loss at the best epoch, mean over runs",
+    "best_epoch": "the epoch with the best monitored value (early stopping restored its weights), mean over runs",
+    "diverged": "runs whose loss became NaN or infinite; they are results and are not retried",
+    "failed": "runs that raised an error (listed below); `mlreg run` retries them",
+    "rank, best": "order by the mean (lower is better, except accuracy-like metrics); * marks the best",
+    "diff": "mean paired difference to the baseline setting over the seeds both have",
+    "ci_low, ci_high": "95% Student-t interval of that difference (not adjusted for the number of comparisons)",
+    "p, p_holm": "two-sided paired t-test p-value; p_holm adjusts it for the comparisons (Holm), when asked",
+    "verdict": "better or worse when the difference is clear of zero at the 5% level, else inconclusive",
+}
 
 
 def png_data_uri(fig: object) -> str:
@@ -33,40 +64,87 @@ def png_data_uri(fig: object) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
+def caption(stem: str) -> str:
+    """What a figure of `mlreg plot` shows, in words."""
+    if stem == "loss_curves":
+        return "Training (dashed) and validation (solid) data loss per epoch, mean over seeds."
+    if stem == "weight_histograms":
+        return "Histograms of the final kernel weights per setting (all seeds and layers)."
+    kinds = {"validation_curve_": "Best validation data loss (and the training loss at that epoch) against {}.",
+             "gap_": "Generalization gap (validation minus training data loss at the best epoch) against {}.",
+             "sparsity_": "Fraction of final kernel weights below 1e-3 in size, against {}.",
+             "weight_l2_": "Sum of squared final kernel weights against {}.",
+             "stopping_epoch_": "Epochs trained before early stopping stopped, against {}."}
+    for prefix, text in kinds.items():
+        if stem.startswith(prefix):
+            param = stem.removeprefix(prefix)
+            return text.format(LABELS.get(param, param))
+    return stem
+
+
 def render(results: Results | Sequence[Results], *, metric: str = "best_val_data_loss",
-           baseline: str | None = None, kinds: Sequence[str] = KINDS) -> str:
+           baseline: str | None = None, adjust: str = "none", kinds: Sequence[str] = KINDS) -> str:
     """The report as an HTML string.
 
     Args:
         results: one `Results` or a list.
         metric: the column the table ranks by. Defaults to `"best_val_data_loss"`.
         baseline: a setting to compare against, e.g. `"l2=0"`. Defaults to `None`.
+        adjust: `"none"` or `"holm"` (see `mlreg.compare`). Defaults to `"none"`.
         kinds: which plots. Defaults to all of `mlreg.plots.KINDS`.
     """
     import matplotlib.pyplot as plt
 
     items = as_list(results)
-    table = compare(results, metric=metric, baseline=baseline)
+    table = compare(results, metric=metric, baseline=baseline, adjust=adjust)
     title = " vs ".join(r.name for r in items)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>mlreg: {html.escape(title)}</title>",
              f"<style>{_STYLE}</style></head><body>", f"<h1>mlreg report: {html.escape(title)}</h1>"]
     for r in items:
-        m = r.manifest
         statuses = ", ".join(f"{n} {s}" for s, n in r.runs["status"].value_counts().items())
-        parts.append(f"<p>{html.escape(m.get('description', ''))} — {len(r.runs)} runs ({statuses}); "
+        parts.append(f"<p>{html.escape(r.manifest.get('description', ''))} — {len(r.runs)} runs ({statuses}); "
                      f"swept: {html.escape(', '.join(r.params) or 'nothing')}</p>")
     parts.append(f"<h2>Settings ranked by {html.escape(metric)} (mean over seeds; * = best)</h2>")
-    parts.append(mark_empty(table).to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0))
-    parts.append("<h2>Plots</h2>")
+    first = [c for c in ("n", "mean", "std", "diff", "ci_low", "ci_high", "p", "p_holm", "verdict") if c in table]
+    at = table.columns.get_loc("n")  # the setting's columns, then what answers the question, then the rest
+    order = [*table.columns[:at], *first, *(c for c in table.columns[at:] if c not in first)]
+    shown = mark_empty(table[order]).to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0)
+    parts.append(f"<div class='scroll'>{shown}</div>")
+    if baseline is not None:
+        parts.append(f"<p>{html.escape(baseline_note(table).strip())}.</p>")
+    parts.append("<details><summary>What the columns mean</summary><dl>")
+    parts += [f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in GLOSSARY.items()]
+    parts.append("</dl></details>")
+    parts.append("<h2>Plots</h2><p>Click a plot to see it full size; click again or press Esc to close.</p>")
     for stem, fig in figures(results, kinds).items():
-        parts.append(f"<figure><img alt='{stem}' src='{png_data_uri(fig)}'><figcaption>{stem}</figcaption></figure>")
+        parts.append(f"<figure><img alt='{stem}' src='{png_data_uri(fig)}'>"
+                     f"<figcaption>{html.escape(caption(stem))}</figcaption></figure>")
         plt.close(fig)
+    parts.append(_problems(results))
     for r in items:
         parts.append(f"<h2>Experiment file: {html.escape(r.name)} (spec.toml)</h2>")
         parts.append(f"<pre>{html.escape(r.spec_toml)}</pre>")
         parts.append(f"<h2>Manifest</h2><pre>{html.escape(json.dumps(r.manifest, indent=2))}</pre>")
-    parts.append("</body></html>")
+    parts.append(f"<script>{_SCRIPT}</script></body></html>")
     return "\n".join(parts)
+
+
+def _problems(results: Results | Sequence[Results]) -> str:
+    """A section listing the runs that diverged or failed, with their settings and errors."""
+    runs, by = combined_runs(results)
+    bad = runs[runs["status"] != "ok"]
+    if bad.empty:
+        return "<h2>Diverged and failed runs</h2><p>None: every run finished ok.</p>"
+    cols = [c for c in dict.fromkeys(["experiment", *by, "seed", "status", "epochs_run", "error"]) if c in bad.columns]
+    def cell(col: str, value: object) -> str:
+        text = html.escape("" if value != value else str(value))  # noqa: PLR0124 - NaN is empty
+        return f"<td class='text'>{text}</td>" if col == "error" else f"<td>{text}</td>"
+
+    rows = "".join("<tr>" + "".join(cell(c, v) for c, v in zip(cols, row, strict=True)) + "</tr>"
+                   for row in bad[cols].itertuples(index=False))
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    return (f"<h2>Diverged and failed runs ({len(bad)})</h2><div class='scroll'><table><thead><tr>{head}</tr></thead>"
+            f"<tbody>{rows}</tbody></table></div>")
 
 
 def write(results: Results | Sequence[Results], path: str | Path, **kw: object) -> Path:
