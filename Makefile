@@ -26,6 +26,8 @@ experiments: $(BIN)/mlreg
 	$(BIN)/python experiments/run_all.py
 
 bench: $(BIN)/mlreg
+	$(BIN)/python benchmarks/bench_engines.py
+	$(BIN)/python benchmarks/bench_memory.py
 	$(BIN)/python benchmarks/bench_analysis.py
 
 clean:
