@@ -63,7 +63,7 @@ class SweepReport:
     def __str__(self) -> str:
         parts = ", ".join(f"{n} {s}" for s, n in sorted(self.counts.items()))
         resumed = f"; {self.skipped} already done" if self.skipped else ""
-        return f"{self.total} runs in {self.out}: {parts or 'nothing to do'}{resumed}"
+        return f"{self.total} run{'s' * (self.total != 1)} in {self.out}: {parts or 'nothing to do'}{resumed}"
 
 
 def default_out(spec: ExperimentSpec) -> Path:

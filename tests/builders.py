@@ -6,6 +6,8 @@ import os
 import signal
 from pathlib import Path
 
+import keras  # noqa: F401 - as a user's module would; TensorFlow's log lines must stay out of the console
+
 from mlreg.models import build_mlp
 
 

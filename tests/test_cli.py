@@ -199,6 +199,7 @@ def test_failed_runs_are_retried_and_the_first_error_is_shown(tmp_path):
     first = _mlreg("run", str(spec), "--out", str(out), "--quiet", env=env)
     assert first.returncode == 0
     assert "failed: RuntimeError: the data server was down" in first.stderr
+    assert "oneDNN" not in first.stderr and "absl" not in first.stderr  # TensorFlow's import noise stays out
     assert "2 runs" in first.stdout and "1 failed" in first.stdout and "1 ok" in first.stdout
     second = _mlreg("run", str(spec), "--out", str(out), "--quiet", env=env)
     assert second.returncode == 0 and "retrying 1 failed run" in second.stderr
