@@ -140,18 +140,22 @@ def _validate(args: argparse.Namespace) -> int:
     spec = load_spec(args.file)
     n, seeds = spec.n_runs, len(spec.seed_list)
     shown = list(islice(spec.iter_runs(), SHOWN_RUNS))
-    print(f"{spec.name}: {_count(n, 'run')} = {_count(spec.n_settings, 'setting')} x {_count(seeds, 'seed')} "
-          f"-> {default_out(spec)}")
+    splits = f" x {_count(spec.n_resamples, 'split')}" if spec.n_resamples > 1 else ""
+    print(f"{spec.name}: {_count(n, 'run')} = {_count(spec.n_settings, 'setting')} x {_count(seeds, 'seed')}"
+          f"{splits} -> {default_out(spec)}")
     for data_spec in spec.data_specs():
-        ds = load(data_spec)
+        ds = load(data_spec, split=0 if data_spec.repeats else None, fold=0 if data_spec.folds else None,
+                  root=spec.root)
         check_monitor(shown, ds.task)
+        test = f" / {len(ds.x_test)} test" if ds.x_test is not None else ""
         print(f"  data {ds.name}: task {ds.task}, {ds.n_features} features, "
-              f"{len(ds.x_train)} train / {len(ds.x_val)} val samples")
+              f"{len(ds.x_train)} train / {len(ds.x_val)} val{test} samples")
     check_builders(shown)
     swept = [p for p in spec.swept if p != "variant"]
-    header = ["run_id", "seed", *(["variant"] if spec.variants else []), *swept]
-    rows = [[r.run_id, str(r.seed), *([r.variant or ""] if spec.variants else []),
-             *(str(r.params()[p]) for p in swept)] for r in shown]
+    resampling = list(shown[0].resampling)
+    header = ["run_id", "seed", *resampling, *(["variant"] if spec.variants else []), *swept]
+    rows = [[r.run_id, str(r.seed), *(str(v) for v in r.resampling.values()),
+             *([r.variant or ""] if spec.variants else []), *(str(r.params()[p]) for p in swept)] for r in shown]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
     for row in [header, *rows]:
         print("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))

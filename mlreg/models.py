@@ -270,7 +270,7 @@ def build_model(run: RunSpec, data: Dataset) -> keras.Model:
     if m.builder == "transfer":
         if isinstance(m.l1, tuple) or isinstance(m.l2, tuple):
             raise ValueError("per-layer rates do not apply to `transfer`; give one rate (for the new head)")
-        base = load_base_model(m.base_model)  # type: ignore[arg-type]
+        base = load_base_model(run.path(m.base_model))  # type: ignore[arg-type]
         return transfer_model(base, data.n_outputs, data.task, freeze_strategy=m.freeze, l1=m.l1, l2=m.l2)
     if m.builder in BUILDERS:
         model = BUILDERS[m.builder](

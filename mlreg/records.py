@@ -64,13 +64,16 @@ def metric_names(task: str) -> list[str]:
     return ["mae"] if task == "regression" else ["accuracy"]
 
 
-def columns(task: str, params: list[str], *, has_test: bool = False) -> dict[str, list[str]]:
-    """The header of each CSV file for a task and the parameter columns of its runs."""
+def columns(task: str, params: list[str], *, has_test: bool = False,
+            resampling: Sequence[str] = ()) -> dict[str, list[str]]:
+    """The header of each CSV file for a task, the parameter columns of its runs and, with
+    cross-validation or repeated splits, the `split` / `fold` columns."""
     metrics = metric_names(task)
     history = ["run_id", "epoch", "loss", "penalty", "train_data_loss", "val_data_loss", "val_loss"]
     history += [c for m in metrics for c in (m, f"val_{m}", f"train_{m}")]
     history += [*WEIGHT_STATS, "lr", "epoch_time_s"]
-    runs = ["run_id", "status", "seed", *params, "engine", "best_epoch", "kept_epoch", "stopped_epoch", "epochs_run",
+    runs = ["run_id", "status", "seed", *resampling, *params, "engine", "n_train", "n_val", "best_epoch",
+            "kept_epoch", "stopped_epoch", "epochs_run",
             "best_val_data_loss", "train_data_loss_at_best", "gap", "penalty_at_best"]
     runs += [c for m in metrics for c in (f"val_{m}_at_best", f"train_{m}_at_best")]
     runs += ["final_val_data_loss", *WEIGHT_STATS]
@@ -119,8 +122,8 @@ def diverged_at(row: Mapping[str, Any]) -> bool:
 
 
 def base_summary(run: RunSpec, engine: str) -> dict[str, Any]:
-    """The columns every `runs.csv` row starts with: id, seed, parameters, engine."""
-    return {"run_id": run.run_id, "seed": run.seed, **run.params(), "engine": engine}
+    """The columns every `runs.csv` row starts with: id, seed, split and fold, parameters, engine."""
+    return {"run_id": run.run_id, "seed": run.seed, **run.resampling, **run.params(), "engine": engine}
 
 
 def finish(
@@ -136,6 +139,8 @@ def finish(
     test: Mapping[str, float] | None,
     n_params: int,
     duration_s: float,
+    n_train: int | None = None,
+    n_val: int | None = None,
 ) -> RunResult:
     """The record of a run that trained to its end, from what any engine knows.
 
@@ -154,8 +159,9 @@ def finish(
         test: the test-set values (`data_loss` and the metrics), when there is a test set.
         n_params: the model's parameter count.
         duration_s: wall time spent on the run.
+        n_train, n_val: the sizes of its training and validation sets.
     """
-    summary = base_summary(run, engine) | {"epochs_run": len(history),
+    summary = base_summary(run, engine) | {"n_train": n_train, "n_val": n_val, "epochs_run": len(history),
                                            "stopped_epoch": len(history) if stopped else None}
     if history and diverged_at(history[-1]):
         summary |= {"status": "diverged", "error": f"non-finite loss at epoch {len(history)}",

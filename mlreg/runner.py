@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import platform
 import signal
@@ -71,17 +72,24 @@ def default_out(spec: ExperimentSpec) -> Path:
 
 
 def prepare_data(plan: list[RunSpec]) -> dict[str, Dataset]:
-    """Loads each distinct data configuration of a plan once (before anything is written)."""
+    """Loads each distinct data configuration of a plan once (before anything is written):
+    one per `[data]` section, split and fold."""
     out: dict[str, Dataset] = {}
     for run in plan:
-        key = _data_key(run)
+        key = data_key(run)
         if key not in out:
-            out[key] = load(run.data)
+            out[key] = load(run.data, split=run.split, fold=run.fold, root=run.root)
     return out
 
 
-def _data_key(run: RunSpec) -> str:
-    return json.dumps(run.data.model_dump(mode="json"), sort_keys=True)
+def data_key(run: RunSpec) -> str:
+    """Which data a run trains on: its `[data]` section, split, fold and folder."""
+    return json.dumps([run.data.model_dump(mode="json"), run.split, run.fold, run.root], sort_keys=True)
+
+
+def data_hash(datasets: dict[str, Dataset]) -> str:
+    """One hash of the content of every data set of a plan (see `Dataset.content_hash`)."""
+    return hashlib.sha256(" ".join(sorted({d.content_hash for d in datasets.values()})).encode()).hexdigest()[:16]
 
 
 def check_builders(plan: list[RunSpec]) -> None:
@@ -91,9 +99,10 @@ def check_builders(plan: list[RunSpec]) -> None:
 
     if {r.model.builder for r in plan} - set(BUILDERS):
         engines.import_tensorflow()  # a builder's module may import Keras: keep TensorFlow's log lines out
-    for path in {r.model.base_model for r in plan if r.model.base_model}:
-        if not Path(path).is_file():
-            raise SpecError(f"Invalid value for `model.base_model`: no such file. Received: base_model={path!r}")
+    for run in plan:
+        if run.model.base_model and not run.path(run.model.base_model).is_file():
+            raise SpecError(f"Invalid value for `model.base_model`: no such file. "
+                            f"Received: base_model={run.model.base_model!r}")
     for ref in {r.model.builder for r in plan} - set(BUILDERS):
         try:
             user_builder(ref)
@@ -101,7 +110,7 @@ def check_builders(plan: list[RunSpec]) -> None:
             raise SpecError(str(e)) from None
 
 
-def manifest(spec: ExperimentSpec, task: str, n_runs: int, engine: str) -> dict[str, object]:
+def manifest(spec: ExperimentSpec, task: str, n_runs: int, engine: str, content: str) -> dict[str, object]:
     import keras
     import tensorflow as tf
 
@@ -114,6 +123,7 @@ def manifest(spec: ExperimentSpec, task: str, n_runs: int, engine: str) -> dict[
         "task": task,
         "n_runs": n_runs,
         "engine": engine,
+        "data_hash": content,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "host": socket.gethostname(),
         "platform": platform.platform(),
@@ -240,6 +250,8 @@ def run(
     check_monitor(plan, first.task)
     engines.import_tensorflow(verbose)
     params = list(plan[0].params())
+    resampling = list(plan[0].resampling)
+    content = data_hash(datasets)
     out = Path(out) if out is not None else default_out(spec)
     notes: list[str] = []
 
@@ -250,11 +262,12 @@ def run(
     store = ResultsStore.open(
         out,
         spec_toml=spec.to_toml(),
-        manifest=manifest(spec, first.task, len(plan), engine),
-        columns=columns(first.task, params, has_test=first.x_test is not None),
+        manifest=manifest(spec, first.task, len(plan), engine, content),
+        columns=columns(first.task, params, has_test=first.x_test is not None, resampling=resampling),
         fresh=fresh,
         plan={r.run_id for r in plan},
         describe_change=describe_change,
+        must_match={"data_hash": content},
     )
     with store:
         statuses = store.statuses()
@@ -271,7 +284,7 @@ def run(
                 say(f"retrying {len(retry)} failed run{'s' * (len(retry) != 1)} (diverged runs are results and stay)")
             if note:
                 say(note)
-            for result in execute_packs(packs, lambda p: datasets[_data_key(p.runs[0])]):
+            for result in execute_packs(packs, lambda p: datasets[data_key(p.runs[0])]):
                 if engines.STOP.is_set():  # nothing that ended after Ctrl-C or SIGTERM is recorded
                     raise Interrupted(received.get("signum", signal.SIGINT))
                 store.append(result)

@@ -19,6 +19,7 @@ import hashlib
 import itertools
 import json
 import math
+import os
 import re
 import tomllib
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from mlreg.data import DATASETS, TASKS
 from mlreg.engines import ENGINES
@@ -40,6 +41,7 @@ FREEZE = ("none", "all_but_last", "most")
 # runs.csv columns, `--by` options and plot labels.
 PARAMS: dict[str, tuple[str, str]] = {
     "train_size": ("data", "train_size"),
+    "shift": ("data", "shift"),
     "builder": ("model", "builder"),
     "hidden": ("model", "hidden"),
     "activation": ("model", "activation"),
@@ -93,8 +95,21 @@ class DataSpec(_Section):
         scale: standardise the features with training-set statistics. Turn it off for
             data already on a fixed scale, e.g. to fine-tune a pretrained model on the
             preprocessing it was trained with. Defaults to `True`.
-        n_samples: size of a synthetic data set. Defaults to the set's own.
+        n_samples: size of a generated data set (`mnist1d`, the synthetic ones). Defaults
+            to the set's own.
         noise: noise level of a synthetic data set. Defaults to the set's own.
+        folds: k-fold cross-validation: each run of a setting and seed is repeated for each
+            of `folds` stratified folds of the pool left after the test set, the fold being
+            its validation set (`val_size` is then not used). Defaults to `None` (one split).
+        repeats: repeated random splits: the train/validation split is drawn `repeats`
+            times (split seeds `seed`, `seed + 1`, ...); with `folds`, repeated k-fold.
+            Defaults to `None`.
+        shift: how far the validation and test data are from the training data: Gaussian
+            noise of this many training-set standard deviations added to each of their
+            features (the same draw for every `shift`, so settings stay paired). Sweepable.
+            Defaults to `0.0` (no shift).
+        test_path: a CSV or Parquet file holding the test set of `path`'s data (an NPZ file
+            or `mnist1d` carries its own). Defaults to `None`.
     """
 
     dataset: str | None = None
@@ -108,6 +123,10 @@ class DataSpec(_Section):
     scale: bool = True
     n_samples: int | None = Field(None, ge=10)
     noise: float | None = Field(None, ge=0)
+    folds: int | None = Field(None, ge=2)
+    repeats: int | None = Field(None, ge=1)
+    shift: float = Field(0.0, ge=0, allow_inf_nan=False)
+    test_path: str | None = None
 
     @field_validator("dataset")
     @classmethod
@@ -135,6 +154,10 @@ class DataSpec(_Section):
             raise ValueError("give either `data.dataset` or `data.path`, not both")
         if self.path and not self.target:
             raise ValueError("`data.target` is required with `data.path` (the target column)")
+        if self.test_path and not self.path:
+            raise ValueError("`data.test_path` goes with `data.path` (the test set of your own data)")
+        if self.test_path and self.test_size:
+            raise ValueError("give either `data.test_path` or `data.test_size`, not both")
         if self.val_size + self.test_size >= 1:
             raise ValueError("`data.val_size` + `data.test_size` must be below 1")
         if not self.dataset and not self.path:
@@ -259,7 +282,9 @@ _SECTIONS: dict[str, type[_Section]] = {
 
 # Fields added after results were first recorded. At their default they are left out of
 # spec.toml and of run ids, so that results written before they existed still resume.
-_QUIET_DEFAULTS: dict[str, dict[str, Any]] = {"data": {"scale": True}}
+_QUIET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "data": {"scale": True, "folds": None, "repeats": None, "shift": 0.0, "test_path": None},
+}
 
 # Fields that say how runs are executed, not what they are: never in spec.toml or run ids.
 _EXECUTION: dict[str, set[str]] = {"training": {"engine"}}
@@ -293,6 +318,7 @@ class ExperimentSpec(_Section):
     early_stopping: EarlyStoppingSpec = EarlyStoppingSpec()
     grid: dict[str, tuple[Any, ...]] = {}
     variants: tuple[dict[str, Any], ...] = ()
+    _root: str | None = PrivateAttr(default=None)  # the experiment file's folder (load_spec sets it)
 
     @field_validator("seeds")
     @classmethod
@@ -365,7 +391,18 @@ class ExperimentSpec(_Section):
             d["grid"].pop(key, None)
             for v in d["variants"]:
                 v.pop(key, None)
-        return ExperimentSpec.from_dict(d, source="override")
+        return ExperimentSpec.from_dict(d, source="override").at(self._root)
+
+    @property
+    def root(self) -> str | None:
+        """The folder relative paths are resolved against (the experiment file's), or `None`."""
+        return self._root
+
+    def at(self, root: str | os.PathLike[str] | None) -> ExperimentSpec:
+        """This experiment with relative paths (`data.path`, `data.test_path`,
+        `model.base_model`) resolved against `root` (`load_spec` gives the file's folder)."""
+        self._root = None if root is None else str(root)
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved spec as plain data (no `None`), ready for TOML."""
@@ -396,9 +433,14 @@ class ExperimentSpec(_Section):
         return max(len(self.variants), 1) * math.prod(len(v) for v in self.grid.values())
 
     @property
+    def n_resamples(self) -> int:
+        """Data splits per setting and seed: `repeats x folds` (1 without resampling)."""
+        return (self.data.repeats or 1) * (self.data.folds or 1)
+
+    @property
     def n_runs(self) -> int:
-        """How many runs the file describes (settings x seeds), counted without listing them."""
-        return self.n_settings * len(self.seed_list)
+        """How many runs the file describes (settings x seeds x splits), counted without listing them."""
+        return self.n_settings * len(self.seed_list) * self.n_resamples
 
     def data_specs(self) -> list[DataSpec]:
         """The distinct `[data]` sections of the plan (the data parameters swept), without
@@ -436,13 +478,25 @@ class ExperimentSpec(_Section):
             except ValidationError as e:  # each value was fine alone; this combination is not
                 setting = ", ".join(f"{k}={format_value(v)}" for k, v in overrides.items())
                 raise SpecError(f"{self.name}: the setting {setting} is invalid: {_format(e)}") from None
+            data = built["data"]
             for seed in self.seed_list:
-                yield RunSpec(experiment=self.name, seed=seed, variant=variant, **built)
+                for split in range(data.repeats) if data.repeats else [None]:
+                    for fold in range(data.folds) if data.folds else [None]:
+                        yield RunSpec(experiment=self.name, seed=seed, variant=variant, **built, split=split,
+                                      fold=fold, root=self._root)
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One run: fully resolved settings and a seed. Immutable; hashable by `run_id`."""
+    """One run: fully resolved settings, a seed, and which data split. Immutable.
+
+    Attributes:
+        split: with `data.repeats`, which draw of the train/validation split (its seed is
+            `data.seed + split`); else `None`.
+        fold: with `data.folds`, which fold is the validation set; else `None`.
+        root: the folder that relative paths of the experiment file are resolved against
+            (the file's own); not part of what the run is.
+    """
 
     experiment: str
     seed: int
@@ -451,14 +505,29 @@ class RunSpec:
     model: ModelSpec
     training: TrainingSpec
     early_stopping: EarlyStoppingSpec
+    split: int | None = None
+    fold: int | None = None
+    root: str | None = None
 
     @property
     def run_id(self) -> str:
-        """A stable hash of the resolved settings and seed (12 hex digits)."""
+        """A stable hash of the resolved settings, seed, split and fold (12 hex digits); the
+        split and fold enter only when set, so ids from before resampling existed stay."""
         payload = {s: _dump_section(s, getattr(self, s).model_dump(mode="json")) for s in _SECTIONS}
         payload |= {"seed": self.seed, "variant": self.variant}
+        payload |= {k: v for k, v in (("split", self.split), ("fold", self.fold)) if v is not None}
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    @property
+    def resampling(self) -> dict[str, int]:
+        """`split` and `fold` where set: the columns of `runs.csv` that say which data the run saw."""
+        return {k: v for k, v in (("split", self.split), ("fold", self.fold)) if v is not None}
+
+    def path(self, value: str) -> Path:
+        """A path of the experiment file, resolved against the file's folder when relative."""
+        path = Path(value)
+        return path if path.is_absolute() or self.root is None else Path(self.root) / path
 
     def params(self) -> dict[str, Any]:
         """Every sweepable parameter with its value, as written to `runs.csv`."""
@@ -522,7 +591,7 @@ def load_spec(path: str | Path) -> ExperimentSpec:
     except tomllib.TOMLDecodeError as e:
         raise SpecError(f"{path}: not valid TOML: {e}") from None
     d.setdefault("name", path.stem)
-    return ExperimentSpec.from_dict(d, source=str(path))
+    return ExperimentSpec.from_dict(d, source=str(path)).at(path.resolve().parent)
 
 
 # -- helpers --------------------------------------------------------------------------

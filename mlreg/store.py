@@ -69,6 +69,7 @@ class ResultsStore:
         fresh: bool = False,
         plan: Collection[str] | None = None,
         describe_change: Callable[[str, str], str] | None = None,
+        must_match: dict[str, Any] | None = None,
     ) -> ResultsStore:
         """Opens (creating or resuming) the results directory of an experiment.
 
@@ -89,6 +90,8 @@ class ResultsStore:
                 description changed. Defaults to `None`: any difference is refused.
             describe_change: `(old spec.toml, new spec.toml) -> text` naming the fields that
                 differ, for the refusal. Defaults to `None`.
+            must_match: manifest entries a resumed directory must hold (`data_hash`: the data
+                did not change); an entry the manifest lacks is added. Defaults to `None`.
 
         Raises:
             StoreError: the directory holds runs this experiment would not contain, holds
@@ -110,6 +113,7 @@ class ResultsStore:
                     store = cls(root, columns, lock_fd)
                     try:
                         store._repair()
+                        store._check_manifest(must_match or {})
                         store._take_over(spec_toml, manifest, plan, describe_change)
                     except BaseException:
                         store.close()
@@ -186,6 +190,20 @@ class ResultsStore:
                 view = view[os.write(fd, view):]
         finally:
             os.close(fd)
+
+    def _check_manifest(self, must_match: dict[str, Any]) -> None:
+        try:
+            old = json.loads((self.root / MANIFEST).read_text())
+        except (OSError, ValueError):
+            old = {}
+        for key, value in must_match.items():
+            if key in old and old[key] != value:
+                what = "data" if key == "data_hash" else key
+                raise StoreError(f"{self.root}: the {what} changed since its runs were recorded ({key} {old[key]} -> "
+                                 f"{value}); its runs would mix with runs on other data. Use --fresh to move it "
+                                 "aside and start anew, or --out to write elsewhere")
+        if any(key not in old for key in must_match):
+            _write_atomic(self.root / MANIFEST, json.dumps(old | must_match, indent=2) + "\n")
 
     def _take_over(self, spec_toml: str, manifest: dict[str, Any], plan: Collection[str] | None,
                    describe_change: Callable[[str, str], str] | None) -> None:

@@ -49,7 +49,8 @@ def test_resolved_spec_round_trips_through_toml(tmp_path):
     again = ExperimentSpec.from_dict(tomllib.loads(text))
     assert again == spec
     assert again.to_toml() == text
-    assert load_spec(write_toml(tmp_path / "x.toml", spec.to_dict())) == spec
+    loaded = load_spec(write_toml(tmp_path / "x.toml", spec.to_dict()))
+    assert loaded.to_dict() == spec.to_dict() and loaded.root == str(tmp_path)
 
 
 def test_with_overrides_changes_defaults_and_drops_sweeps():

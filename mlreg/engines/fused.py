@@ -93,8 +93,9 @@ def why_not(run: RunSpec) -> str | None:
 def pack_key(run: RunSpec) -> str:
     """Runs with the same key can share a graph."""
     m, t, es = run.model, run.training, run.early_stopping
-    return json.dumps([run.data.model_dump(mode="json"), m.builder, m.hidden, m.activation, t.batch_size,
-                       t.epochs, t.optimizer, es.monitor, es.restore_best_weights], sort_keys=True)
+    return json.dumps([run.data.model_dump(mode="json"), run.split, run.fold, run.root, m.builder, m.hidden,
+                       m.activation, t.batch_size, t.epochs, t.optimizer, es.monitor, es.restore_best_weights],
+                      sort_keys=True)
 
 
 def pack(runs: Sequence[RunSpec], max_pack: int = MAX_PACK) -> list[list[RunSpec]]:
@@ -584,7 +585,7 @@ def _train(runs: list[RunSpec], data: Dataset) -> Iterator[RunResult]:
         return finish(runs[j], engine=NAME, task=data.task, history=histories[j],
                       best=int(rule.best_epoch[j]) if runs[j].early_stopping.enabled else None,
                       restored=restore[j], stopped=stopped, kernels=kernels, test=test, n_params=n_params,
-                      duration_s=float(spent[j]))
+                      duration_s=float(spent[j]), n_train=n, n_val=len(data.x_val))
 
     active = np.ones(len(runs), dtype=bool)  # positions still training; the others are frozen padding
     for epoch in range(tr.epochs):

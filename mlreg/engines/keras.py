@@ -138,7 +138,7 @@ def train_run(run: RunSpec, data: Dataset) -> RunResult:
         restored=stopper is not None and es.restore_best_weights,
         stopped=stopper is not None and stopper.stopped_epoch > 0,
         kernels=kernels(model), test=test, n_params=int(model.count_params()),
-        duration_s=time.perf_counter() - t0,
+        duration_s=time.perf_counter() - t0, n_train=len(data.x_train), n_val=len(data.x_val),
     )
 
 
