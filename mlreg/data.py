@@ -302,7 +302,7 @@ def _encode(y: np.ndarray, task: str, spec: DataSpec) -> np.ndarray:
         return np.asarray(y, dtype="float32")
     classes, codes = np.unique(y, return_inverse=True)
     if len(classes) < 2:
-        raise DataError(f"Invalid value for `data.target`: the target has one class ({classes[0]!r}); a "
+        raise DataError(f"Invalid value for `data.target`: the target has one class ({classes[0]}); a "
                         f"classification target needs two or more. Received: target={spec.target!r}")
     if task == "binary" and len(classes) != 2:
         raise DataError(f"a binary target needs 2 classes; found {len(classes)}")

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -278,3 +279,31 @@ def test_a_full_disk_is_one_line_and_keeps_finished_runs(tmp_path, capsys, monke
     err = capsys.readouterr().err
     assert err.startswith("mlreg: error: the disk is full") and "finished runs are kept" in err
     assert len(pd.read_csv(out / "runs.csv")) == 1
+
+
+def test_cross_validation_end_to_end_pairs_on_seed_and_fold(tmp_path, capsys):
+    """Issue 9: each (setting, seed, fold) is a run, `fold` is a column, compare pairs on it."""
+    d = tiny_spec_dict(seeds=2, data={"folds": 3, "train_size": 1.0, "dataset": "wine"}, grid={"l2": [0.0, 0.1]})
+    spec, out = write_toml(tmp_path / "e.toml", d), tmp_path / "out"
+    assert main(["validate", str(spec)]) == 0
+    assert "12 runs = 2 settings x 2 seeds x 3 splits" in capsys.readouterr().out
+    assert main(["run", str(spec), "--out", str(out), "--quiet"]) == 0
+    runs = pd.read_csv(out / "runs.csv")
+    assert sorted(runs.fold.unique()) == [0, 1, 2] and set(runs.engine) == {"fused"} and runs.run_id.is_unique
+    assert set(runs.n_val) <= {59, 60} and (runs.n_train + runs.n_val == 178).all()  # folds of all 178 samples
+    capsys.readouterr()
+    assert main(["compare", str(out), "--baseline", "l2=0"]) == 0
+    assert "shared (seed, fold), Nadeau-Bengio corrected" in capsys.readouterr().out
+
+
+def test_a_directory_whose_data_changed_is_not_resumed(tmp_path, capsys):
+    """Issue 9: resuming silently mixed runs from two data sets."""
+    rng = np.random.default_rng(0)
+    data = tmp_path / "d.csv"
+    pd.DataFrame({"a": rng.normal(size=60), "y": rng.integers(0, 2, 60)}).to_csv(data, index=False)
+    d = tiny_spec_dict(data={"dataset": None, "path": "d.csv", "target": "y", "train_size": 1.0})
+    spec, out = write_toml(tmp_path / "e.toml", d), tmp_path / "out"
+    assert main(["run", str(spec), "--out", str(out), "--quiet"]) == 0  # d.csv found beside e.toml
+    pd.DataFrame({"a": rng.normal(size=60), "y": rng.integers(0, 2, 60)}).to_csv(data, index=False)
+    assert main(["run", str(spec), "--out", str(out), "--quiet"]) == 2
+    assert "the data changed since its runs were recorded" in capsys.readouterr().err

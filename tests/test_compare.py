@@ -113,3 +113,30 @@ def test_a_setting_without_ok_runs_is_shown_and_ranked_last(tmp_path):
     assert "no ok runs" in format_table(table)
     with pytest.raises(ValueError, match="the baseline has no ok runs"):
         compare(res, baseline="learning_rate=1e6")
+
+
+def test_nadeau_bengio_interval_by_hand_when_runs_span_folds(tmp_path):
+    """Issue 9: pairs on (seed, fold), and the variance of the mean difference is
+    s^2 (1/J + n_val/n_train) rather than s^2/J."""
+    from mlreg.records import RunResult, columns
+    from mlreg.store import ResultsStore
+
+    base = {(s, f): 0.50 + 0.01 * s + 0.02 * f for s in range(2) for f in range(3)}
+    good = {k: v - 0.03 + 0.004 * (k[0] - k[1]) for k, v in base.items()}
+    with ResultsStore.open(tmp_path / "cv", spec_toml="x", manifest={"swept": ["l2"]},
+                           columns=columns("single_label", ["l2"], resampling=["fold"])) as store:
+        for l2, losses in ((0.0, base), (0.01, good)):
+            for (seed, fold), loss in losses.items():
+                run_id = f"{l2}-{seed}-{fold}"
+                store.append(RunResult(run_id, "ok", {"run_id": run_id, "status": "ok", "seed": seed, "fold": fold,
+                                                      "l2": l2, "n_train": 300, "n_val": 100,
+                                                      "best_val_data_loss": loss}))
+    table = compare(load_results(tmp_path / "cv"), baseline="l2=0").set_index("l2")
+    d = [good[k] - base[k] for k in base]
+    se = statistics.stdev(d) * math.sqrt(1 / 6 + 100 / 300)
+    row = table.loc[0.01]
+    assert row["diff"] == pytest.approx(statistics.mean(d))
+    assert row["ci_low"] == pytest.approx(statistics.mean(d) - t975(5) * se)
+    assert row["ci_high"] == pytest.approx(statistics.mean(d) + t975(5) * se)
+    note = format_table(compare(load_results(tmp_path / "cv"), baseline="l2=0"))
+    assert "shared (seed, fold), Nadeau-Bengio corrected" in note and "n_val/n_train = 0.333" in note

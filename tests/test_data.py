@@ -80,3 +80,108 @@ def test_scale_off_keeps_features_as_they_are():
     assert raw.x_train.min() == 0 and raw.x_train.max() == 16
     scaled = load(DataSpec(dataset="digits"))
     np.testing.assert_array_equal(raw.y_val, scaled.y_val)
+
+
+# -- resampling, shift, MNIST-1D and the user's files (issue 9) ------------------------------------
+def _rows(ds):
+    return {tuple(np.round(r, 4)) for r in ds}
+
+
+def test_k_folds_are_disjoint_stratified_whole_and_deterministic():
+    spec = DataSpec(dataset="digits", folds=5, test_size=0.1, train_size=0.5)
+    folds = [load(spec, fold=f) for f in range(5)]
+    raw = load(DataSpec(dataset="digits", folds=5, test_size=0.1, scale=False), fold=0)
+    pool = 1797 - 180  # after the test set
+    assert sum(len(f.x_val) for f in folds) == pool and {len(f.x_test) for f in folds} == {180}
+    unscaled = [_rows(load(DataSpec(dataset="digits", folds=5, test_size=0.1, scale=False), fold=f).x_val)
+                for f in range(5)]
+    assert all(not (unscaled[i] & unscaled[j]) for i in range(5) for j in range(i + 1, 5))  # disjoint
+    assert unscaled[0] == _rows(raw.x_val)
+    for f in folds:  # stratified, and train_size subsamples the training part while the fold stays whole
+        assert np.abs(np.bincount(f.y_val, minlength=10) / len(f.y_val) - 0.1).max() < 0.02
+        assert len(f.x_train) == round((pool - len(f.x_val)) / 2)
+    np.testing.assert_array_equal(load(spec, fold=3).x_val, folds[3].x_val)
+
+
+def test_repeats_draw_other_splits_and_keep_the_test_set():
+    spec = DataSpec(dataset="wine", repeats=3, test_size=0.2)
+    a, b, again = load(spec, split=0), load(spec, split=1), load(spec, split=1)
+    np.testing.assert_array_equal(b.x_val, again.x_val)
+    assert not np.array_equal(a.y_val, b.y_val) or not np.array_equal(a.x_val, b.x_val)
+    raw = [load(DataSpec(dataset="wine", repeats=3, test_size=0.2, scale=False), split=s) for s in (0, 1)]
+    assert _rows(raw[0].x_test) == _rows(raw[1].x_test)  # the test set never moves
+    np.testing.assert_array_equal(load(DataSpec(dataset="wine", test_size=0.2), split=None).y_val,
+                                  load(DataSpec(dataset="wine", test_size=0.2, repeats=2), split=0).y_val)
+
+
+def test_split_sizes_are_exact(tmp_path):
+    """val_size 0.1 and test_size 0.2 of 5000 rows gave 500 and 1001 through float rounding."""
+    rng = np.random.default_rng(0)
+    pd.DataFrame({"a": rng.normal(size=5000), "y": rng.integers(0, 2, 5000)}).to_csv(tmp_path / "d.csv", index=False)
+    ds = load(DataSpec(path=str(tmp_path / "d.csv"), target="y", val_size=0.1, test_size=0.2))
+    assert (len(ds.x_train), len(ds.x_val), len(ds.x_test)) == (3500, 500, 1000)
+
+
+def test_shift_moves_only_the_evaluation_data_by_one_draw():
+    base = load(DataSpec(dataset="digits", test_size=0.1))
+    one, two = (load(DataSpec(dataset="digits", test_size=0.1, shift=s)) for s in (1.0, 2.0))
+    np.testing.assert_array_equal(one.x_train, base.x_train)
+    np.testing.assert_array_equal(one.y_val, base.y_val)
+    moved = one.x_val - base.x_val
+    assert 0.9 < moved.std() < 1.1  # one training standard deviation on scaled features
+    np.testing.assert_allclose(two.x_val - base.x_val, 2 * moved, atol=1e-4)  # the same draw, twice as far
+    assert not np.allclose(one.x_test, base.x_test)
+    np.testing.assert_array_equal(load(DataSpec(dataset="digits", test_size=0.1, shift=0.0)).x_val, base.x_val)
+
+
+def test_mnist1d_is_generated_with_the_network_blocked(monkeypatch):
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise OSError("network blocked in this test")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    ds = load(DataSpec(dataset="mnist1d"))
+    assert (len(ds.x_train), len(ds.x_val), len(ds.x_test), ds.n_features, ds.n_outputs) == (3200, 800, 1000, 40, 10)
+    big = load(DataSpec(dataset="mnist1d", n_samples=20000, val_size=0.1))
+    assert len(big.x_train) + len(big.x_val) == 16000 and len(big.x_test) == 4000
+    state = np.random.get_state()[1][:3].copy()
+    load(DataSpec(dataset="mnist1d", n_samples=100))
+    assert (np.random.get_state()[1][:3] == state).all()  # its global seeding is undone
+
+
+def test_npz_with_capital_x_and_its_own_test_set(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", X=rng.normal(size=(100, 3)), y=rng.integers(0, 3, 100),
+             X_test=rng.normal(size=(30, 3)), y_test=rng.integers(0, 3, 30))
+    ds = load(DataSpec(path=str(tmp_path / "d.npz"), target="y"))
+    assert len(ds.x_test) == 30 and len(ds.x_train) + len(ds.x_val) == 100 and ds.task == "single_label"
+
+
+def test_test_path_and_paths_relative_to_the_experiment_file(tmp_path):
+    from mlreg.spec import load_spec
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "exp" / "data").mkdir(parents=True)
+    for name, n in (("train.csv", 120), ("test.csv", 40)):
+        pd.DataFrame({"a": rng.normal(size=n), "y": rng.integers(0, 2, n)}).to_csv(tmp_path / "exp" / "data" / name,
+                                                                                  index=False)
+    (tmp_path / "exp" / "e.toml").write_text('[data]\npath = "data/train.csv"\ntest_path = "data/test.csv"\n'
+                                             'target = "y"\n')
+    run = load_spec(tmp_path / "exp" / "e.toml").expand()[0]
+    ds = load(run.data, root=run.root)  # from any working directory
+    assert len(ds.x_test) == 40 and len(ds.x_train) + len(ds.x_val) == 120
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("", r"d\.csv: the file is empty"),
+    ("a,y\n", r"d\.csv: the file has no rows"),
+    ("a,y\n1.0,0\n,1\n2.0,\n3.0,1\n", r"d\.csv: 2 rows have missing values \(in columns \['a', 'y'\]\)"),
+    ("a,y\n1.0,0\ninf,1\n3.0,1\n", r"d\.csv: column 'a' has infinite values \(1 rows\)"),
+    ("a,y\n1.0,0\n2.0,0\n3.0,0\n", r"the target has one class \(0\).*Received: target='y'"),
+])
+def test_bad_files_are_refused_naming_the_file_and_column(tmp_path, content, message):
+    (tmp_path / "d.csv").write_text(content)
+    with pytest.raises(DataError, match=message):
+        load(DataSpec(path=str(tmp_path / "d.csv"), target="y"))

@@ -114,3 +114,25 @@ def test_an_invalid_combination_names_the_setting():
                                                    variants=[{"name": "per-layer", "l2": [0.1, 0.0]}]))
     with pytest.raises(SpecError, match=r"setting l2=0.1x0.0, hidden=8x8 is invalid.*one rate per hidden layer"):
         spec.expand()
+
+
+def test_folds_and_repeats_are_runs_and_old_ids_stay():
+    plain = ExperimentSpec.from_dict(tiny_spec_dict(seeds=2)).expand()
+    cv = ExperimentSpec.from_dict(tiny_spec_dict(seeds=2, data={"folds": 3})).expand()
+    rep = ExperimentSpec.from_dict(tiny_spec_dict(seeds=2, data={"folds": 3, "repeats": 2})).expand()
+    assert [(r.seed, r.fold) for r in cv] == [(s, f) for s in (0, 1) for f in range(3)]
+    assert len(rep) == 12 and {r.split for r in rep} == {0, 1} and len({r.run_id for r in rep}) == 12
+    assert cv[0].resampling == {"fold": 0} and plain[0].resampling == {}
+    assert ExperimentSpec.from_dict(tiny_spec_dict(seeds=2, data={"folds": 3})).n_runs == 6
+    # a file without folds, repeats or shift keeps the ids it had before they existed
+    assert ExperimentSpec.from_dict(tiny_spec_dict(seeds=2, data={"shift": 0.0})).expand()[0].run_id == plain[0].run_id
+    assert plain[0].run_id == "02d23c6b666b"  # as in mlreg 0.1
+
+
+def test_shift_is_sweepable_and_test_path_needs_path():
+    spec = ExperimentSpec.from_dict(tiny_spec_dict(grid={"shift": [0.0, 0.5]}))
+    assert [r.data.shift for r in spec.expand()] == [0.0, 0.5] and spec.swept == ["shift"]
+    with pytest.raises(SpecError, match="test_path"):
+        ExperimentSpec.from_dict(tiny_spec_dict(data={"test_path": "t.csv"}))
+    with pytest.raises(SpecError, match=r"Received: folds=1"):
+        ExperimentSpec.from_dict(tiny_spec_dict(data={"folds": 1}))

@@ -31,9 +31,15 @@ def t975(df: int) -> float:
     return float(stats.t.ppf(0.975, df)) if df >= 1 else math.nan
 
 
-def paired_test(d: Sequence[float]) -> tuple[float, float, float, float]:
+def paired_test(d: Sequence[float], test_train_ratio: float = 0.0) -> tuple[float, float, float, float]:
     """The mean of paired differences, its 95% Student-t interval and the two-sided p-value
-    of "the mean is 0": `(mean, low, high, p)`, NaN where fewer than two pairs allow none."""
+    of "the mean is 0": `(mean, low, high, p)`, NaN where fewer than two pairs allow none.
+
+    With `test_train_ratio` > 0 (the pairs come from k-fold or repeated splits of one data
+    set, so their training sets overlap and the differences are correlated), the variance of
+    the mean is Nadeau and Bengio's corrected resampled estimate, `s^2 (1/J + n_val/n_train)`
+    instead of `s^2 / J` (Nadeau & Bengio 2003, *Inference for the generalization error*).
+    """
     import numpy as np
     from scipy import stats
 
@@ -41,7 +47,7 @@ def paired_test(d: Sequence[float]) -> tuple[float, float, float, float]:
     n = len(d)
     if n < 2:
         return (float(d.mean()) if n else math.nan), math.nan, math.nan, math.nan
-    mean, se = float(d.mean()), float(d.std(ddof=1)) / math.sqrt(n)
+    mean, se = float(d.mean()), float(d.std(ddof=1)) * math.sqrt(1 / n + test_train_ratio)
     half = t975(n - 1) * se
     p = float(2 * stats.t.sf(abs(mean) / se, n - 1)) if se > 0 else (0.0 if mean != 0 else 1.0)
     return mean, mean - half, mean + half, p
@@ -228,7 +234,8 @@ def _with_baseline(
                          f"Received: baseline={baseline!r}")
     base_key = base_rows.iloc[0][by]
     ok = runs[runs["status"] == "ok"]
-    base = ok[(ok[by] == base_key.values).all(axis=1)].groupby("seed")[metric].mean()
+    pair_on, ratio = pairing(ok)
+    base = ok[(ok[by] == base_key.values).all(axis=1)].groupby(pair_on)[metric].mean()
     cols: dict[str, list] = {"diff": [], "ci_low": [], "ci_high": [], "p": []}
     kinds = []
     for _, row in table.iterrows():
@@ -237,8 +244,8 @@ def _with_baseline(
         elif row["n"] == 0:
             values, kind = (np.nan,) * 4, "no ok runs"
         else:
-            mine = ok[(ok[by] == row[by].values).all(axis=1)].groupby("seed")[metric].mean()
-            values, kind = paired_test((mine - base).dropna()), "compared"
+            mine = ok[(ok[by] == row[by].values).all(axis=1)].groupby(pair_on)[metric].mean()
+            values, kind = paired_test((mine - base).dropna(), ratio), "compared"
         for col, v in zip(cols, values, strict=True):
             cols[col].append(v)
         kinds.append(kind)
@@ -253,7 +260,22 @@ def _with_baseline(
             verdicts.append("inconclusive")
         else:
             verdicts.append("better" if (diff < 0) == lower_is_better else "worse")
-    return table.assign(**cols, verdict=verdicts)
+    out = table.assign(**cols, verdict=verdicts)
+    out.attrs["pairing"] = {"on": pair_on, "nadeau_bengio": ratio}
+    return out
+
+
+def pairing(runs: pd.DataFrame) -> tuple[list[str], float]:
+    """What runs of two settings are paired on, and the Nadeau-Bengio ratio `n_val/n_train`:
+    `seed` alone on one fixed split (ratio 0: the interval covers seed noise only), and
+    `(seed, split, fold)` when the runs span several data splits (the ratio of their mean
+    validation and training sizes)."""
+    on = ["seed", *(c for c in ("split", "fold") if c in runs and runs[c].notna().any())]
+    if len(on) == 1 or len(runs[on[1:]].drop_duplicates()) < 2:
+        return on, 0.0
+    if not {"n_train", "n_val"} <= set(runs) or runs["n_train"].isna().all():
+        return on, math.nan
+    return on, float(runs["n_val"].mean() / runs["n_train"].mean())
 
 
 def mark_empty(table: pd.DataFrame) -> pd.DataFrame:
@@ -284,9 +306,13 @@ def baseline_note(table: pd.DataFrame) -> str:
     if "verdict" not in table:
         return ""
     m = int((~table["verdict"].isin(["baseline", "no ok runs"])).sum())
+    pairs = table.attrs.get("pairing", {"on": ["seed"], "nadeau_bengio": 0.0})
+    over = "shared seeds (one fixed split: seed noise only)" if pairs["on"] == ["seed"] else (
+        f"shared ({', '.join(pairs['on'])}), Nadeau-Bengio corrected for overlapping training sets "
+        f"(n_val/n_train = {pairs['nadeau_bengio']:.3g})")
     if m <= 1:
-        return f"\n{m} setting compared with the baseline: a 95% paired t interval over shared seeds"
+        return f"\n{m} setting compared with the baseline: a 95% paired t interval over {over}"
     how = ("verdicts from Holm-adjusted p-values (p_holm)" if "p_holm" in table
            else "verdicts not adjusted either (--adjust holm adjusts them)")
-    return (f"\n{m} settings compared with the baseline: 95% paired t intervals over shared seeds, "
+    return (f"\n{m} settings compared with the baseline: 95% paired t intervals over {over}, "
             f"not adjusted for the {m} comparisons; {how}")

@@ -300,7 +300,7 @@ class _Graph:
         import tensorflow as tf
 
         bs = self.arch.batch_size
-        n = order.shape[1]
+        n = tf.shape(order)[1]  # dynamic: one trace serves training sets of every size
         k = tf.shape(order)[0]
         lr3 = tf.reshape(lr, [-1, 1, 1])
         keep = tf.reshape(1.0 - rate, [-1, 1, 1])
@@ -316,10 +316,11 @@ class _Graph:
             idx = order[:, i * bs:(i + 1) * bs]
             params, slots, dl, dm = step_fn(params, slots, t, idx)
             loss_sum, metric_sum, t = loss_sum + dl, metric_sum + dm, t + 1
-        if n % bs:  # Keras's last, partial batch
+        if n % bs > 0:  # Keras's last, partial batch
             params, slots, dl, dm = step_fn(params, slots, t, order[:, full * bs:])
             loss_sum, metric_sum, t = loss_sum + dl, metric_sum + dm, t + 1
-        out = {"loss": loss_sum / n, "metric": metric_sum / n, "penalty": self.penalty(params, l1, l2)}
+        count = tf.cast(n, tf.float32)
+        out = {"loss": loss_sum / count, "metric": metric_sum / count, "penalty": self.penalty(params, l1, l2)}
         out |= {f"train_{name}": v for name, v in self._measure(params, x, y, chunk).items()}
         out |= {f"val_{name}": v for name, v in self._measure(params, x_val, y_val, chunk).items()}
         kernels = [w for w, _ in params.values()]
@@ -367,9 +368,8 @@ class _Graph:
         samples at a time."""
         import tensorflow as tf
 
-        n = x.shape[0]
+        n = tf.shape(x)[0]  # dynamic: one trace serves data sets of every size
         k = tf.shape(params["output"][0])[0]
-        chunk = min(chunk, n)
 
         def part(lo: Any, hi: Any) -> tuple[tf.Tensor, tf.Tensor]:
             loss, metric = self.losses(self.forward(params, x[lo:hi]), y[lo:hi])
@@ -379,10 +379,11 @@ class _Graph:
         for i in tf.range(n // chunk):
             dl, dm = part(i * chunk, (i + 1) * chunk)
             loss_sum, metric_sum = loss_sum + dl, metric_sum + dm
-        if n % chunk:
+        if n % chunk > 0:
             dl, dm = part(n - n % chunk, n)
             loss_sum, metric_sum = loss_sum + dl, metric_sum + dm
-        return {"data_loss": loss_sum / n, "metric": metric_sum / n}
+        count = tf.cast(n, tf.float32)
+        return {"data_loss": loss_sum / count, "metric": metric_sum / count}
 
     # -- the optimizers, for stacked variables with a learning rate per run ------------------
     def update(self, params: Params, slots: dict, grads: dict, t: tf.Tensor, active: tf.Tensor, lr3: tf.Tensor,
