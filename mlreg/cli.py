@@ -43,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="how runs train (default: the file's training.engine, else auto)")
     r.add_argument("--max-pack", type=int, metavar="K", help="most runs the fused engine trains in one graph")
     r.add_argument("--max-runs", type=int, metavar="N", help="refuse plans with more runs (default: 100,000)")
+    r.add_argument("--workers", type=int, metavar="N", help="train in N worker processes on this machine")
+    r.add_argument("--dask", metavar="ADDRESS",
+                   help='train on a Dask cluster: its scheduler ("tcp://host:8786"), or "local" for a LocalCluster '
+                        "of --workers processes (pip install 'mlreg[dask]')")
     r.add_argument("--quiet", action="store_true", help="no progress bar and no table")
 
     v = command("validate", help="check an experiment file and list its runs; trains nothing")
@@ -119,7 +123,8 @@ def _run(args: argparse.Namespace) -> int:
     spec = load_spec(args.file)
     limits = {"max_runs": args.max_runs} if args.max_runs else {}
     report = run(spec, out=args.out, fresh=args.fresh, epochs=args.epochs, engine=args.engine,
-                 max_pack=args.max_pack, progress=not args.quiet, verbose=args.verbose, **limits)
+                 max_pack=args.max_pack, workers=args.workers, dask=args.dask, progress=not args.quiet,
+                 verbose=args.verbose, **limits)
     print(report)
     if not args.quiet:
         _print_compare([report.out], metric="best_val_data_loss")

@@ -2,31 +2,253 @@
 gives back each run's `RunResult`; it never writes files (the store does, in the driver).
 
 - `inline`: one pack after another in this process, each run's record as its run ends.
+- `process`: N worker processes on this machine (spawned, TensorFlow imported in the workers
+  only, its threads split between them, each worker recycled after a few packs so that Keras's
+  per-model memory growth stays bounded). A worker that dies (SIGKILL, out of memory) loses
+  only its pack: the pack is retried once in a fresh worker, then its runs are `failed` with
+  the reason.
+- `dask`: an existing Dask cluster (`tcp://scheduler:8786`, or a `distributed.Client`), or a
+  `LocalCluster` started for the sweep. Workers load each data set once and keep it.
+
+Tasks sent to other processes are module-level functions with picklable arguments.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
+import uuid
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from mlreg import engines
 
 if TYPE_CHECKING:
     from mlreg.data import Dataset
     from mlreg.engines import Pack
     from mlreg.records import RunResult
+    from mlreg.spec import RunSpec
 
-EXECUTORS = ("inline",)
+EXECUTORS = ("inline", "process", "dask")
+
+RETRIES = 1
+"""A pack whose worker died is trained again this many times before its runs are `failed`."""
+
+RECYCLE_AFTER = 8
+"""A process worker is replaced by a fresh one after this many packs (bounded memory)."""
+
+POLL_S = 0.2
+"""How often a waiting driver looks whether Ctrl-C or SIGTERM asked it to stop."""
+
+
+class ExecutorError(ValueError):
+    """An executor cannot be used as asked (a missing optional package, a bad address)."""
 
 
 def inline(packs: Iterable[Pack], data_for: Callable[[Pack], Dataset]) -> Iterator[RunResult]:
     """Trains each pack here, yielding each record as its run ends."""
-    from mlreg.engines import train
-
     for pack in packs:
-        yield from train(pack, data_for(pack))
+        yield from engines.train(pack, data_for(pack))
 
 
-def get(name: str) -> Callable[..., Iterator[RunResult]]:
-    if name not in EXECUTORS:
-        raise ValueError(f"Invalid value for `executor`: expected one of {list(EXECUTORS)}. "
-                         f"Received: executor={name!r}")
-    return inline
+# -- what a worker runs ---------------------------------------------------------------------
+_DATA: dict[str, Dataset] = {}
+
+
+def _data(run: RunSpec) -> Dataset:
+    """The run's data, loaded once per worker process."""
+    from mlreg.data import load
+
+    if run.data_key not in _DATA:
+        _DATA[run.data_key] = load(run.data, split=run.split, fold=run.fold, root=run.root)
+    return _DATA[run.data_key]
+
+
+def setup_worker(threads: int) -> None:
+    """Prepares a worker process: Ctrl-C is the driver's business; TensorFlow is imported
+    with its log lines silenced and `threads` threads, so that the workers of one machine do
+    not oversubscribe its cores."""
+    if threading.current_thread() is threading.main_thread():  # a Dask worker runs tasks in a thread
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    engines.import_tensorflow()
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # TensorFlow already initialised in this process (a reused Dask worker)
+        pass
+
+
+def train_pack_task(pack: Pack) -> list[RunResult]:
+    """A worker's task: trains one pack and returns its records (a run that raises is a
+    `failed` record; nothing is written)."""
+    return list(engines.train(pack, _data(pack.runs[0])))
+
+
+_SET_UP: set[int] = set()
+
+
+def dask_task(pack: Pack, threads: int) -> list[RunResult]:
+    """`train_pack_task` for a Dask worker, which sets itself up on its first pack."""
+    if os.getpid() not in _SET_UP:
+        setup_worker(threads)
+        _SET_UP.add(os.getpid())
+    return train_pack_task(pack)
+
+
+def _died(pack: Pack, attempts: int, why: str) -> list[RunResult]:
+    from mlreg.records import failed
+
+    message = f"the worker training this pack died {attempts} time{'s' * (attempts != 1)} ({why})"
+    return [failed(run, message, engine=pack.engine, duration_s=0.0) for run in pack.runs]
+
+
+def _failed(pack: Pack, error: BaseException) -> list[RunResult]:
+    from mlreg.records import failed
+
+    return [failed(run, error, engine=pack.engine, duration_s=0.0) for run in pack.runs]
+
+
+def _threads(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+# -- a pool of processes on this machine ---------------------------------------------------
+def process(packs: Iterable[Pack], *, workers: int = 2, recycle_after: int = RECYCLE_AFTER) -> Iterator[RunResult]:
+    """Trains packs in `workers` spawned processes, yielding each pack's records as it ends.
+
+    Each worker is a one-process pool of its own, so a worker that dies takes down only the
+    pack it was training, which is then retried (`RETRIES`) in a fresh worker.
+    """
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    if workers < 1:
+        raise ExecutorError(f"Invalid value for `workers`: expected a count >= 1. Received: workers={workers}")
+    threads = _threads(workers)
+
+    def pool() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=setup_worker,
+                                   initargs=(threads,), max_tasks_per_child=recycle_after)
+
+    pools = [pool() for _ in range(workers)]
+    queue: deque[Pack] = deque(packs)
+    attempts: Counter[int] = Counter()
+    running: dict[Any, tuple[int, Pack]] = {}
+    try:
+        while queue or running:
+            for slot in set(range(workers)) - {s for s, _ in running.values()}:
+                if queue:
+                    pack = queue.popleft()
+                    running[pools[slot].submit(train_pack_task, pack)] = (slot, pack)
+            done, _ = wait(running, timeout=POLL_S, return_when=FIRST_COMPLETED)
+            if engines.STOP.is_set():
+                raise KeyboardInterrupt
+            for future in done:
+                slot, pack = running.pop(future)
+                try:
+                    results = future.result()
+                except BrokenProcessPool:
+                    pools[slot] = pool()
+                    attempts[id(pack)] += 1
+                    if attempts[id(pack)] <= RETRIES:
+                        queue.appendleft(pack)
+                        continue
+                    results = _died(pack, attempts[id(pack)], "killed, or out of memory")
+                yield from results
+    finally:
+        for p in pools:
+            _terminate(p)
+
+
+def _terminate(pool: Any) -> None:
+    """Stops a process pool now, killing a worker in the middle of a pack (its pack was not
+    recorded and will be trained again on the next run)."""
+    processes = list(getattr(pool, "_processes", {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in processes:
+        if p.is_alive():
+            p.kill()
+    for p in processes:
+        p.join(timeout=10)
+
+
+# -- a Dask cluster -------------------------------------------------------------------------
+def require_dask() -> None:
+    """Refuses, with the install line, when `dask.distributed` is missing (an optional extra)."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise ExecutorError("the dask executor needs dask.distributed: pip install 'mlreg[dask]'") from None
+
+
+def dask(packs: Iterable[Pack], *, address: str | None = None, client: Any = None,
+         workers: int = 2) -> Iterator[RunResult]:
+    """Trains packs on a Dask cluster, yielding each pack's records as it ends, in any order.
+
+    Args:
+        packs: the packs.
+        address: a scheduler's address (`tcp://host:8786`), or `"local"` / `None` for a
+            `LocalCluster` of `workers` processes started here and closed at the end (a
+            pack whose worker dies is retried once there: `allowed-failures = 1`). On a
+            cluster of yours, the scheduler's own `distributed.scheduler.allowed-failures`
+            decides (3 by default). Defaults to `None`.
+        client: a `distributed.Client` to use instead of an address. Defaults to `None`.
+        workers: workers of the local cluster. Defaults to `2`.
+
+    Raises:
+        ExecutorError: `dask.distributed` is not installed, or the scheduler cannot be reached.
+    """
+    require_dask()
+    import dask as dask_module
+    from distributed import Client, KilledWorker, LocalCluster, as_completed
+
+    cluster, futures = None, {}
+    own_client = client is None
+    try:
+        if client is None and address in (None, "local"):
+            with dask_module.config.set({"distributed.scheduler.allowed-failures": RETRIES}):
+                cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, silence_logs=50)
+            client = Client(cluster)
+        elif client is None:
+            try:
+                client = Client(address, timeout="10s")
+            except OSError as e:
+                raise ExecutorError(f"Invalid value for `dask`: cannot reach the scheduler ({e}). "
+                                    f"Received: dask={address!r}") from None
+        n_workers = len(client.scheduler_info()["workers"]) or workers
+        threads = _threads(n_workers) if cluster is not None else 1
+        futures = {client.submit(dask_task, pack, threads, key=f"mlreg-pack-{uuid.uuid4().hex}", pure=False): pack
+                   for pack in packs}
+        pending = as_completed(futures)
+        while not pending.is_empty():
+            if engines.STOP.is_set():
+                raise KeyboardInterrupt
+            if not pending.has_ready():
+                time.sleep(POLL_S)
+                continue
+            for future in pending.next_batch(block=False):
+                pack = futures.pop(future)
+                if future.status != "error":
+                    yield from future.result()
+                elif isinstance(future.exception(), KilledWorker):
+                    yield from _died(pack, RETRIES + 1, f"KilledWorker: {future.exception()}")
+                else:
+                    yield from _failed(pack, future.exception())
+    finally:
+        if client is not None:
+            client.cancel(list(futures), force=True)
+            if own_client:
+                client.close()
+        if cluster is not None:
+            cluster.close()
+
+

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
+import math
 import platform
 import signal
 import socket
@@ -13,14 +13,18 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from mlreg import engines, executors
 from mlreg.data import Dataset, load
 from mlreg.spec import BUILDERS, ExperimentSpec, RunSpec, SpecError
 from mlreg.store import ResultsStore
+
+if TYPE_CHECKING:
+    from mlreg.records import RunResult
 
 MAX_RUNS = 100_000
 """Plans larger than this are refused unless the caller raises `max_runs` (a typo in a grid
@@ -76,15 +80,9 @@ def prepare_data(plan: list[RunSpec]) -> dict[str, Dataset]:
     one per `[data]` section, split and fold."""
     out: dict[str, Dataset] = {}
     for run in plan:
-        key = data_key(run)
-        if key not in out:
-            out[key] = load(run.data, split=run.split, fold=run.fold, root=run.root)
+        if run.data_key not in out:
+            out[run.data_key] = load(run.data, split=run.split, fold=run.fold, root=run.root)
     return out
-
-
-def data_key(run: RunSpec) -> str:
-    """Which data a run trains on: its `[data]` section, split, fold and folder."""
-    return json.dumps([run.data.model_dump(mode="json"), run.split, run.fold, run.root], sort_keys=True)
 
 
 def data_hash(datasets: dict[str, Dataset]) -> str:
@@ -144,6 +142,19 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def _executor(workers: int | None, dask: Any) -> Callable[..., Iterator[RunResult]]:
+    """The executor for the arguments: Dask, a process pool, or this process."""
+    if dask is not None:
+        executors.require_dask()  # refused before anything is written
+        kw = {"client": dask} if not isinstance(dask, str) else {"address": dask}
+        return lambda packs, data_for: executors.dask(packs, workers=workers or 2, **kw)
+    if workers is not None and workers > 1:
+        return lambda packs, data_for: executors.process(packs, workers=workers)
+    if workers is not None and workers < 1:
+        raise SpecError(f"Invalid value for `workers`: expected a count >= 1. Received: workers={workers}")
+    return executors.inline
+
+
 def check_monitor(plan: list[RunSpec], task: str) -> None:
     """Refuses, before training, an early-stopping monitor that is not a column the task's
     runs will have."""
@@ -195,7 +206,8 @@ def run(
     engine: str | None = None,
     max_pack: int | None = None,
     max_runs: int = MAX_RUNS,
-    executor: str = "inline",
+    workers: int | None = None,
+    dask: Any = None,
     progress: bool = True,
     verbose: bool = False,
 ) -> SweepReport:
@@ -214,7 +226,10 @@ def run(
         max_pack: most runs the fused engine trains in one graph. Defaults to
             `mlreg.engines.fused.MAX_PACK`.
         max_runs: refuse plans with more runs than this. Defaults to `MAX_RUNS`.
-        executor: where runs execute; `"inline"` (this process). Defaults to `"inline"`.
+        workers: train packs in this many worker processes on this machine (or, with
+            `dask="local"`, the local cluster's workers). Defaults to `None`: this process.
+        dask: a Dask scheduler's address (`"tcp://host:8786"`), `"local"` for a
+            `LocalCluster` of `workers` processes, or a `distributed.Client`. Defaults to `None`.
         progress: show a progress bar over runs on stderr. Defaults to `True`.
         verbose: let TensorFlow's log messages through. Defaults to `False`.
 
@@ -238,7 +253,7 @@ def run(
     engine = engines.check_engine(engine or spec.training.engine)
     if epochs is not None:
         spec = spec.with_overrides(epochs=epochs)
-    execute_packs = executors.get(executor)
+    execute_packs = _executor(workers, dask)
     if spec.n_runs > max_runs:
         raise SpecError(f"{spec.name}: the plan has {spec.n_runs:,} runs ({spec.n_settings:,} settings x "
                         f"{len(spec.seed_list)} seeds), more than the limit of {max_runs:,}; check the grid, "
@@ -274,6 +289,11 @@ def run(
         retry = {run_id for run_id, status in statuses.items() if status == "failed"}
         store.forget(retry)
         todo = [r for r in plan if r.run_id not in statuses or r.run_id in retry]
+        parallel = workers or (2 if dask is not None else 1)
+        if max_pack is None and parallel > 1:  # enough packs for every worker
+            from mlreg.engines.fused import MAX_PACK
+
+            max_pack = max(1, min(MAX_PACK, math.ceil(len(todo) / parallel)))
         packs, note = engines.plan(todo, engine, max_pack=max_pack)
         counts: Counter[str] = Counter()
         failures_in_row = 0
@@ -284,7 +304,7 @@ def run(
                 say(f"retrying {len(retry)} failed run{'s' * (len(retry) != 1)} (diverged runs are results and stay)")
             if note:
                 say(note)
-            for result in execute_packs(packs, lambda p: datasets[data_key(p.runs[0])]):
+            for result in execute_packs(packs, lambda p: datasets[p.runs[0].data_key]):
                 if engines.STOP.is_set():  # nothing that ended after Ctrl-C or SIGTERM is recorded
                     raise Interrupted(received.get("signum", signal.SIGINT))
                 store.append(result)

@@ -520,6 +520,11 @@ class RunSpec:
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     @property
+    def data_key(self) -> str:
+        """Which data the run trains on: its `[data]` section, split, fold and folder."""
+        return json.dumps([self.data.model_dump(mode="json"), self.split, self.fold, self.root], sort_keys=True)
+
+    @property
     def resampling(self) -> dict[str, int]:
         """`split` and `fold` where set: the columns of `runs.csv` that say which data the run saw."""
         return {k: v for k, v in (("split", self.split), ("fold", self.fold)) if v is not None}

@@ -60,3 +60,20 @@ def interrupt_once(**hp):
         marker.touch()
         os.kill(os.getpid(), getattr(signal, os.environ.get("MLREG_SIGNAL", "SIGINT")))
     return everything(**hp)
+
+
+def interrupt_driver_once(**hp):
+    """In a worker process: sends Ctrl-C to the driver (its parent) the first time the l2=0.01
+    model is built, as a user pressing Ctrl-C while packs are still out."""
+    marker = Path(os.environ["MLREG_KILL_MARKER"])
+    if hp["l2"] == 0.01 and not marker.exists():
+        marker.touch()
+        os.kill(os.getppid(), signal.SIGINT)
+    return everything(**hp)
+
+
+def dies_always(**hp):
+    """SIGKILLs its own (worker) process whenever it builds the l2=0.01 model."""
+    if hp["l2"] == 0.01:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return everything(**hp)

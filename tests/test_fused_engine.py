@@ -202,3 +202,19 @@ def test_engines_agree_over_seeds_with_dropout():
         b = np.array([reference[i].summary["best_val_data_loss"] for i in ids])
         se = np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
         assert abs(a.mean() - b.mean()) < 2 * se, (l2, a.mean(), b.mean(), se)
+
+
+def test_a_stop_request_is_honoured_between_epochs():
+    """Ctrl-C and SIGTERM set `engines.STOP`; the fused engine stops at the next epoch's start,
+    after yielding the runs that ended before."""
+    runs, ds = _runs(seeds=[0], training={"epochs": 50, "learning_rate": 0.1},
+                     grid={"early_stopping": [True, False]}, early_stopping={"patience": 0})
+    pack = fused.train_pack(runs, ds)
+    first = next(pack)
+    assert first.run_id == runs[0].run_id and first.summary["epochs_run"] < 50
+    engines.STOP.set()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            next(pack)
+    finally:
+        engines.STOP.clear()
