@@ -2,7 +2,7 @@
 
 Each experiment resumes: runs already in results/<name>/ are skipped, so an interrupted
 `make experiments` picks up where it stopped. Pass --fresh to retrain everything (the old
-results are moved aside, never deleted).
+results are moved aside, never deleted). Pass names to run some of them.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ORDER = ["l2_rate", "l1_vs_l2", "dropout_rate", "early_stopping", "data_size", "lr_vs_l2", "model_size",
-         "functional_residual"]
+EXPERIMENTS = ["l2_rate", "l1_vs_l2", "dropout_rate", "early_stopping", "data_size", "lr_vs_l2", "model_size",
+               "functional_residual", "shift", "shift_dropout", "mnist1d"]
+SCRIPTS = {"weight_distribution": [], "cross_validation": ["cv_one_split", "cv_kfold"],
+           "transfer_freeze": ["transfer_freeze"]}  # script -> the results directories it writes
 
 
 def sh(*args: str) -> None:
@@ -24,17 +26,21 @@ def sh(*args: str) -> None:
 
 def main() -> None:
     fresh = ["--fresh"] if "--fresh" in sys.argv else []
-    only = [a for a in sys.argv[1:] if not a.startswith("--")] or [*ORDER, "transfer_freeze"]
+    only = [a for a in sys.argv[1:] if not a.startswith("--")] or [*EXPERIMENTS, *SCRIPTS]
     mlreg = [sys.executable, "-m", "mlreg"]
+    started = time.perf_counter()
     for name in only:
         t0 = time.perf_counter()
-        if name == "transfer_freeze":
-            sh(sys.executable, str(HERE / "transfer_freeze.py"), *fresh)
+        if name in SCRIPTS:
+            sh(sys.executable, str(HERE / f"{name}.py"), *(fresh if name != "weight_distribution" else []))
+            dirs = SCRIPTS[name]
         else:
             sh(*mlreg, "run", str(HERE / f"{name}.toml"), "--quiet", *fresh)
-        sh(*mlreg, "plot", f"results/{name}")
-        sh(*mlreg, "compare", f"results/{name}")
+            dirs = [name]
+        for d in dirs:
+            sh(*mlreg, "plot", f"results/{d}")
         print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
+    print(f"all: {time.perf_counter() - started:.0f} s", flush=True)
 
 
 if __name__ == "__main__":
