@@ -16,7 +16,7 @@ HERE = Path(__file__).parent
 EXPERIMENTS = ["l2_rate", "l1_vs_l2", "dropout_rate", "early_stopping", "data_size", "lr_vs_l2", "model_size",
                "functional_residual", "shift", "shift_dropout", "mnist1d"]
 SCRIPTS = {"weight_distribution": [], "cross_validation": ["cv_one_split", "cv_kfold"],
-           "transfer_freeze": ["transfer_freeze"]}  # script -> the results directories it writes
+           "transfer_freeze": ["transfer_freeze"], "own_script": ["own_script"]}  # script -> its results directories
 
 
 def sh(*args: str) -> None:

@@ -39,6 +39,8 @@ _EXPORTS = {
     "kernel_regularizer": "mlreg.regularizers",
     "apply_regularization": "mlreg.regularizers",
     "RunResult": "mlreg.records",
+    "HonestLogger": "mlreg.engines.keras",
+    "Recorder": "mlreg.recorder",
 }
 _MODULES = {"plots": "mlreg.analysis.plots", "report": "mlreg.analysis.report"}
 

@@ -71,6 +71,21 @@ def _parser() -> argparse.ArgumentParser:
                          "weight_l2 stopping")
     pl.add_argument("--format", choices=["png", "svg"], default="png")
 
+    im = command("import", help="bring Keras CSVLogger files (one per run) into a results directory")
+    im.add_argument("files", nargs="+", metavar="CSV", help="CSVLogger files, one per run")
+    im.add_argument("--out", required=True, help="the results directory")
+    im.add_argument("--set", nargs="+", default=[], metavar="PARAM=VALUE",
+                    help="settings every file shares, e.g. l2=0.001 seed=0")
+    im.add_argument("--pattern", help='settings from each file name, e.g. "run_l2={l2}_seed={seed}.csv"')
+    im.add_argument("--task", default="single_label", choices=["single_label", "binary", "multi_label", "regression"],
+                    help="decides the metric column: accuracy, or mae for regression")
+    im.add_argument("--name", help="the experiment's name (default: the directory's)")
+
+    ex = command("export", help="write results for another tool")
+    ex.add_argument("format", choices=["tensorboard"])
+    ex.add_argument("dirs", nargs="+", metavar="DIR", help="results directories")
+    ex.add_argument("--logdir", required=True, help="the TensorBoard log directory to write")
+
     rp = command("report", help="write one self-contained HTML report")
     rp.add_argument("dirs", nargs="+", metavar="DIR", help="results directories")
     rp.add_argument("--out", help="the HTML file (default: DIR/report.html, or ./report.html)")
@@ -241,5 +256,27 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import(args: argparse.Namespace) -> int:
+    from mlreg.analysis.compare import parse_setting
+    from mlreg.recorder import import_csv_logs
+
+    n, lacks = import_csv_logs(args.files, args.out, params=parse_setting(",".join(args.set)), pattern=args.pattern,
+                               task=args.task,
+                               name=args.name)
+    print(f"imported {n} run{'s' * (n != 1)} into {args.out} ({len(args.files) - n} already there)")
+    print(f"these runs lack {', '.join(lacks)}: Keras's loss and val_loss include the penalty, so no "
+          "honest column is derived from them. Their best epoch is the lowest val_loss; compare them with "
+          "--metric val_accuracy_at_best (or val_mae_at_best)")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from mlreg.analysis.export import tensorboard
+
+    path = tensorboard(_load(args.dirs), args.logdir)
+    print(f"wrote TensorBoard logs to {path}; view them with: tensorboard --logdir {path}")
+    return 0
+
+
 _COMMANDS = {"run": _run, "validate": _validate, "datasets": _datasets, "compare": _compare,
-             "plot": _plot, "report": _report}
+             "plot": _plot, "report": _report, "import": _import, "export": _export}

@@ -141,6 +141,7 @@ def finish(
     duration_s: float,
     n_train: int | None = None,
     n_val: int | None = None,
+    monitor: str | None = None,
 ) -> RunResult:
     """The record of a run that trained to its end, from what any engine knows.
 
@@ -160,6 +161,8 @@ def finish(
         n_params: the model's parameter count.
         duration_s: wall time spent on the run.
         n_train, n_val: the sizes of its training and validation sets.
+        monitor: the column that decides the best epoch when `best` is `None`. Defaults to
+            the run's `early_stopping.monitor`.
     """
     summary = base_summary(run, engine) | {"n_train": n_train, "n_val": n_val, "epochs_run": len(history),
                                            "stopped_epoch": len(history) if stopped else None}
@@ -168,7 +171,7 @@ def finish(
                     "n_params": n_params, "duration_s": duration_s}
         return RunResult(run.run_id, "diverged", summary, history, [])
     if best is None:  # the best epoch by the monitored column, in its direction
-        monitor = run.early_stopping.monitor
+        monitor = monitor or run.early_stopping.monitor
         sign = -1.0 if monitor_mode(monitor) == "max" else 1.0
         best = min(range(len(history)), key=lambda i: sign * history[i][monitor])
     row = history[best]

@@ -380,6 +380,21 @@ class Results:
     def name(self) -> str:
         return str(self.manifest.get("experiment") or self.root.name)
 
+    def _repr_html_(self) -> str:
+        """In a notebook: what the directory holds, and each setting's mean best validation loss."""
+        import html
+
+        statuses = ", ".join(f"{n} {s}" for s, n in self.runs["status"].value_counts().items()) or "no runs"
+        head = (f"<p><b>{html.escape(self.name)}</b> ({html.escape(str(self.root))}): {len(self.runs)} runs "
+                f"({statuses}); swept: {html.escape(', '.join(self.params) or 'nothing')}</p>")
+        ok = self.runs[self.runs["status"] == "ok"]
+        metric = "best_val_data_loss"
+        if ok.empty or metric not in ok or ok[metric].isna().all():
+            return head
+        by = [p for p in self.params if p in ok] or ["status"]
+        table = ok.groupby(by, dropna=False)[metric].agg(["count", "mean", "std", "min", "max"])
+        return head + table.to_html(float_format=lambda v: f"{v:.4g}", border=0)
+
 
 def _varying_params(runs: pd.DataFrame) -> list[str]:
     """The parameter columns of `runs.csv` (between `seed` and `engine`) that take more than

@@ -138,13 +138,13 @@ def test_epoch_logger_with_fake_logs():
     """The epoch logger only logs: driven with fake logs, it adds the honest columns and
     stops training at a non-finite loss."""
 
-    from mlreg.engines.keras import EpochLogger
+    from mlreg.engines.keras import HonestLogger
     from mlreg.models import build_mlp, compile_model
     from mlreg.spec import TrainingSpec
 
     run, ds = _run()
     model = compile_model(build_mlp(64, 10, "single_label", hidden=(4,), l2=0.5), "single_label", TrainingSpec())
-    logger = EpochLogger("r", ds.x_train, ds.y_train, "single_label")
+    logger = HonestLogger(ds.x_train, ds.y_train, run_id="r")
     logger.set_model(model)
     logger.on_train_begin()
     for epoch, loss in enumerate([2.0, float("nan")]):

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlreg.engines import STOP, import_tensorflow
-from mlreg.records import RunResult, diverged_at, failed, finish, kernel_stats, metric_names, monitor_mode
+from mlreg.records import RunResult, diverged_at, failed, finish, kernel_stats, monitor_mode
 from mlreg.regularizers import kernel_layers
 
 import_tensorflow()  # before Keras, so that TensorFlow's import-time log lines stay silent
@@ -43,24 +43,40 @@ def kernels(model: keras.Model) -> dict[str, np.ndarray]:
     return {layer.name: layer.kernel.numpy() for layer in kernel_layers(model)}
 
 
-class EpochLogger(keras.callbacks.Callback):
-    """Adds the honest columns to each epoch's logs and keeps one row per epoch.
+class HonestLogger(keras.callbacks.Callback):
+    """The honest columns of DESIGN.md for any `model.fit`, in Keras's logs and `History`.
 
-    Put it before `EarlyStopping`, so that `train_data_loss` and `penalty` can be
-    monitored too. A non-finite loss stops training (the run is `diverged`).
+    At each epoch's end: `penalty` (the regularization losses of the model), `train_data_loss`
+    and `train_<metric>` (one evaluation of the training set in inference mode, Dropout off,
+    without the penalty), `val_data_loss` (Keras's `val_loss` less the penalty, or the
+    compiled `data_loss` metric where there is one: no extra pass), and `weight_l1`,
+    `weight_l2`, `sparsity` over all kernels. They go into the epoch's `logs`, so
+    `History` records them and Keras's own `EarlyStopping` can monitor `val_data_loss`; put
+    this callback before it. The same rows are kept in `rows` (the columns of history.csv).
+    This is what mlreg's keras engine uses: it costs one inference pass over the training
+    set per epoch.
 
     Args:
-        run_id: the id written in each row.
-        x, y: the training set, evaluated in inference mode at each epoch's end.
-        task: the data's task (decides the metric columns).
-        batch_size: batch size of that evaluation. Defaults to `256`.
+        x: the training inputs.
+        y: the training targets.
+        batch_size: batch size of the evaluation. Defaults to `256`.
+        run_id: written in each row. Defaults to `""`.
+        stop_on_divergence: stop training when a loss turns NaN or infinite (`diverged` is
+            set). Defaults to `True`.
+
+    Example:
+        >>> logger = HonestLogger(x_train, y_train)  # doctest: +SKIP
+        >>> stop = keras.callbacks.EarlyStopping(monitor="val_data_loss", mode="min")  # doctest: +SKIP
+        >>> model.fit(x_train, y_train, validation_data=(x_val, y_val), callbacks=[logger, stop])  # doctest: +SKIP
     """
 
-    def __init__(self, run_id: str, x: np.ndarray, y: np.ndarray, task: str, batch_size: int = 256) -> None:
+    def __init__(self, x: Any, y: Any, *, batch_size: int = 256, run_id: str = "",
+                 stop_on_divergence: bool = True) -> None:
         super().__init__()
-        self.run_id, self.x, self.y, self.batch_size = run_id, x, y, batch_size
-        self.metrics = metric_names(task)
+        self.x, self.y, self.batch_size, self.run_id = x, y, batch_size, run_id
+        self.stop_on_divergence = stop_on_divergence
         self.rows: list[dict[str, Any]] = []
+        self.diverged = False
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.rows = []
@@ -71,27 +87,31 @@ class EpochLogger(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs if logs is not None else {}
+        penalty = float(sum(float(x) for x in self.model.losses))
         train = self.model.evaluate(self.x, self.y, batch_size=self.batch_size, verbose=0, return_dict=True)
+        val_data_loss = logs.get("val_data_loss")
+        if val_data_loss is None and logs.get("val_loss") is not None:
+            val_data_loss = float(logs["val_loss"]) - penalty
         row: dict[str, Any] = {
             "run_id": self.run_id,
             "epoch": epoch + 1,
             "loss": logs.get("loss"),
-            "penalty": float(sum(float(x) for x in self.model.losses)),
-            "train_data_loss": train["data_loss"],
-            "val_data_loss": logs.get("val_data_loss"),
+            "penalty": penalty,
+            "train_data_loss": train["data_loss"] if "data_loss" in train else train["loss"] - penalty,
+            "val_data_loss": val_data_loss,
             "val_loss": logs.get("val_loss"),
         }
-        for m in self.metrics:
-            row |= {m: logs.get(m), f"val_{m}": logs.get(f"val_{m}"), f"train_{m}": train.get(m)}
+        for m in (k for k in train if k not in ("loss", "data_loss")):
+            row |= {m: logs.get(m), f"val_{m}": logs.get(f"val_{m}"), f"train_{m}": train[m]}
         row |= kernel_stats(list(kernels(self.model).values()))
         row["lr"] = float(np.asarray(self.model.optimizer.learning_rate))
         row["epoch_time_s"] = time.perf_counter() - self._t0
-        logs |= {"train_data_loss": row["train_data_loss"], "penalty": row["penalty"]}
-        logs |= {f"train_{m}": row[f"train_{m}"] for m in self.metrics}
+        logs |= {k: v for k, v in row.items() if k not in logs and k not in ("run_id", "epoch", "epoch_time_s")}
         self.rows.append(row)
         if diverged_at(row):
             self.diverged = True
-            self.model.stop_training = True
+            if self.stop_on_divergence:
+                self.model.stop_training = True
 
 
 class StopOnSignal(keras.callbacks.Callback):
@@ -112,7 +132,7 @@ def train_run(run: RunSpec, data: Dataset) -> RunResult:
     model = build_model(run, data)
     compile_model(model, data.task, run.training)
     tr, es = run.training, run.early_stopping
-    logger = EpochLogger(run.run_id, data.x_train, data.y_train, data.task, max(tr.batch_size, 256))
+    logger = HonestLogger(data.x_train, data.y_train, batch_size=max(tr.batch_size, 256), run_id=run.run_id)
     callbacks: list[Any] = [StopOnSignal(), logger]
     stopper = None
     if es.enabled:
