@@ -140,3 +140,24 @@ def test_nadeau_bengio_interval_by_hand_when_runs_span_folds(tmp_path):
     assert row["ci_high"] == pytest.approx(statistics.mean(d) + t975(5) * se)
     note = format_table(compare(load_results(tmp_path / "cv"), baseline="l2=0"))
     assert "shared (seed, fold), Nadeau-Bengio corrected" in note and "n_val/n_train = 0.333" in note
+
+
+def test_a_boolean_setting_can_be_the_baseline(tmp_path):
+    """Found with the mnist1d experiment: `early_stopping=false` was refused as not numeric."""
+    from mlreg.records import RunResult, columns
+    from mlreg.store import ResultsStore
+
+    with ResultsStore.open(tmp_path / "r", spec_toml="x", manifest={"swept": ["early_stopping"]},
+                           columns=columns("single_label", ["early_stopping"])) as store:
+        for seed in range(3):
+            for enabled in (True, False):
+                run_id = f"{enabled}-{seed}"
+                store.append(RunResult(run_id, "ok", {"run_id": run_id, "status": "ok", "seed": seed,
+                                                      "early_stopping": enabled,
+                                                      "best_val_data_loss": 0.3 - 0.1 * enabled + 0.01 * seed}))
+    res = load_results(tmp_path / "r")
+    for text in ("early_stopping=false", "early_stopping=False"):
+        table = compare(res, baseline=text).set_index("early_stopping")
+        assert table.loc[True, "diff"] == pytest.approx(-0.1) and table.loc[False, "verdict"] == "baseline"
+    with pytest.raises(ValueError, match="true or false"):
+        compare(res, baseline="early_stopping=maybe")

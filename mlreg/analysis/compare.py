@@ -130,7 +130,11 @@ def _matches(frame: pd.DataFrame, setting: dict[str, str]) -> pd.Series:
         if key not in frame.columns:
             raise ValueError(f"Invalid value for `baseline`: no column {key!r}. Received: baseline key {key!r}")
         col = frame[key]
-        if pd.api.types.is_numeric_dtype(col):
+        if pd.api.types.is_bool_dtype(col):  # early_stopping=false, as TOML writes it, or False
+            if value.lower() not in ("true", "false"):
+                raise ValueError(f"Invalid value for `baseline`: {key} is true or false. Received: {key}={value!r}")
+            mask &= col == (value.lower() == "true")
+        elif pd.api.types.is_numeric_dtype(col):
             try:
                 mask &= np.isclose(col.astype(float), float(value), rtol=1e-9, atol=0)
             except ValueError:
