@@ -85,7 +85,8 @@ def main() -> None:
         axes[1].plot(x, rates[col], style, label=col.replace("w1_to_", "distance to the "))
     for col, style in (("w1_to_normal", ":"), ("w1_to_uniform", "-.")):
         axes[1].axhline(init[col].mean(), color="grey", ls=style, lw=0.8)
-    axes[1].set_xscale("symlog", linthresh=1e-4)
+    mlreg.plots.set_param_scale(axes[1], x)
+    axes[1].set_xlim(left=-0.2 * min(v for v in x if v > 0))  # no negative rates on the axis
     axes[1].set_xlabel("l2")
     axes[1].set_ylabel("Wasserstein distance (standard deviations)")
     axes[1].set_title(f"Shape of the {LAYER} weights (grey: the initial weights)", fontsize="medium")

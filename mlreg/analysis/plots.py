@@ -446,7 +446,8 @@ def weight_histograms(
     ax.set_xlim(-1.05 * reach, 1.05 * reach)
     ax.set_xlabel("final kernel weight" + (f" ({layer})" if layer else ""))
     ax.set_ylabel("density (log)")
-    ax.set_title("Final kernel weights per setting (all seeds and layers)", fontsize="medium")
+    where = f"layer {layer}" if layer else "all layers"
+    ax.set_title(f"Final kernel weights per setting (all seeds, {where})", fontsize="medium")
     _legend(ax, ", ".join(f.axes) or None, loc="upper left", bbox_to_anchor=(1.01, 1))
     return ax
 
