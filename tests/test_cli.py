@@ -151,7 +151,7 @@ def test_committed_results_resume_with_nothing_to_train(tmp_path, capsys):
     shutil.copytree(ROOT / "results" / "l2_rate", tmp_path / "l2_rate", ignore=shutil.ignore_patterns("plots"))
     assert main(["run", str(ROOT / "experiments" / "l2_rate.toml"), "--out", str(tmp_path / "l2_rate"),
                  "--quiet"]) == 0
-    assert "60 already done" in capsys.readouterr().out
+    assert "180 already done" in capsys.readouterr().out
 
 
 def test_a_diverged_setting_is_in_the_table_that_ends_run(tmp_path, capsys):
