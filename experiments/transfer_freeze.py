@@ -17,12 +17,12 @@ per-step overhead is Python's: two processes halve it on two cores).
 from __future__ import annotations
 
 import argparse
-import random
 from pathlib import Path
 
 import numpy as np
 
 import mlreg
+from mlreg.data import mnist1d
 from mlreg.spec import DataSpec, TrainingSpec
 
 WORK = Path("build/transfer_freeze")  # inputs: the generated data and the pretrained model (not committed)
@@ -32,20 +32,9 @@ SHIFTED = {"max_translation": 60, "corr_noise_scale": 0.5, "iid_noise_scale": 4e
 
 def generate(name: str, n_samples: int, **changes: object) -> Path:
     """An MNIST-1D data set from the `mnist1d` generator, as an NPZ file with its own test split."""
-    from mnist1d.data import get_dataset_args, make_dataset
-
-    args = get_dataset_args()
-    args.num_samples = n_samples
-    for key, value in changes.items():
-        setattr(args, key, value)
-    state, py_state = np.random.get_state(), random.getstate()
-    try:
-        d = make_dataset(args)
-    finally:
-        np.random.set_state(state)
-        random.setstate(py_state)
+    d = mnist1d(n_samples, **changes)
     path = WORK / f"{name}.npz"
-    np.savez(path, x=d["x"].astype("float32"), y=d["y"], x_test=d["x_test"].astype("float32"), y_test=d["y_test"])
+    np.savez(path, x=d.x, y=d.y, x_test=d.x_test, y_test=d.y_test)
     return path
 
 

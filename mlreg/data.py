@@ -111,7 +111,7 @@ def load_arrays(spec: DataSpec, root: str | Path | None = None) -> Arrays:
         return Arrays(x.astype("float32"), y, task)
     n = spec.n_samples
     if name == "mnist1d":
-        return _mnist1d(n)
+        return mnist1d(n)
     if name == "moons":
         x, y = datasets.make_moons(n or 1000, noise=_noise(spec, 0.3), random_state=spec.seed)
         return Arrays(x, y, "binary")
@@ -134,14 +134,18 @@ def load_arrays(spec: DataSpec, root: str | Path | None = None) -> Arrays:
     raise DataError(f"Invalid value for `data.dataset`: unknown data set. Received: dataset={name!r}")
 
 
-def _mnist1d(n_samples: int | None) -> Arrays:
-    """MNIST-1D from the `mnist1d` package's generator with its default settings (seed 42,
-    its own 80/20 train/test split), `n_samples` in all. Its global-RNG seeding is undone."""
+def mnist1d(n_samples: int | None = None, **settings: Any) -> Arrays:
+    """MNIST-1D from the `mnist1d` package's generator (never its download path): its default
+    settings (seed 42, its own 80/20 train/test split) changed by `settings` (any of
+    `mnist1d.data.get_dataset_args()`, e.g. `max_translation=60`), `n_samples` in all. The
+    generator seeds NumPy's and Python's global random state; that is undone."""
     from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args()
     if n_samples is not None:
         args.num_samples = n_samples
+    for key, value in settings.items():
+        setattr(args, key, value)
     state, py_state = np.random.get_state(), random.getstate()
     try:
         d = make_dataset(args)
