@@ -54,8 +54,8 @@ NAME = "fused"
 BUILDERS = ("mlp", "residual_mlp", "wide_deep")
 
 MAX_PACK = 64
-"""Runs trained in one graph at most. Throughput per run-epoch stops improving past about
-16 runs on 2 cores and memory grows with the pack (benchmarks/bench_engines.py)."""
+"""Runs trained in one graph at most. On 2 cores throughput stops growing there (95 run-epochs
+a second at 64 runs, 101 at 256) while memory keeps growing (benchmarks/bench_engines.py)."""
 
 EVAL_ELEMENTS = 1 << 22
 """The evaluation passes work in chunks of samples whose activations stay below this many
@@ -76,7 +76,6 @@ def use_xla(k: int, n_params: int, steps: int, early_stopping: bool) -> bool:
     early, one for each compaction."""
     compiles = 1 + (math.log2(k) if early_stopping else 0)
     return XLA_SAVES_S * k * n_params * steps > XLA_COMPILE_S * compiles
-"""XLA compilation of the epoch function (measured slower on CPU, see the README)."""
 
 _BETA_1, _BETA_2, _EPSILON, _RHO, _WEIGHT_DECAY = 0.9, 0.999, 1e-7, 0.9, 0.004  # Keras's defaults
 
@@ -93,9 +92,8 @@ def why_not(run: RunSpec) -> str | None:
 def pack_key(run: RunSpec) -> str:
     """Runs with the same key can share a graph."""
     m, t, es = run.model, run.training, run.early_stopping
-    return json.dumps([run.data.model_dump(mode="json"), run.split, run.fold, run.root, m.builder, m.hidden,
-                       m.activation, t.batch_size, t.epochs, t.optimizer, es.monitor, es.restore_best_weights],
-                      sort_keys=True)
+    return json.dumps([run.data_key, m.builder, m.hidden, m.activation, t.batch_size, t.epochs, t.optimizer,
+                       es.monitor, es.restore_best_weights])
 
 
 def pack(runs: Sequence[RunSpec], max_pack: int = MAX_PACK) -> list[list[RunSpec]]:
