@@ -158,11 +158,8 @@ def _validate(args: argparse.Namespace) -> int:
     from mlreg.spec import load_spec
 
     spec = load_spec(args.file)
-    n, seeds = spec.n_runs, len(spec.seed_list)
     shown = list(islice(spec.iter_runs(), SHOWN_RUNS))
-    splits = f" x {_count(spec.n_resamples, 'split')}" if spec.n_resamples > 1 else ""
-    print(f"{spec.name}: {_count(n, 'run')} = {_count(spec.n_settings, 'setting')} x {_count(seeds, 'seed')}"
-          f"{splits} -> {default_out(spec)}")
+    print(f"{spec.name}: {spec.size} -> {default_out(spec)}")
     for data_spec in spec.data_specs():
         ds = load(data_spec, split=0 if data_spec.repeats else None, fold=0 if data_spec.folds else None,
                   root=spec.root)
@@ -179,13 +176,9 @@ def _validate(args: argparse.Namespace) -> int:
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
     for row in [header, *rows]:
         print("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
-    if n > len(shown):
-        print(f"  ... and {n - len(shown):,} more runs")
+    if spec.n_runs > len(shown):
+        print(f"  ... and {spec.n_runs - len(shown):,} more runs")
     return 0
-
-
-def _count(n: int, word: str) -> str:
-    return f"{n:,} {word}{'s' * (n != 1)}"
 
 
 def _datasets(args: argparse.Namespace) -> int:

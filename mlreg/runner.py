@@ -95,13 +95,14 @@ def check_builders(plan: list[RunSpec]) -> None:
     is refused before training."""
     from mlreg.models import user_builder
 
-    if {r.model.builder for r in plan} - set(BUILDERS):
+    user_refs = {r.model.builder for r in plan} - set(BUILDERS)
+    if user_refs:
         engines.import_tensorflow()  # a builder's module may import Keras: keep TensorFlow's log lines out
     for run in plan:
         if run.model.base_model and not run.path(run.model.base_model).is_file():
             raise SpecError(f"Invalid value for `model.base_model`: no such file. "
                             f"Received: base_model={run.model.base_model!r}")
-    for ref in {r.model.builder for r in plan} - set(BUILDERS):
+    for ref in user_refs:
         try:
             user_builder(ref)
         except ValueError as e:
@@ -255,9 +256,8 @@ def run(
         spec = spec.with_overrides(epochs=epochs)
     execute_packs = _executor(workers, dask)
     if spec.n_runs > max_runs:
-        raise SpecError(f"{spec.name}: the plan has {spec.n_runs:,} runs ({spec.n_settings:,} settings x "
-                        f"{len(spec.seed_list)} seeds), more than the limit of {max_runs:,}; check the grid, "
-                        f"or pass --max-runs {spec.n_runs} to go on")
+        raise SpecError(f"{spec.name}: the plan has {spec.size}, more than the limit of {max_runs:,} runs; "
+                        f"check the grid, or pass --max-runs {spec.n_runs} to go on")
     plan = spec.expand()
     datasets = prepare_data(plan)
     check_builders(plan)

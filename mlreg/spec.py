@@ -442,6 +442,16 @@ class ExperimentSpec(_Section):
         """How many runs the file describes (settings x seeds x splits), counted without listing them."""
         return self.n_settings * len(self.seed_list) * self.n_resamples
 
+    @property
+    def size(self) -> str:
+        """`n_runs` spelled out: "1,000,000 runs = 10,000 settings x 100 seeds [x 3 splits]"."""
+        def count(n: int, word: str) -> str:
+            return f"{n:,} {word}{'s' * (n != 1)}"
+
+        splits = f" x {count(self.n_resamples, 'split')}" if self.n_resamples > 1 else ""
+        return (f"{count(self.n_runs, 'run')} = {count(self.n_settings, 'setting')} x "
+                f"{count(len(self.seed_list), 'seed')}{splits}")
+
     def data_specs(self) -> list[DataSpec]:
         """The distinct `[data]` sections of the plan (the data parameters swept), without
         listing the runs."""
