@@ -103,13 +103,10 @@ def dask_task(pack: Pack, threads: int) -> list[RunResult]:
 
 
 def _died(pack: Pack, attempts: int, why: str) -> list[RunResult]:
-    from mlreg.records import failed
-
-    message = f"the worker training this pack died {attempts} time{'s' * (attempts != 1)} ({why})"
-    return [failed(run, message, engine=pack.engine, duration_s=0.0) for run in pack.runs]
+    return _failed(pack, f"the worker training this pack died {attempts} time{'s' * (attempts != 1)} ({why})")
 
 
-def _failed(pack: Pack, error: BaseException) -> list[RunResult]:
+def _failed(pack: Pack, error: BaseException | str) -> list[RunResult]:
     from mlreg.records import failed
 
     return [failed(run, error, engine=pack.engine, duration_s=0.0) for run in pack.runs]

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlreg.engines import STOP
-from mlreg.records import SPARSE_BELOW, RunResult, diverged_at, failed, finish, metric_names
+from mlreg.records import SPARSE_BELOW, RunResult, diverged_at, failed, finish, metric_names, monitor_mode
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -284,8 +284,7 @@ class _Graph:
 
     # -- one epoch ------------------------------------------------------------------------
     def _epoch(self, params: Params, slots: dict, step: tf.Tensor, active: tf.Tensor, lr: tf.Tensor, l1: tf.Tensor,
-               l2: tf.Tensor,
-               rate: tf.Tensor, seeds: tf.Tensor, order: tf.Tensor, x: tf.Tensor, y: tf.Tensor,
+               l2: tf.Tensor, rate: tf.Tensor, seeds: tf.Tensor, order: tf.Tensor, x: tf.Tensor, y: tf.Tensor,
                x_val: tf.Tensor, y_val: tf.Tensor, chunk: int) -> tuple:
         """Trains every run of the pack for one epoch, then measures each one.
 
@@ -531,8 +530,6 @@ def train_pack(runs: Sequence[RunSpec], data: Dataset) -> Iterator[RunResult]:
 def _train(runs: list[RunSpec], data: Dataset) -> Iterator[RunResult]:
     import tensorflow as tf
 
-    from mlreg.records import monitor_mode
-
     t_start = time.perf_counter()
     m, tr, es = runs[0].model, runs[0].training, runs[0].early_stopping
     n_rates = len(m.hidden) + 1
@@ -567,6 +564,7 @@ def _train(runs: list[RunSpec], data: Dataset) -> Iterator[RunResult]:
                     [r.early_stopping.enabled for r in runs], monitor_mode(es.monitor))
     restore = [es.restore_best_weights and r.early_stopping.enabled for r in runs]
     metric = metric_names(data.task)[0]
+    columns = {"metric": metric, "val_metric": f"val_{metric}", "train_metric": f"train_{metric}"}  # history's names
     histories: list[list[dict[str, Any]]] = [[] for _ in runs]
     spent = np.full(len(runs), (time.perf_counter() - t_start) / len(runs))  # each run's share of wall time
     alive = np.arange(len(runs))  # pack position -> run index
@@ -600,10 +598,8 @@ def _train(runs: list[RunSpec], data: Dataset) -> Iterator[RunResult]:
         live = np.flatnonzero(active)
         share = (time.perf_counter() - t0) / len(live)
         rows = [{"run_id": runs[alive[pos]].run_id, "epoch": epoch + 1,
-                 **{col: values[v][pos] for col, v in _COLUMNS.items()}, "epoch_time_s": share} for pos in live]
-        for row in rows:
-            row[metric], row[f"val_{metric}"], row[f"train_{metric}"] = (row.pop("metric"), row.pop("val_metric"),
-                                                                          row.pop("train_metric"))
+                 **{columns.get(name, name): v[pos] for name, v in values.items()}, "epoch_time_s": share}
+                for pos in live]
         for row, pos in zip(rows, live, strict=True):
             histories[alive[pos]].append(row)
         spent[alive[live]] += share
@@ -629,12 +625,5 @@ def _train(runs: list[RunSpec], data: Dataset) -> Iterator[RunResult]:
             per_run = {name: tf.gather(v, where, axis=1 if name in ("l1", "l2") else 0)
                        for name, v in per_run.items()}
             alive, active = alive[keep], active[keep]
-
-
-_COLUMNS = {"loss": "loss", "penalty": "penalty", "train_data_loss": "train_data_loss",
-            "val_data_loss": "val_data_loss", "val_loss": "val_loss", "metric": "metric", "val_metric": "val_metric",
-            "train_metric": "train_metric", "weight_l1": "weight_l1", "weight_l2": "weight_l2",
-            "sparsity": "sparsity", "lr": "lr"}
-"""History columns from the epoch function's outputs (the metric columns are renamed per task)."""
 
 _SLOTS = {"sgd": 0, "rmsprop": 1, "adam": 2, "adamw": 2}
