@@ -69,9 +69,7 @@ def columns(task: str, params: list[str], *, has_test: bool = False,
     """The header of each CSV file for a task, the parameter columns of its runs and, with
     cross-validation or repeated splits, the `split` / `fold` columns."""
     metrics = metric_names(task)
-    history = ["run_id", "epoch", "loss", "penalty", "train_data_loss", "val_data_loss", "val_loss"]
-    history += [c for m in metrics for c in (m, f"val_{m}", f"train_{m}")]
-    history += [*WEIGHT_STATS, "lr", "epoch_time_s"]
+    history = ["run_id", "epoch", *monitors(task), *WEIGHT_STATS, "lr", "epoch_time_s"]
     runs = ["run_id", "status", "seed", *resampling, *params, "engine", "n_train", "n_val", "best_epoch",
             "kept_epoch", "stopped_epoch", "epochs_run",
             "best_val_data_loss", "train_data_loss_at_best", "gap", "penalty_at_best"]
