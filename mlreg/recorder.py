@@ -30,10 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlreg.records import HISTORY, RunResult, columns, finish, metric_names
+from mlreg.data import TASKS
+from mlreg.records import HISTORY, RunResult, base_summary, columns, finish, metric_names
 from mlreg.store import ResultsStore
 
-_TASKS = ("single_label", "binary", "multi_label", "regression")
+_TASKS = tuple(t for t in TASKS if t != "auto")  # a script's runs have a known task
 
 
 @dataclass(frozen=True)
@@ -210,8 +211,6 @@ def import_csv_logs(
 
 
 def _imported(run: ScriptRun, frame: Any, task: str, metric: str) -> RunResult:
-    from mlreg.records import base_summary
-
     history = []
     for _, row in frame.iterrows():
         history.append({"run_id": run.run_id, "epoch": int(row["epoch"]) + 1, "loss": row["loss"],
