@@ -14,12 +14,12 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from mlreg.records import higher_is_better
+
 if TYPE_CHECKING:
     import pandas as pd
 
     from mlreg.store import Results
-
-HIGHER_IS_BETTER = ("accuracy", "auc", "precision", "recall", "r2")
 
 ADJUSTMENTS = ("none", "holm")
 
@@ -68,11 +68,6 @@ def holm(p: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (m - i) * p[idx]))
         out[idx] = running
     return out.tolist()
-
-
-def higher_is_better(metric: str) -> bool:
-    """Whether larger values of a `runs.csv` column are better (accuracy-like)."""
-    return any(word in metric for word in HIGHER_IS_BETTER) and "loss" not in metric
 
 
 def as_list(results: Results | Sequence[Results]) -> list[Results]:
