@@ -24,7 +24,7 @@ body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px;
 h1 { font-size: 1.5rem; } h2 { font-size: 1.15rem; margin-top: 2rem; border-bottom: 1px solid #ddd; }
 .scroll { overflow-x: auto; border: 1px solid #e4e4e4; max-width: 100%; }
 table { border-collapse: collapse; font-size: 0.85rem; } td, th { padding: 0.2rem 0.6rem; text-align: right; }
-td { white-space: nowrap; } td.text { text-align: left; white-space: normal; min-width: 20rem; }
+td { white-space: nowrap; } table.problems td:last-child { text-align: left; white-space: normal; min-width: 20rem; }
 tr:nth-child(even) { background: #f5f5f5; } th { background: #e8e8e8; position: sticky; top: 0; }
 pre { background: #f7f7f7; padding: 0.8rem; overflow-x: auto; font-size: 0.8rem; }
 figure { display: inline-block; vertical-align: top; margin: 0.5rem; width: 520px; }
@@ -136,15 +136,8 @@ def _problems(results: Results | Sequence[Results]) -> str:
     if bad.empty:
         return "<h2>Diverged and failed runs</h2><p>None: every run finished ok.</p>"
     cols = [c for c in dict.fromkeys(["experiment", *by, "seed", "status", "epochs_run", "error"]) if c in bad.columns]
-    def cell(col: str, value: object) -> str:
-        text = html.escape("" if value != value else str(value))  # noqa: PLR0124 - NaN is empty
-        return f"<td class='text'>{text}</td>" if col == "error" else f"<td>{text}</td>"
-
-    rows = "".join("<tr>" + "".join(cell(c, v) for c, v in zip(cols, row, strict=True)) + "</tr>"
-                   for row in bad[cols].itertuples(index=False))
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-    return (f"<h2>Diverged and failed runs ({len(bad)})</h2><div class='scroll'><table><thead><tr>{head}</tr></thead>"
-            f"<tbody>{rows}</tbody></table></div>")
+    table = bad[cols].to_html(index=False, na_rep="", border=0, classes="problems")  # the error last, wrapped
+    return f"<h2>Diverged and failed runs ({len(bad)})</h2><div class='scroll'>{table}</div>"
 
 
 def write(results: Results | Sequence[Results], path: str | Path, **kw: object) -> Path:
