@@ -20,14 +20,9 @@ import sys
 import time
 from pathlib import Path
 
+from bench_engines import rss_mb  # this script's folder is on sys.path when it runs
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def measure(engine: str, n_runs: int) -> None:
