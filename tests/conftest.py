@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -39,6 +40,12 @@ def tiny_spec():
     from mlreg.spec import ExperimentSpec
 
     return ExperimentSpec.from_dict(tiny_spec_dict())
+
+
+def mlreg_cli(*args: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """`python -m mlreg ARGS` in a fresh process, its output captured."""
+    return subprocess.run([sys.executable, "-m", "mlreg", *args], capture_output=True, text=True,
+                          cwd=cwd, env={**os.environ, **(env or {})}, timeout=600)
 
 
 def write_toml(path: Path, d: dict) -> Path:

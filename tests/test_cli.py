@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -11,12 +10,7 @@ import pandas as pd
 import pytest
 
 from mlreg.cli import main
-from tests.conftest import ROOT, tiny_spec_dict, write_toml
-
-
-def _mlreg(*args: str, env: dict | None = None, cwd=ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mlreg", *args], capture_output=True, text=True,
-                          cwd=cwd, env={**os.environ, **(env or {})}, timeout=600)
+from tests.conftest import ROOT, mlreg_cli, tiny_spec_dict, write_toml
 
 
 def test_help_is_fast_and_does_not_import_tensorflow():
@@ -87,13 +81,13 @@ def test_sigkill_mid_sweep_then_rerun_completes_without_duplicates(tmp_path):
                        grid={"l2": [0.0, 0.01, 0.1]})
     spec, out = write_toml(tmp_path / "e.toml", d), tmp_path / "out"
     env = {"MLREG_KILL_MARKER": str(tmp_path / "killed")}
-    first = _mlreg("run", str(spec), "--out", str(out), "--quiet", env=env)
+    first = mlreg_cli("run", str(spec), "--out", str(out), "--quiet", env=env)
     assert first.returncode == -signal.SIGKILL
     before = pd.read_csv(out / "runs.csv")
     assert len(before) == 2 and set(before.l2) == {0.0}  # the l2=0 runs finished before the kill
     history_before = pd.read_csv(out / "history.csv")
 
-    second = _mlreg("run", str(spec), "--out", str(out), "--quiet", env=env)
+    second = mlreg_cli("run", str(spec), "--out", str(out), "--quiet", env=env)
     assert second.returncode == 0, second.stderr
     assert "2 already done" in second.stdout
     runs = pd.read_csv(out / "runs.csv")
@@ -113,14 +107,14 @@ def test_ctrl_c_and_sigterm_keep_finished_runs_and_exit_128_plus_the_signal(tmp_
     d = tiny_spec_dict(model={"builder": "tests.builders:interrupt_once"}, grid={"l2": [0.0, 0.01, 0.1]})
     spec, out = write_toml(tmp_path / "e.toml", d), tmp_path / "out"
     env = {"MLREG_KILL_MARKER": str(tmp_path / "interrupted"), "MLREG_SIGNAL": signame}
-    first = _mlreg("run", str(spec), "--out", str(out), "--quiet", env=env)
+    first = mlreg_cli("run", str(spec), "--out", str(out), "--quiet", env=env)
     assert first.returncode == code, first.stderr
     lines = first.stderr.strip().splitlines()
     assert lines[-1] == f"mlreg: interrupted ({signame}); finished runs are kept, run again to resume"
     assert "Exception ignored" not in first.stderr and "Traceback" not in first.stderr
     runs = pd.read_csv(out / "runs.csv")
     assert list(runs.status) == ["ok"] and list(runs.l2) == [0.0]  # the interrupted run is not recorded
-    second = _mlreg("run", str(spec), "--out", str(out), "--quiet", env=env)
+    second = mlreg_cli("run", str(spec), "--out", str(out), "--quiet", env=env)
     assert second.returncode == 0 and "1 already done" in second.stdout
     assert list(pd.read_csv(out / "runs.csv").status) == ["ok"] * 3
 
@@ -182,12 +176,12 @@ def test_failed_runs_are_retried_and_the_first_error_is_shown(tmp_path):
     d = tiny_spec_dict(model={"builder": "tests.builders:fails_once"}, seeds=2)
     spec, out = write_toml(tmp_path / "e.toml", d), tmp_path / "out"
     env = {"MLREG_KILL_MARKER": str(tmp_path / "fixed")}
-    first = _mlreg("run", str(spec), "--out", str(out), "--quiet", env=env)
+    first = mlreg_cli("run", str(spec), "--out", str(out), "--quiet", env=env)
     assert first.returncode == 0
     assert "failed: RuntimeError: the data server was down" in first.stderr
     assert "oneDNN" not in first.stderr and "absl" not in first.stderr  # TensorFlow's import noise stays out
     assert "2 runs" in first.stdout and "1 failed" in first.stdout and "1 ok" in first.stdout
-    second = _mlreg("run", str(spec), "--out", str(out), "--quiet", env=env)
+    second = mlreg_cli("run", str(spec), "--out", str(out), "--quiet", env=env)
     assert second.returncode == 0 and "retrying 1 failed run" in second.stderr
     runs = pd.read_csv(out / "runs.csv")
     assert list(runs.status) == ["ok", "ok"] and runs.run_id.is_unique

@@ -3,7 +3,6 @@ when a worker is killed, and stop cleanly on Ctrl-C (issue 10)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -11,7 +10,7 @@ import pandas as pd
 import pytest
 
 import mlreg
-from tests.conftest import ROOT, tiny_spec_dict, write_toml
+from tests.conftest import ROOT, mlreg_cli, tiny_spec_dict, write_toml
 
 NUMBERS = ["best_val_data_loss", "train_data_loss_at_best", "best_epoch", "weight_l2", "val_accuracy_at_best"]
 
@@ -35,18 +34,13 @@ def test_process_pool_and_dask_give_the_inline_numbers(tmp_path):
         assert not history.duplicated(["run_id", "epoch"]).any() and set(history.run_id) == set(inline.index)
 
 
-def _mlreg(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "mlreg", *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, **(env or {})}, timeout=600)
-
-
 @pytest.mark.parametrize("where", [["--workers", "2"], ["--dask", "local", "--workers", "2"]])
 def test_a_worker_killed_mid_sweep_loses_no_run(tmp_path, where):
     """The worker training the l2=0.01 pack SIGKILLs itself the first time: its pack is
     trained again in another worker, every run completes once."""
     d = tiny_spec_dict(model={"builder": "tests.builders:kill_once"}, seeds=2, grid={"l2": [0.0, 0.01, 0.1]})
     spec, out = write_toml(tmp_path / "e.toml", d), tmp_path / "out"
-    done = _mlreg("run", str(spec), "--out", str(out), "--quiet", *where,
+    done = mlreg_cli("run", str(spec), "--out", str(out), "--quiet", *where,
                   env={"MLREG_KILL_MARKER": str(tmp_path / "killed")})
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "killed").exists()  # the kill happened
@@ -58,7 +52,7 @@ def test_a_worker_killed_mid_sweep_loses_no_run(tmp_path, where):
 def test_a_pack_whose_worker_always_dies_is_failed_with_the_reason(tmp_path):
     d = tiny_spec_dict(model={"builder": "tests.builders:dies_always"}, grid={"l2": [0.0, 0.01, 0.1]})
     spec, out = write_toml(tmp_path / "e.toml", d), tmp_path / "out"
-    done = _mlreg("run", str(spec), "--out", str(out), "--quiet", "--workers", "2")
+    done = mlreg_cli("run", str(spec), "--out", str(out), "--quiet", "--workers", "2")
     assert done.returncode == 0, done.stderr
     runs = pd.read_csv(out / "runs.csv").set_index("l2")
     assert list(runs.sort_index().status) == ["ok", "failed", "ok"]
@@ -70,11 +64,11 @@ def test_ctrl_c_with_packs_outstanding_keeps_finished_runs_and_exits_130(tmp_pat
                        grid={"l2": [0.0, 0.01, 0.1]})
     spec, out = write_toml(tmp_path / "e.toml", d), tmp_path / "out"
     env = {"MLREG_KILL_MARKER": str(tmp_path / "interrupted")}
-    first = _mlreg("run", str(spec), "--out", str(out), "--quiet", "--workers", "2", env=env)
+    first = mlreg_cli("run", str(spec), "--out", str(out), "--quiet", "--workers", "2", env=env)
     assert first.returncode == 130, first.stderr
     assert "interrupted (SIGINT)" in first.stderr and "Traceback" not in first.stderr
     kept = pd.read_csv(out / "runs.csv") if (out / "runs.csv").exists() else pd.DataFrame(columns=["run_id"])
-    second = _mlreg("run", str(spec), "--out", str(out), "--quiet", "--workers", "2", env=env)
+    second = mlreg_cli("run", str(spec), "--out", str(out), "--quiet", "--workers", "2", env=env)
     assert second.returncode == 0, second.stderr
     runs = pd.read_csv(out / "runs.csv")
     assert len(runs) == 6 and runs.run_id.is_unique and set(kept.run_id) <= set(runs.run_id)
