@@ -137,9 +137,9 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=50, help="epochs of sweep15")
     args = p.parse_args()
     sys.path.insert(0, str(ROOT))
-    from mlreg.engines import import_tensorflow
+    from mlreg.backend import import_keras
 
-    import_tensorflow()
+    import_keras()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         if "sweep15" in args.only:

@@ -106,9 +106,9 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=30)
     args = p.parse_args()
     sys.path.insert(0, str(ROOT))
-    from mlreg.engines import import_tensorflow
+    from mlreg.backend import import_keras
 
-    import_tensorflow()
+    import_keras()
     experiment = spec(args.epochs, seeds=4, rates=args.runs_per_pack)
     few = spec(1, seeds=1, rates=2).with_overrides(hidden=[8])  # two one-epoch runs
     executors = [("inline", {}), ("2 processes", {"workers": 2}), ("Dask LocalCluster, 2 workers",

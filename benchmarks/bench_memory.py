@@ -59,9 +59,9 @@ def main() -> None:
     p.add_argument("--keras-runs", type=int, default=100, help="runs through the keras engine")
     args = p.parse_args()
     sys.path.insert(0, str(ROOT))
-    from mlreg.engines import import_tensorflow
+    from mlreg.backend import import_keras
 
-    import_tensorflow()
+    import_keras()
     print("resident memory over many runs in one process (16-unit MLP, 200 digits, 3 epochs)")
     measure("fused", args.runs)
     measure("keras", args.keras_runs)

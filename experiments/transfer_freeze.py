@@ -63,9 +63,9 @@ def main() -> None:
     p.add_argument("--fresh", action="store_true", help="start the results directory anew")
     args = p.parse_args()
 
-    from mlreg.engines import import_tensorflow
+    from mlreg.backend import import_keras
 
-    import_tensorflow()
+    import_keras()
     WORK.mkdir(parents=True, exist_ok=True)
     source = generate("source", 40000)
     target = generate("target", 5000, **SHIFTED)

@@ -20,6 +20,7 @@ _EXPORTS = {
     "ExperimentSpec": "mlreg.spec",
     "RunSpec": "mlreg.spec",
     "SpecError": "mlreg.spec",
+    "InputError": "mlreg.spec",
     "run": "mlreg.runner",
     "SweepReport": "mlreg.runner",
     "load_results": "mlreg.store",
@@ -27,7 +28,7 @@ _EXPORTS = {
     "ResultsError": "mlreg.store",
     "compare": "mlreg.analysis.compare",
     "load_data": "mlreg.data",
-    "DATASETS": "mlreg.data",
+    "DATASETS": "mlreg.spec",
     "build_mlp": "mlreg.models",
     "build_residual_mlp": "mlreg.models",
     "build_wide_deep": "mlreg.models",
@@ -39,7 +40,7 @@ _EXPORTS = {
     "kernel_regularizer": "mlreg.regularizers",
     "apply_regularization": "mlreg.regularizers",
     "RunResult": "mlreg.records",
-    "HonestLogger": "mlreg.engines.keras",
+    "HonestLogger": "mlreg.callbacks",
     "Recorder": "mlreg.recorder",
 }
 _MODULES = {"plots": "mlreg.analysis.plots", "report": "mlreg.analysis.report"}

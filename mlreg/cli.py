@@ -19,6 +19,7 @@ BAD_INPUT = 2
 
 def _parser() -> argparse.ArgumentParser:
     from mlreg import __version__
+    from mlreg.spec import ADJUSTMENTS, BACKENDS, ENGINES, PLOT_KINDS, TASKS
 
     common = argparse.ArgumentParser(add_help=False)  # options taken before or after the command
     common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
@@ -39,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--fresh", action="store_true",
                    help="move an existing results directory aside and start anew")
     r.add_argument("--epochs", type=int, help="override training.epochs, for quick tries")
-    r.add_argument("--engine", choices=["auto", "fused", "keras"],
+    r.add_argument("--engine", choices=ENGINES,
                    help="how runs train (default: the file's training.engine, else auto)")
     r.add_argument("--max-pack", type=int, metavar="K", help="most runs the fused engine trains in one graph")
     r.add_argument("--max-runs", type=int, metavar="N", help="refuse plans with more runs (default: 100,000)")
@@ -47,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--dask", metavar="ADDRESS",
                    help='train on a Dask cluster: its scheduler ("tcp://host:8786"), or "local" for a LocalCluster '
                         "of --workers processes (pip install 'mlreg[dask]')")
+    r.add_argument("--backend", choices=BACKENDS,
+                   help="the Keras backend (default: KERAS_BACKEND, else tensorflow)")
     r.add_argument("--quiet", action="store_true", help="no progress bar and no table")
 
     v = command("validate", help="check an experiment file and list its runs; trains nothing")
@@ -59,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--metric", default="best_val_data_loss", help="a runs.csv column")
     c.add_argument("--by", nargs="+", metavar="PARAM", help="columns defining a setting")
     c.add_argument("--baseline", help='the setting to compare against, e.g. "l2=0"')
-    c.add_argument("--adjust", choices=["none", "holm"], default="none",
+    c.add_argument("--adjust", choices=ADJUSTMENTS, default="none",
                    help="adjust the baseline comparisons' p-values for their number (Holm)")
     c.add_argument("--csv", metavar="OUT", help="also write the table to a CSV file")
 
@@ -67,8 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("dirs", nargs="+", metavar="DIR", help="results directories")
     pl.add_argument("--out", help="where to write (default: DIR/plots, or ./plots for several DIRs)")
     pl.add_argument("--kind", nargs="+", metavar="KIND",
-                    help="which plots (default: all): loss_curves validation_curve gap weights sparsity "
-                         "weight_l2 stopping")
+                    help=f"which plots (default: all): {' '.join(PLOT_KINDS)}")
     pl.add_argument("--format", choices=["png", "svg"], default="png")
 
     im = command("import", help="bring Keras CSVLogger files (one per run) into a results directory")
@@ -77,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     im.add_argument("--set", nargs="+", default=[], metavar="PARAM=VALUE",
                     help="settings every file shares, e.g. l2=0.001 seed=0")
     im.add_argument("--pattern", help='settings from each file name, e.g. "run_l2={l2}_seed={seed}.csv"')
-    im.add_argument("--task", default="single_label", choices=["single_label", "binary", "multi_label", "regression"],
+    im.add_argument("--task", default="single_label", choices=[t for t in TASKS if t != "auto"],
                     help="decides the metric column: accuracy, or mae for regression")
     im.add_argument("--name", help="the experiment's name (default: the directory's)")
 
@@ -91,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", help="the HTML file (default: DIR/report.html, or ./report.html)")
     rp.add_argument("--metric", default="best_val_data_loss", help="the runs.csv column to rank by")
     rp.add_argument("--baseline", help='the setting to compare against, e.g. "l2=0"')
-    rp.add_argument("--adjust", choices=["none", "holm"], default="none",
+    rp.add_argument("--adjust", choices=ADJUSTMENTS, default="none",
                     help="adjust the baseline comparisons' p-values for their number (Holm)")
     return p
 
@@ -100,13 +102,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     args.verbose = getattr(args, "verbose", False)
-    from mlreg.data import DataError
-    from mlreg.spec import SpecError
-    from mlreg.store import ResultsError, StoreError
+    from mlreg.spec import InputError
 
     try:
         return _COMMANDS[args.command](args)
-    except (SpecError, DataError, StoreError, ResultsError, ValueError) as e:
+    except InputError as e:
         print(f"mlreg: error: {e}", file=sys.stderr)
         return BAD_INPUT
     except BrokenPipeError:  # e.g. `mlreg validate FILE | head`
@@ -138,7 +138,8 @@ def _run(args: argparse.Namespace) -> int:
     spec = load_spec(args.file)
     limits = {"max_runs": args.max_runs} if args.max_runs else {}
     report = run(spec, out=args.out, fresh=args.fresh, epochs=args.epochs, engine=args.engine,
-                 max_pack=args.max_pack, workers=args.workers, dask=args.dask, progress=not args.quiet,
+                 max_pack=args.max_pack, workers=args.workers, dask=args.dask, backend=args.backend,
+                 progress=not args.quiet,
                  verbose=args.verbose, **limits)
     print(report)
     if not args.quiet:
@@ -182,10 +183,10 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _datasets(args: argparse.Namespace) -> int:
-    from mlreg.data import DATASETS
+    from mlreg.data import DESCRIPTIONS
 
-    width = max(map(len, DATASETS))
-    for name, text in DATASETS.items():
+    width = max(map(len, DESCRIPTIONS))
+    for name, text in DESCRIPTIONS.items():
         print(f"{name.ljust(width)}  {text}")
     return 0
 
@@ -225,10 +226,11 @@ def _plot(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mlreg.analysis.plots import KINDS, figures
+    from mlreg.analysis.plots import figures
+    from mlreg.spec import PLOT_KINDS
 
     out = Path(args.out or _default_out(args.dirs, "plots"))
-    figs = figures(_load(args.dirs), args.kind or KINDS)
+    figs = figures(_load(args.dirs), args.kind or PLOT_KINDS)
     out.mkdir(parents=True, exist_ok=True)
     for stem, fig in figs.items():
         fig.savefig(out / f"{stem}.{args.format}", dpi=120)

@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from mlreg.spec import InputError
+
 if TYPE_CHECKING:
     from mlreg.spec import DataSpec
 
-TASKS = ("auto", "single_label", "binary", "multi_label", "regression")
-
-DATASETS: dict[str, str] = {
+DESCRIPTIONS: dict[str, str] = {  # keyed by mlreg.spec.DATASETS
     "digits": "8x8 handwritten digits, 1797 x 64, 10 classes (scikit-learn)",
     "breast_cancer": "Wisconsin breast cancer, 569 x 30, binary (scikit-learn)",
     "diabetes": "diabetes progression, 442 x 10, regression (scikit-learn)",
@@ -48,8 +48,8 @@ DATASETS: dict[str, str] = {
 }
 
 
-class DataError(ValueError):
-    """The data cannot be loaded or split as asked. The CLI exits with code 2."""
+class DataError(InputError):
+    """The data cannot be loaded or split as asked."""
 
 
 class Arrays(NamedTuple):
@@ -64,7 +64,7 @@ class Arrays(NamedTuple):
 
 @dataclass(frozen=True)
 class Dataset:
-    """Split, scaled arrays ready for Keras.
+    """Split, scaled arrays ready for Keras; features of any shape `[N, ...]`.
 
     Attributes:
         content_hash: a hash of the raw data (features and targets, its own test set
@@ -83,8 +83,14 @@ class Dataset:
     content_hash: str = ""
 
     @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one sample: `(features,)`, `(T, C)` for sequences, `(H, W, C)` for images."""
+        return tuple(int(d) for d in self.x_train.shape[1:])
+
+    @property
     def n_features(self) -> int:
-        return int(self.x_train.shape[1])
+        """The number of values in one sample."""
+        return math.prod(self.input_shape)
 
     @property
     def n_outputs(self) -> int:
@@ -179,7 +185,7 @@ def load(spec: DataSpec, *, split: int | None = None, fold: int | None = None,
         >>> ds.x_train.shape, ds.task
         ((30, 4), 'single_label')
     """
-    raw = load_arrays(spec, root)
+    raw = _reshaped(load_arrays(spec, root), spec)
     task = _task(spec.task, raw.task, raw.y)
     n_own_test = 0 if raw.y_test is None else len(raw.y_test)
     y_all = _encode(raw.y if raw.y_test is None else np.concatenate([raw.y, raw.y_test]), task, spec)
@@ -207,9 +213,7 @@ def load(spec: DataSpec, *, split: int | None = None, fold: int | None = None,
         if isinstance(e, DataError):
             raise
         raise DataError(f"cannot split data set {_label(spec)} as asked: {e}") from None
-    std_raw = x_pool.std(0)
-    std_raw[std_raw == 0] = 1.0
-    mean, std = (x_pool.mean(0), std_raw) if spec.scale else (0.0, np.ones(x.shape[1], "float32"))
+    mean, std, std_raw = _scaling(x_pool, spec.scale)
     shifted = np.random.default_rng([spec.seed, split or 0, fold or 0])
 
     def evaluation(a: np.ndarray | None) -> np.ndarray | None:
@@ -232,6 +236,35 @@ def load(spec: DataSpec, *, split: int | None = None, fold: int | None = None,
         y_test = None if y_test is None else y_test[:, None]
     return Dataset(_label(spec), task, ((x_pool - mean) / std).astype("float32"), y_pool, x_val_s, y_val,
                    x_test_s, y_test, _content_hash(raw))
+
+
+def _scaling(x: np.ndarray, scale: bool | str) -> tuple[Any, Any, Any]:
+    """`(mean, std, raw std)` of the training features: per feature position (`True`), one of
+    each over all values (`"global"`), or none (`False`: 0 and 1). The raw standard deviation
+    (scaling or not) sets how far `shift` moves the evaluation data; a constant feature's is 1."""
+    if scale == "global":
+        std = float(x.std()) or 1.0
+        return float(x.mean()), std, std
+    std_raw = x.std(0)
+    std_raw[std_raw == 0] = 1.0
+    return (x.mean(0), std_raw, std_raw) if scale else (0.0, 1.0, std_raw)
+
+
+def _reshaped(raw: Arrays, spec: DataSpec) -> Arrays:
+    """The features as `spec.shape` asks (each sample reshaped), refusing a shape whose size is
+    not the feature count."""
+    if spec.shape is None:
+        return raw
+    n = math.prod(raw.x.shape[1:])
+    if math.prod(spec.shape) != n:
+        raise DataError(f"Invalid value for `data.shape`: {list(spec.shape)} holds {math.prod(spec.shape)} values, "
+                        f"but each sample of {_label(spec)} has {n} features (shape {list(raw.x.shape[1:])}). "
+                        f"Received: shape={list(spec.shape)}")
+
+    def reshape(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else a.reshape(len(a), *spec.shape)
+
+    return raw._replace(x=reshape(raw.x), x_test=reshape(raw.x_test))
 
 
 def _count(fraction: float, n: int) -> int:
@@ -316,17 +349,18 @@ def _encode(y: np.ndarray, task: str, spec: DataSpec) -> np.ndarray:
 def _load_file(path: Path, target: str | tuple[str, ...] | None) -> Arrays:
     """A user's file as arrays. Refuses, naming the file and the column: a missing file or
     column, an empty file, non-numeric features, missing values (with the count of rows) and
-    infinite values. An NPZ file may carry its own test set (`x_test`, `y_test`)."""
+    infinite values. An NPZ file holds arrays `x` (any rank >= 2: samples first) and `y`, and
+    may carry its own test set (`x_test`, `y_test`); or one 1-D array per column."""
     import pandas as pd
 
     if not path.is_file():
         raise DataError(f"Invalid value for `data.path`: no such file. Received: path={str(path)!r}")
     suffix = path.suffix.lower()
-    test_frame = None
     try:
         if suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
-                frame, test_frame = _npz_frames(z, path)
+                arrays = _npz_arrays(z, path)
+                frame = None if arrays is not None else pd.DataFrame({k: z[k] for k in z.files})
         elif suffix == ".csv":
             frame = pd.read_csv(path)
         elif suffix in (".parquet", ".pq"):
@@ -340,11 +374,13 @@ def _load_file(path: Path, target: str | tuple[str, ...] | None) -> Arrays:
         if isinstance(e, DataError):
             raise
         raise DataError(f"{path.name}: cannot read the file: {e}") from None
+    if frame is None:
+        return arrays  # type: ignore[return-value]
+    if not target:
+        raise DataError(f"Invalid value for `data.target`: {path.name} holds no arrays `x` and `y`, so name the "
+                        f"target column (columns: {list(frame.columns)}). Received: target=None")
     x, y = _columns(frame, path, target)
-    if test_frame is None:
-        return Arrays(x, y, _infer_task(y))
-    x_test, y_test = _columns(test_frame, path, target)
-    return Arrays(x, y, _infer_task(y), x_test, y_test)
+    return Arrays(x, y, _infer_task(y))
 
 
 def _columns(frame: Any, path: Path, target: str | tuple[str, ...] | None) -> tuple[np.ndarray, np.ndarray]:
@@ -377,29 +413,41 @@ def _columns(frame: Any, path: Path, target: str | tuple[str, ...] | None) -> tu
     return features.to_numpy(dtype="float32"), y
 
 
-def _npz_frames(z: Any, path: Path) -> tuple[Any, Any]:
-    """An NPZ file as data frames: arrays `x` (or `X`) and `y`, and a test set of its own in
-    `x_test` (or `X_test`) and `y_test`; or else one 1-D array per column."""
-    import pandas as pd
-
-    def frame(x: np.ndarray, y: np.ndarray) -> Any:
-        if x.ndim != 2 or len(x) != len(y):
-            raise DataError(f"{path.name}: `x` must be samples x features and `y` have as many rows; "
-                            f"got shapes {x.shape} and {y.shape}")
-        cols = {f"x{i}": x[:, i] for i in range(x.shape[1])}
-        cols |= {"y": y} if y.ndim == 1 else {f"y{i}": y[:, i] for i in range(y.shape[1])}
-        return pd.DataFrame(cols)
-
+def _npz_arrays(z: Any, path: Path) -> Arrays | None:
+    """An NPZ file's arrays `x` (or `X`) and `y`, and its own test set `x_test` (or `X_test`)
+    and `y_test`, checked; `None` when the file holds one 1-D array per column instead."""
     x_key = next((k for k in ("x", "X") if k in z.files), None)
-    if x_key and "y" in z.files:
-        test_key = next((k for k in ("x_test", "X_test") if k in z.files), None)
-        test = frame(z[test_key], z["y_test"]) if test_key and "y_test" in z.files else None
-        return frame(z[x_key], z["y"]), test
-    try:
-        return pd.DataFrame({k: z[k] for k in z.files}), None
-    except ValueError as e:
-        raise DataError(f"{path.name}: expected arrays `x` and `y` (and optionally `x_test`, `y_test`), "
-                        f"or one 1-D array per column ({e})") from None
+    if not (x_key and "y" in z.files):
+        return None
+
+    def checked(xk: str, yk: str) -> tuple[np.ndarray, np.ndarray]:
+        x, y = z[xk], z[yk]
+        if x.ndim < 2 or y.ndim not in (1, 2) or len(x) != len(y):
+            raise DataError(f"{path.name}: `{xk}` must hold samples first (samples x features, x T x C, or "
+                            f"x H x W x C) and `{yk}` as many rows (one target, or one column per label); got "
+                            f"shapes {list(x.shape)} and {list(y.shape)}")
+        if not len(x):
+            raise DataError(f"{path.name}: `{xk}` has no samples")
+        if x.dtype.kind not in "biuf":
+            raise DataError(f"{path.name}: `{xk}` must be numeric; it holds {x.dtype}")
+        for name, a in ((xk, x), (yk, y)):
+            if a.dtype.kind == "f":
+                bad = ~np.isfinite(a.reshape(len(a), -1)).all(axis=1)
+                if bad.any():
+                    what = "missing values" if np.isnan(a).any() else "infinite values"
+                    raise DataError(f"{path.name}: {int(bad.sum())} samples of `{name}` have {what}; "
+                                    "fill or drop them first")
+        return x.astype("float32"), y
+
+    x, y = checked(x_key, "y")
+    test_key = next((k for k in ("x_test", "X_test") if k in z.files), None)
+    if test_key and "y_test" in z.files:
+        x_test, y_test = checked(test_key, "y_test")
+        if x_test.shape[1:] != x.shape[1:]:
+            raise DataError(f"{path.name}: `{test_key}` holds samples of shape {list(x_test.shape[1:])}, "
+                            f"`{x_key}` of shape {list(x.shape[1:])}")
+        return Arrays(x, y, _infer_task(y), x_test, y_test)
+    return Arrays(x, y, _infer_task(y))
 
 
 def _infer_task(y: np.ndarray) -> str:

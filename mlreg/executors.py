@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -25,6 +26,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from mlreg import engines
+from mlreg.backend import choose_backend, import_keras
+from mlreg.spec import InputError
 
 if TYPE_CHECKING:
     from mlreg.data import Dataset
@@ -44,7 +47,7 @@ POLL_S = 0.2
 """How often a waiting driver looks whether Ctrl-C or SIGTERM asked it to stop."""
 
 
-class ExecutorError(ValueError):
+class ExecutorError(InputError):
     """An executor cannot be used as asked (a missing optional package, a bad address)."""
 
 
@@ -67,15 +70,19 @@ def _data(run: RunSpec) -> Dataset:
     return _DATA[run.data_key]
 
 
-def setup_worker(threads: int) -> None:
-    """Prepares a worker process: Ctrl-C is the driver's business; TensorFlow is imported
-    with its log lines silenced and `threads` threads, so that the workers of one machine do
-    not oversubscribe its cores."""
+def setup_worker(threads: int, backend: str | None = None) -> None:
+    """Prepares a worker process: Ctrl-C is the driver's business; Keras is imported on the
+    driver's backend with TensorFlow's log lines silenced and `threads` threads, so that the
+    workers of one machine do not oversubscribe its cores."""
     if threading.current_thread() is threading.main_thread():  # a Dask worker runs tasks in a thread
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)
-    engines.import_tensorflow()
+    if threads == 1 and "jax" not in sys.modules:  # XLA's CPU thread pool, for the JAX backend
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+                                   " intra_op_parallelism_threads=1").strip()
+    choose_backend(backend)
+    import_keras()
     import tensorflow as tf
 
     try:
@@ -94,10 +101,11 @@ def train_pack_task(pack: Pack) -> list[RunResult]:
 _SET_UP: set[int] = set()
 
 
-def dask_task(pack: Pack, threads: int) -> list[RunResult]:
-    """`train_pack_task` for a Dask worker, which sets itself up on its first pack."""
+def dask_task(pack: Pack, threads: int, backend: str) -> list[RunResult]:
+    """`train_pack_task` for a Dask worker, which sets itself up on its first pack (on the
+    driver's backend)."""
     if os.getpid() not in _SET_UP:
-        setup_worker(threads)
+        setup_worker(threads, backend)
         _SET_UP.add(os.getpid())
     return train_pack_task(pack)
 
@@ -109,7 +117,7 @@ def _died(pack: Pack, attempts: int, why: str) -> list[RunResult]:
 def _failed(pack: Pack, error: BaseException | str) -> list[RunResult]:
     from mlreg.records import failed
 
-    return [failed(run, error, engine=pack.engine, duration_s=0.0) for run in pack.runs]
+    return [failed(run, error, engine=pack.engine, backend=choose_backend(), duration_s=0.0) for run in pack.runs]
 
 
 def _threads(workers: int) -> int:
@@ -133,7 +141,7 @@ def process(packs: Iterable[Pack], *, workers: int = 2, recycle_after: int = REC
 
     def pool() -> ProcessPoolExecutor:
         return ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=setup_worker,
-                                   initargs=(threads,), max_tasks_per_child=recycle_after)
+                                   initargs=(threads, choose_backend()), max_tasks_per_child=recycle_after)
 
     pools = [pool() for _ in range(workers)]
     queue: deque[Pack] = deque(packs)
@@ -223,8 +231,9 @@ def dask(packs: Iterable[Pack], *, address: str | None = None, client: Any = Non
                                     f"Received: dask={address!r}") from None
         n_workers = len(client.scheduler_info()["workers"]) or workers
         threads = _threads(n_workers) if cluster is not None else 1
-        futures = {client.submit(dask_task, pack, threads, key=f"mlreg-pack-{uuid.uuid4().hex}", pure=False): pack
-                   for pack in packs}
+        backend = choose_backend()
+        futures = {client.submit(dask_task, pack, threads, backend, key=f"mlreg-pack-{uuid.uuid4().hex}",
+                                 pure=False): pack for pack in packs}
         pending = as_completed(futures)
         while not pending.is_empty():
             if engines.STOP.is_set():

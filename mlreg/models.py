@@ -1,9 +1,11 @@
 """Model builders that return plain `keras.Model`s, and transfer-learning helpers.
 
-Builders: a Sequential MLP (`build_mlp`), a Functional residual MLP
-(`build_residual_mlp`), a Functional wide-and-deep model (`build_wide_deep`),
-and a user's own `build(hp) -> keras.Model` named as `"package.module:function"`.
-The output head, loss and metrics follow from the task.
+Builders (keyed by `mlreg.spec.BUILDERS`): a Sequential MLP (`build_mlp`), a Functional
+residual MLP (`build_residual_mlp`), a Functional wide-and-deep model (`build_wide_deep`), a
+convolutional model (`build_cnn`: Conv1D on `[T, C]` sequences, Conv2D on `[H, W, C]`
+images), a pretrained base with a new head (`transfer`), and a user's own builder named as
+`"package.module:function"`. The output head, loss and metrics follow from the task. Every
+builder takes the shape of one sample (`input_shape`; an int is a flat feature count).
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from mlreg.records import metric_names
 from mlreg.regularizers import apply_regularization, kernel_layers, kernel_regularizer
+from mlreg.spec import FREEZE, InputError, SpecError
 
 if TYPE_CHECKING:
     import keras
@@ -24,35 +28,41 @@ if TYPE_CHECKING:
     from mlreg.spec import RunSpec, TrainingSpec
 
 Rates = float | Sequence[float]
+Shape = int | Sequence[int]
 
 
-# -- what the task decides --------------------------------------------------------------
+# -- what the task decides, keyed by mlreg.spec.TASKS ("auto" is resolved by the data) --------
+TASK_HEADS: dict[str, tuple[str, str, str, str]] = {
+    # task: (output activation, Keras loss class, Keras metric class of the data loss,
+    #        Keras metric class of the task's metric, named as `records.metric_names` says)
+    "single_label": ("softmax", "SparseCategoricalCrossentropy", "SparseCategoricalCrossentropy",
+                     "SparseCategoricalAccuracy"),
+    "binary": ("sigmoid", "BinaryCrossentropy", "BinaryCrossentropy", "BinaryAccuracy"),
+    "multi_label": ("sigmoid", "BinaryCrossentropy", "BinaryCrossentropy", "BinaryAccuracy"),
+    "regression": ("linear", "MeanSquaredError", "MeanSquaredError", "MeanAbsoluteError"),
+}
+
+OPTIMIZER_CLASSES = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop"}
+"""Keras's optimizer class of each name in `mlreg.spec.OPTIMIZERS`."""
+
+
 def output_activation(task: str) -> str:
     """`softmax` for single-label, `sigmoid` for binary and multi-label, `linear` for regression."""
-    return {"single_label": "softmax", "binary": "sigmoid", "multi_label": "sigmoid"}.get(task, "linear")
+    return TASK_HEADS[task][0]
 
 
 def loss_for(task: str) -> keras.losses.Loss:
     """The data loss of a task (Keras's names: crossentropies, or mean squared error)."""
     import keras
 
-    if task == "single_label":
-        return keras.losses.SparseCategoricalCrossentropy()
-    if task in ("binary", "multi_label"):
-        return keras.losses.BinaryCrossentropy()
-    return keras.losses.MeanSquaredError()
+    return getattr(keras.losses, TASK_HEADS[task][1])()
 
 
 def data_loss_metric(task: str) -> keras.metrics.Metric:
     """The data loss as a metric named `data_loss`: the loss without the penalty."""
     import keras
 
-    cls = {
-        "single_label": keras.metrics.SparseCategoricalCrossentropy,
-        "binary": keras.metrics.BinaryCrossentropy,
-        "multi_label": keras.metrics.BinaryCrossentropy,
-    }.get(task, keras.metrics.MeanSquaredError)
-    return cls(name="data_loss")
+    return getattr(keras.metrics, TASK_HEADS[task][2])(name="data_loss")
 
 
 def metrics_for(task: str) -> list[keras.metrics.Metric]:
@@ -64,23 +74,14 @@ def metrics_for(task: str) -> list[keras.metrics.Metric]:
     """
     import keras
 
-    if task == "regression":
-        return [keras.metrics.MeanAbsoluteError(name="mae")]
-    if task == "single_label":
-        return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-    return [keras.metrics.BinaryAccuracy(name="accuracy")]
+    return [getattr(keras.metrics, TASK_HEADS[task][3])(name=metric_names(task)[0])]
 
 
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    """A Keras optimizer by its name in `mlreg.spec.OPTIMIZERS`, with Keras's defaults."""
     import keras
 
-    cls = {
-        "adam": keras.optimizers.Adam,
-        "adamw": keras.optimizers.AdamW,
-        "sgd": keras.optimizers.SGD,
-        "rmsprop": keras.optimizers.RMSprop,
-    }[name]
-    return cls(learning_rate=learning_rate)
+    return getattr(keras.optimizers, OPTIMIZER_CLASSES[name])(learning_rate=learning_rate)
 
 
 def compile_model(model: keras.Model, task: str, training: TrainingSpec) -> keras.Model:
@@ -93,7 +94,7 @@ def compile_model(model: keras.Model, task: str, training: TrainingSpec) -> kera
     return model
 
 
-# -- builders -------------------------------------------------------------------------
+# -- builders -------------------------------------------------------------------------------
 def _rate(rates: Rates, i: int) -> float:
     return float(rates if isinstance(rates, int | float) else rates[i])
 
@@ -109,8 +110,20 @@ def _dense(units: int, i: int, l1: Rates, l2: Rates, name: str, activation: str 
     )
 
 
+def _shape(input_shape: Shape) -> tuple[int, ...]:
+    return (int(input_shape),) if isinstance(input_shape, int) else tuple(int(d) for d in input_shape)
+
+
+def _flat_input(input_shape: Shape, name: str | None = None) -> tuple[Any, Any]:
+    """The model's input and its features as one vector (a Flatten for images and sequences)."""
+    import keras
+
+    inputs = keras.Input(_shape(input_shape), name=name)
+    return inputs, (keras.layers.Flatten(name="flatten")(inputs) if len(inputs.shape) > 2 else inputs)
+
+
 def build_mlp(
-    n_features: int,
+    input_shape: Shape,
     n_outputs: int,
     task: str,
     *,
@@ -123,7 +136,8 @@ def build_mlp(
     """A Sequential MLP: Dense (+ Dropout) per hidden layer, then the task's head.
 
     Args:
-        n_features: input width.
+        input_shape: the shape of one sample (an int for flat features; images and
+            sequences are flattened first).
         n_outputs: units of the output layer.
         task: `single_label`, `binary`, `multi_label` or `regression`.
         hidden: hidden-layer sizes. Defaults to `(64, 64)`.
@@ -142,7 +156,8 @@ def build_mlp(
     """
     import keras
 
-    layers: list[Any] = [keras.Input((n_features,))]
+    shape = _shape(input_shape)
+    layers: list[Any] = [keras.Input(shape)] + ([keras.layers.Flatten(name="flatten")] if len(shape) > 1 else [])
     for i, units in enumerate(hidden):
         layers.append(_dense(units, i, l1, l2, f"hidden_{i + 1}", activation))
         if dropout:
@@ -152,7 +167,7 @@ def build_mlp(
 
 
 def build_residual_mlp(
-    n_features: int,
+    input_shape: Shape,
     n_outputs: int,
     task: str,
     *,
@@ -169,8 +184,8 @@ def build_residual_mlp(
     """
     import keras
 
-    inputs = keras.Input((n_features,), name="features")
-    x = _dense(hidden[0], 0, l1, l2, "hidden_1", activation)(inputs)
+    inputs, x = _flat_input(input_shape, "features")
+    x = _dense(hidden[0], 0, l1, l2, "hidden_1", activation)(x)
     if dropout:
         x = keras.layers.Dropout(dropout)(x)
     for i, units in enumerate(hidden[1:], start=1):
@@ -185,7 +200,7 @@ def build_residual_mlp(
 
 
 def build_wide_deep(
-    n_features: int,
+    input_shape: Shape,
     n_outputs: int,
     task: str,
     *,
@@ -200,18 +215,107 @@ def build_wide_deep(
     """
     import keras
 
-    inputs = keras.Input((n_features,), name="features")
-    deep = inputs
+    inputs, features = _flat_input(input_shape, "features")
+    deep = features
     for i, units in enumerate(hidden):
         deep = _dense(units, i, l1, l2, f"hidden_{i + 1}", activation)(deep)
         if dropout:
             deep = keras.layers.Dropout(dropout)(deep)
-    merged = keras.layers.Concatenate(name="wide_and_deep")([inputs, deep])
+    merged = keras.layers.Concatenate(name="wide_and_deep")([features, deep])
     outputs = _dense(n_outputs, len(hidden), l1, l2, "output", output_activation(task))(merged)
     return keras.Model(inputs, outputs, name="wide_deep")
 
 
-BUILDERS = {"mlp": build_mlp, "residual_mlp": build_residual_mlp, "wide_deep": build_wide_deep}
+def build_cnn(
+    input_shape: Shape,
+    n_outputs: int,
+    task: str,
+    *,
+    filters: Sequence[int] = (25, 25, 25),
+    kernel_size: int | Sequence[int] = (5, 3, 3),
+    strides: int | Sequence[int] = 2,
+    pool: int | Sequence[int] = 1,
+    activation: str = "relu",
+    dropout: float = 0.0,
+    l1: Rates = 0.0,
+    l2: Rates = 0.0,
+) -> keras.Model:
+    """A convolutional model: blocks of convolution (+ max-pooling) (+ Dropout), then the
+    flattened features into the task's head. Conv1D for sequences `[T, C]`, Conv2D for images
+    `[H, W, C]` (padding `same`). The defaults are the MNIST-1D paper's CNN (Greydanus & Kobak
+    2020): three convolutions of 25 filters, kernels 5, 3, 3, stride 2, then a linear layer.
+
+    Args:
+        input_shape: the shape of one sample, `[T, C]` or `[H, W, C]`.
+        n_outputs: units of the output layer.
+        task: `single_label`, `binary`, `multi_label` or `regression`.
+        filters: filters of each block. Defaults to `(25, 25, 25)`.
+        kernel_size: of every block, or one per block. Defaults to `(5, 3, 3)`.
+        strides: of every block, or one per block. Defaults to `2`.
+        pool: max-pooling size after every block, or one per block; 1 is none. Defaults to `1`.
+        activation: of the convolutions. Defaults to `"relu"`.
+        dropout: rate of the Dropout after each block. Defaults to `0.0`.
+        l1: L1 rate on every kernel, or one per block then the output layer. Defaults to `0.0`.
+        l2: L2 rate, likewise. Defaults to `0.0`.
+
+    Raises:
+        InputError: a flat input (samples x features): give the data a `shape`.
+
+    Example:
+        >>> m = build_cnn((40, 1), 10, "single_label")
+        >>> [layer.name for layer in m.layers][1:]
+        ['conv_1', 'conv_2', 'conv_3', 'flatten', 'output']
+    """
+    import keras
+
+    shape = _shape(input_shape)
+    if len(shape) not in (2, 3):
+        raise InputError(f"Invalid value for `data.shape`: the cnn builder takes sequences [T, C] or images "
+                         f"[H, W, C]; the data are {list(shape)}: give [data] a `shape`, e.g. shape = [{shape[0]}, 1] "
+                         f"for a sequence. Received: shape={list(shape)}")
+    conv, pooling = ((keras.layers.Conv1D, keras.layers.MaxPooling1D) if len(shape) == 2
+                     else (keras.layers.Conv2D, keras.layers.MaxPooling2D))
+
+    def each(v: int | Sequence[int], i: int) -> int:
+        return int(v) if isinstance(v, int) else int(v[i])
+
+    inputs = keras.Input(shape, name="inputs")
+    x = inputs
+    for i, n in enumerate(filters):
+        x = conv(n, each(kernel_size, i), strides=each(strides, i), padding="same", activation=activation,
+                 kernel_regularizer=kernel_regularizer(_rate(l1, i), _rate(l2, i)), name=f"conv_{i + 1}")(x)
+        if each(pool, i) > 1:
+            x = pooling(each(pool, i), padding="same", name=f"pool_{i + 1}")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name=f"dropout_{i + 1}")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    outputs = _dense(n_outputs, len(filters), l1, l2, "output", output_activation(task))(x)
+    return keras.Model(inputs, outputs, name="cnn")
+
+
+def _dense_args(run: RunSpec) -> dict[str, Any]:
+    m = run.model
+    return {"hidden": m.hidden, "activation": m.activation, "dropout": m.dropout, "l1": m.l1, "l2": m.l2}
+
+
+def _transfer(run: RunSpec, data: Dataset) -> keras.Model:
+    m = run.model
+    base = load_base_model(run.path(m.base_model))  # type: ignore[arg-type]
+    return transfer_model(base, data.n_outputs, data.task, freeze_strategy=m.freeze, l1=m.l1, l2=m.l2)  # type: ignore[arg-type]
+
+
+# The built-in builders, keyed by mlreg.spec.BUILDERS: (run, data) -> an uncompiled keras.Model.
+BUILDERS: dict[str, Any] = {
+    "mlp": lambda run, data: build_mlp(data.input_shape, data.n_outputs, data.task, **_dense_args(run)),
+    "residual_mlp": lambda run, data: build_residual_mlp(data.input_shape, data.n_outputs, data.task,
+                                                         **_dense_args(run)),
+    "wide_deep": lambda run, data: build_wide_deep(data.input_shape, data.n_outputs, data.task, **_dense_args(run)),
+    "cnn": lambda run, data: build_cnn(
+        data.input_shape, data.n_outputs, data.task, filters=run.model.filters, kernel_size=run.model.kernel_size,
+        strides=run.model.strides, pool=run.model.pool, activation=run.model.activation,
+        dropout=run.model.dropout, l1=run.model.l1, l2=run.model.l2),
+    "transfer": _transfer,
+}
 
 
 def user_builder(ref: str) -> Any:
@@ -219,7 +323,7 @@ def user_builder(ref: str) -> Any:
     directory is importable, as with `python -m`).
 
     Raises:
-        ValueError: the module or function cannot be found.
+        SpecError: the module or function cannot be found.
     """
     module_name, _, func = ref.partition(":")
     if os.getcwd() not in sys.path:
@@ -227,12 +331,12 @@ def user_builder(ref: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise ValueError(f"Invalid value for `model.builder`: cannot import {module_name!r} ({e}). "
-                         f"Received: builder={ref!r}") from None
+        raise SpecError(f"Invalid value for `model.builder`: cannot import {module_name!r} ({e}). "
+                        f"Received: builder={ref!r}") from None
     fn = getattr(module, func, None)
     if not callable(fn):
-        raise ValueError(f"Invalid value for `model.builder`: {module_name} has no function {func!r}. "
-                         f"Received: builder={ref!r}")
+        raise SpecError(f"Invalid value for `model.builder`: {module_name} has no function {func!r}. "
+                        f"Received: builder={ref!r}")
     return fn
 
 
@@ -255,36 +359,36 @@ def call_builder(fn: Any, hp: dict[str, Any], ref: str) -> Any:
     return fn(**{k: v for k, v in hp.items() if k in named})
 
 
+def builder_arguments(run: RunSpec, data: Dataset) -> dict[str, Any]:
+    """The keyword arguments a user's builder can take: the run's parameters (`run.hp()`:
+    `l1`, `l2`, `dropout`, `hidden`, `learning_rate`, ...) and what the data decide:
+    `input_shape` (one sample's shape, a tuple), `n_features` (its size), `n_outputs`,
+    `task` and `output_activation`."""
+    return run.hp() | {
+        "input_shape": data.input_shape,
+        "n_features": data.n_features,
+        "n_outputs": data.n_outputs,
+        "task": data.task,
+        "output_activation": output_activation(data.task),
+    }
+
+
 def build_model(run: RunSpec, data: Dataset) -> keras.Model:
     """Builds (uncompiled) the model of a run for its data.
 
-    A user's builder is called with keyword arguments (see `call_builder`): the run's
-    parameters (`run.hp()`: `l1`, `l2`, `dropout`, `hidden`, `learning_rate`, ...) plus
-    `n_features`, `n_outputs`, `task` and `output_activation`. It must return a
-    `keras.Model` with its own head and is responsible for using `l1`, `l2` and `dropout`
-    (see `mlreg.apply_regularization`).
+    A user's builder is called with keyword arguments (see `call_builder` and
+    `builder_arguments`). It must return a `keras.Model` with its own head and is
+    responsible for using `l1`, `l2` and `dropout` (see `mlreg.apply_regularization`).
     """
     import keras
 
     m = run.model
-    if m.builder == "transfer":
-        if isinstance(m.l1, tuple) or isinstance(m.l2, tuple):
-            raise ValueError("per-layer rates do not apply to `transfer`; give one rate (for the new head)")
-        base = load_base_model(run.path(m.base_model))  # type: ignore[arg-type]
-        return transfer_model(base, data.n_outputs, data.task, freeze_strategy=m.freeze, l1=m.l1, l2=m.l2)
     if m.builder in BUILDERS:
-        model = BUILDERS[m.builder](
-            data.n_features, data.n_outputs, data.task,
-            hidden=m.hidden, activation=m.activation, dropout=m.dropout, l1=m.l1, l2=m.l2,
-        )
+        model = BUILDERS[m.builder](run, data)
+        if m.builder == "transfer":  # frozen by transfer_model already
+            return model
     else:
-        hp = run.hp() | {
-            "n_features": data.n_features,
-            "n_outputs": data.n_outputs,
-            "task": data.task,
-            "output_activation": output_activation(data.task),
-        }
-        model = call_builder(user_builder(m.builder), hp, m.builder)
+        model = call_builder(user_builder(m.builder), builder_arguments(run, data), m.builder)
         if not isinstance(model, keras.Model):
             raise TypeError(f"builder {m.builder} returned {type(model).__name__}, not a keras.Model")
     # "none" leaves the model as built (a user's builder may have frozen layers itself)
@@ -292,7 +396,9 @@ def build_model(run: RunSpec, data: Dataset) -> keras.Model:
 
 
 # -- transfer learning ----------------------------------------------------------------
-FREEZE_STRATEGIES = ("all_but_last", "most", "none")
+TRAINABLE = {"none": None, "all_but_last": 1, "most": 2}
+"""How many layers with weights each freeze strategy of `mlreg.spec.FREEZE` leaves trainable
+(counted from the top; `None`: all)."""
 
 
 def freeze(model: keras.Model, strategy: str | int) -> keras.Model:
@@ -308,15 +414,16 @@ def freeze(model: keras.Model, strategy: str | int) -> keras.Model:
         The same model. Re-compile it after freezing.
 
     Raises:
-        ValueError: an unknown strategy or a negative count.
+        InputError: an unknown strategy or a negative count.
     """
     layers = kernel_layers(model)
-    if isinstance(strategy, bool) or not (strategy in FREEZE_STRATEGIES or isinstance(strategy, int)):
-        raise ValueError(f"Invalid value for `freeze`: expected one of {list(FREEZE_STRATEGIES)} "
+    if isinstance(strategy, bool) or not (strategy in FREEZE or isinstance(strategy, int)):
+        raise InputError(f"Invalid value for `freeze`: expected one of {list(FREEZE)} "
                          f"or a count of trainable layers. Received: freeze={strategy!r}")
-    k = {"all_but_last": 1, "most": 2, "none": len(layers)}.get(strategy, strategy)  # type: ignore[arg-type]
+    k = TRAINABLE.get(strategy, strategy) if isinstance(strategy, str) else strategy
+    k = len(layers) if k is None else k
     if k < 0:
-        raise ValueError(f"Invalid value for `freeze`: expected a count >= 0. Received: freeze={k}")
+        raise InputError(f"Invalid value for `freeze`: expected a count >= 0. Received: freeze={k}")
     trainable = set(map(id, layers[len(layers) - min(k, len(layers)):]))
     for layer in layers:
         layer.trainable = id(layer) in trainable

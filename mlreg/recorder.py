@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlreg.data import TASKS
 from mlreg.records import HISTORY, RunResult, base_summary, columns, finish, metric_names
+from mlreg.spec import TASKS, InputError
 from mlreg.store import ResultsStore
 
 _TASKS = tuple(t for t in TASKS if t != "auto")  # a script's runs have a known task
@@ -77,7 +77,7 @@ class Recorder:
     def __init__(self, out: str | Path, *, params: Sequence[str], task: str, name: str | None = None,
                  description: str = "", test: bool = False, fresh: bool = False) -> None:
         if task not in _TASKS:
-            raise ValueError(f"Invalid value for `task`: expected one of {list(_TASKS)}. Received: task={task!r}")
+            raise InputError(f"Invalid value for `task`: expected one of {list(_TASKS)}. Received: task={task!r}")
         out = Path(out)
         self.name, self.params, self.task = name or out.name, list(params), task
         spec = {"name": self.name, "description": description, "source": "script", "params": self.params,
@@ -105,7 +105,7 @@ class Recorder:
         missing = sorted(set(self.params) - set(params))
         extra = sorted(set(params) - set(self.params))
         if missing or extra:
-            raise ValueError(f"Invalid value for the run's parameters: expected {self.params}. "
+            raise InputError(f"Invalid value for the run's parameters: expected {self.params}. "
                              f"Received: {sorted(params)} (missing {missing}, unknown {extra})")
         return ScriptRun(self.name, seed, {p: params[p] for p in self.params})
 
@@ -132,7 +132,8 @@ class Recorder:
         Returns:
             The `RunResult` written.
         """
-        from mlreg.engines.keras import kernels
+        from mlreg.backend import import_keras
+        from mlreg.regularizers import kernels
 
         run = self.run(seed=seed, **params)
         known = set(columns(self.task, self.params)[HISTORY])
@@ -144,7 +145,8 @@ class Recorder:
             test_values = {"data_loss": values.get("data_loss", values["loss"] - penalty),
                            **{m: values.get(m) for m in metric_names(self.task)}}
         result = finish(
-            run, engine="script", task=self.task, history=history, monitor=getattr(stopper, "monitor", "val_data_loss"),
+            run, engine="script", backend=import_keras().backend.backend(), task=self.task, history=history,
+            monitor=getattr(stopper, "monitor", "val_data_loss"),
             best=stopper.best_epoch if stopper is not None else None,
             restored=bool(stopper is not None and stopper.restore_best_weights),
             stopped=bool(stopper is not None and stopper.stopped_epoch > 0),
@@ -202,7 +204,7 @@ def import_csv_logs(
                 continue
             frame = pd.read_csv(path)
             if not {"epoch", "loss"} <= set(frame.columns):
-                raise ValueError(f"{path}: not a CSVLogger file (it needs `epoch` and `loss` columns; it has "
+                raise InputError(f"{path}: not a CSVLogger file (it needs `epoch` and `loss` columns; it has "
                                  f"{list(frame.columns)})")
             run = rec.run(**settings)
             rec.store.append(_imported(run, frame, rec.task, metric))
@@ -219,7 +221,7 @@ def _imported(run: ScriptRun, frame: Any, task: str, metric: str) -> RunResult:
                         "lr": row.get("learning_rate", row.get("lr"))})
     history = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in history]
     finite = [i for i, r in enumerate(history) if r.get("val_loss") is not None and math.isfinite(r["val_loss"])]
-    summary = base_summary(run, "imported") | {"epochs_run": len(history)}
+    summary = base_summary(run, "imported", None) | {"epochs_run": len(history)}
     if not history or not math.isfinite(history[-1]["loss"]):
         summary |= {"status": "diverged", "error": f"non-finite loss at epoch {len(history)}"}
         return RunResult(run.run_id, "diverged", summary, history)
@@ -237,7 +239,7 @@ def _from_name(path: Path, pattern: str | None) -> dict[str, Any]:
                     for p in re.split(r"(\{\w+\})", pattern))
     match = re.fullmatch(regex, path.name)
     if match is None:
-        raise ValueError(f"Invalid value for `pattern`: {path.name} does not match it. Received: pattern={pattern!r}")
+        raise InputError(f"Invalid value for `pattern`: {path.name} does not match it. Received: pattern={pattern!r}")
     return {k: _number(match[k]) for k in fields}
 
 

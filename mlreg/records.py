@@ -16,6 +16,8 @@ statistics, `lr`, `epoch_time_s`.
 from __future__ import annotations
 
 import math
+import os
+import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -50,6 +52,8 @@ class RunResult:
         summary: the run's `runs.csv` row.
         history: its `history.csv` rows, one per epoch.
         weights: its `weights.csv` rows (histogram bins with a count > 0).
+        traceback: for a `failed` run, the whole traceback (its `error` column holds one
+            short line); else empty.
     """
 
     run_id: str
@@ -57,6 +61,7 @@ class RunResult:
     summary: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
     weights: list[dict[str, Any]] = field(default_factory=list)
+    traceback: str = ""
 
 
 def metric_names(task: str) -> list[str]:
@@ -70,7 +75,7 @@ def columns(task: str, params: list[str], *, has_test: bool = False,
     cross-validation or repeated splits, the `split` / `fold` columns."""
     metrics = metric_names(task)
     history = ["run_id", "epoch", *monitors(task), *WEIGHT_STATS, "lr", "epoch_time_s"]
-    runs = ["run_id", "status", "seed", *resampling, *params, "engine", "n_train", "n_val", "best_epoch",
+    runs = ["run_id", "status", "seed", *resampling, *params, "engine", "backend", "n_train", "n_val", "best_epoch",
             "kept_epoch", "stopped_epoch", "epochs_run",
             "best_val_data_loss", "train_data_loss_at_best", "gap", "penalty_at_best"]
     runs += [c for m in metrics for c in (f"val_{m}_at_best", f"train_{m}_at_best")]
@@ -119,15 +124,18 @@ def diverged_at(row: Mapping[str, Any]) -> bool:
     return not is_finite(row["loss"], row["train_data_loss"], row["val_data_loss"])
 
 
-def base_summary(run: RunSpec, engine: str) -> dict[str, Any]:
-    """The columns every `runs.csv` row starts with: id, seed, split and fold, parameters, engine."""
-    return {"run_id": run.run_id, "seed": run.seed, **run.resampling, **run.params(), "engine": engine}
+def base_summary(run: RunSpec, engine: str, backend: str | None) -> dict[str, Any]:
+    """The columns every `runs.csv` row starts with: id, seed, split and fold, parameters, the
+    engine and the Keras backend that trained it."""
+    return {"run_id": run.run_id, "seed": run.seed, **run.resampling, **run.params(), "engine": engine,
+            "backend": backend}
 
 
 def finish(
     run: RunSpec,
     *,
     engine: str,
+    backend: str | None,
     task: str,
     history: list[dict[str, Any]],
     best: int | None,
@@ -146,6 +154,7 @@ def finish(
     Args:
         run: the run.
         engine: the engine that trained it (`keras`, `fused`).
+        backend: the Keras backend that trained it (`jax`, `tensorflow`).
         task: the data's task (decides the metric columns).
         history: its rows, one per epoch trained.
         best: index into `history` of early stopping's best epoch, or `None` (early stopping
@@ -162,7 +171,7 @@ def finish(
         monitor: the column that decides the best epoch when `best` is `None`. Defaults to
             the run's `early_stopping.monitor`.
     """
-    summary = base_summary(run, engine) | {"n_train": n_train, "n_val": n_val, "epochs_run": len(history),
+    summary = base_summary(run, engine, backend) | {"n_train": n_train, "n_val": n_val, "epochs_run": len(history),
                                            "stopped_epoch": len(history) if stopped else None}
     if history and diverged_at(history[-1]):
         summary |= {"status": "diverged", "error": f"non-finite loss at epoch {len(history)}",
@@ -194,12 +203,39 @@ def finish(
     return RunResult(run.run_id, "ok", summary, history, weight_histograms(run.run_id, kernels))
 
 
-def failed(run: RunSpec, error: BaseException | str, *, engine: str, duration_s: float) -> RunResult:
-    """The record of a run that raised: status `failed` with the message on one line."""
-    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-    summary = base_summary(run, engine) | {"status": "failed", "epochs_run": 0, "duration_s": duration_s,
-                                           "error": " ".join(text.split())}
-    return RunResult(run.run_id, "failed", summary)
+def failed(run: RunSpec, error: BaseException | str, *, engine: str, backend: str | None,
+           duration_s: float) -> RunResult:
+    """The record of a run that raised: status `failed`, its `error` one short line (see
+    `error_line`), the whole traceback kept beside it."""
+    summary = base_summary(run, engine, backend) | {"status": "failed", "epochs_run": 0, "duration_s": duration_s,
+                                                    "error": error_line(error)}
+    text = "".join(traceback.format_exception(error)) if isinstance(error, BaseException) else error
+    return RunResult(run.run_id, "failed", summary, traceback=text)
+
+
+ERROR_CHARS = 200
+"""An error message is cut to this many characters in `runs.csv` and on the console."""
+
+_NOT_THE_USERS = ("site-packages", "dist-packages", os.path.dirname(os.__file__),
+                  os.path.dirname(os.path.abspath(__file__)))
+
+
+def error_line(error: BaseException | str) -> str:
+    """One line for an error: its type, its message cut to `ERROR_CHARS` characters, and the
+    file and line of the user's own code where it arose (the innermost frame outside mlreg,
+    Python and installed packages), e.g. `RuntimeError: no data (at my_models.py:12)`."""
+    if isinstance(error, str):
+        return " ".join(error.split())
+    text = " ".join(f"{type(error).__name__}: {error}".split())
+    if len(text) > ERROR_CHARS:
+        text = text[: ERROR_CHARS - 3].rstrip() + "..."
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if not f.filename.startswith(_NOT_THE_USERS)
+              and not f.filename.startswith("<")]
+    if frames:
+        where = os.path.relpath(frames[-1].filename) if frames[-1].filename.startswith(os.getcwd()) \
+            else frames[-1].filename
+        text += f" (at {where}:{frames[-1].lineno})"
+    return text
 
 
 HIGHER_IS_BETTER = ("accuracy", "auc", "precision", "recall", "r2")

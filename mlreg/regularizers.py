@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
+from mlreg.spec import InputError
+
 if TYPE_CHECKING:
     import keras
 
@@ -29,7 +33,7 @@ def kernel_regularizer(l1: float = 0.0, l2: float = 0.0) -> keras.regularizers.R
 
     for name, rate in (("l1", l1), ("l2", l2)):
         if not (rate >= 0 and rate != float("inf")):
-            raise ValueError(f"Invalid value for `{name}`: expected a rate >= 0. Received: {name}={rate}")
+            raise InputError(f"Invalid value for `{name}`: expected a rate >= 0. Received: {name}={rate}")
     if l1 and l2:
         return keras.regularizers.L1L2(l1=l1, l2=l2)
     if l1:
@@ -75,3 +79,8 @@ def kernel_layers(model: keras.Model) -> list[keras.layers.Layer]:
         elif getattr(layer, "kernel", None) is not None:
             out.append(layer)
     return out
+
+
+def kernels(model: keras.Model) -> dict[str, np.ndarray]:
+    """The kernels of a model by layer name, as arrays (`kernel_layers`' order)."""
+    return {layer.name: np.asarray(layer.kernel.numpy()) for layer in kernel_layers(model)}

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlreg import engines, executors
+from mlreg.backend import PACKAGES, choose_backend, import_keras
 from mlreg.data import Dataset, load
 from mlreg.spec import BUILDERS, ExperimentSpec, RunSpec, SpecError
 from mlreg.store import ResultsStore
@@ -97,24 +98,22 @@ def check_builders(plan: list[RunSpec]) -> None:
 
     user_refs = {r.model.builder for r in plan} - set(BUILDERS)
     if user_refs:
-        engines.import_tensorflow()  # a builder's module may import Keras: keep TensorFlow's log lines out
+        import_keras()  # a builder's module may import Keras: on the chosen backend, its log lines out
     for run in plan:
         if run.model.base_model and not run.path(run.model.base_model).is_file():
             raise SpecError(f"Invalid value for `model.base_model`: no such file. "
                             f"Received: base_model={run.model.base_model!r}")
     for ref in user_refs:
-        try:
-            user_builder(ref)
-        except ValueError as e:
-            raise SpecError(str(e)) from None
+        user_builder(ref)
 
 
 def manifest(spec: ExperimentSpec, task: str, n_runs: int, engine: str, content: str) -> dict[str, object]:
-    import keras
-    import tensorflow as tf
+    import importlib.metadata
 
     from mlreg import __version__
 
+    keras = import_keras()
+    backend = keras.backend.backend()
     return {
         "experiment": spec.name,
         "description": spec.description,
@@ -122,14 +121,15 @@ def manifest(spec: ExperimentSpec, task: str, n_runs: int, engine: str, content:
         "task": task,
         "n_runs": n_runs,
         "engine": engine,
+        "backend": backend,
         "data_hash": content,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "mlreg": __version__,
-        "tensorflow": tf.__version__,
         "keras": keras.__version__,
+        backend: importlib.metadata.version(PACKAGES[backend]),
         "git_commit": _git_commit(),
         "command": " ".join(sys.argv),
     }
@@ -209,6 +209,7 @@ def run(
     max_runs: int = MAX_RUNS,
     workers: int | None = None,
     dask: Any = None,
+    backend: str | None = None,
     progress: bool = True,
     verbose: bool = False,
 ) -> SweepReport:
@@ -231,6 +232,9 @@ def run(
             `dask="local"`, the local cluster's workers). Defaults to `None`: this process.
         dask: a Dask scheduler's address (`"tcp://host:8786"`), `"local"` for a
             `LocalCluster` of `workers` processes, or a `distributed.Client`. Defaults to `None`.
+        backend: the Keras backend, `jax` or `tensorflow` (see `mlreg.backend`); Keras must
+            not have been imported with another one. Defaults to `None`: `KERAS_BACKEND`,
+            else `mlreg.backend.DEFAULT_BACKEND`.
         progress: show a progress bar over runs on stderr. Defaults to `True`.
         verbose: let TensorFlow's log messages through. Defaults to `False`.
 
@@ -252,6 +256,7 @@ def run(
     from mlreg.spec import describe_change
 
     engine = engines.check_engine(engine or spec.training.engine)
+    backend = choose_backend(backend)
     if epochs is not None:
         spec = spec.with_overrides(epochs=epochs)
     execute_packs = _executor(workers, dask)
@@ -263,7 +268,7 @@ def run(
     check_builders(plan)
     first = next(iter(datasets.values()))
     check_monitor(plan, first.task)
-    engines.import_tensorflow(verbose)
+    import_keras(verbose)
     params = list(plan[0].params())
     resampling = list(plan[0].resampling)
     content = data_hash(datasets)
@@ -282,7 +287,8 @@ def run(
         fresh=fresh,
         plan={r.run_id for r in plan},
         describe_change=describe_change,
-        must_match={"data_hash": content},
+        must_match={"data_hash": content, "backend": backend},
+        assume={"backend": "tensorflow"},  # mlreg 0.2 trained on TensorFlow only
     )
     with store:
         statuses = store.statuses()

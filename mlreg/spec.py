@@ -29,13 +29,30 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from mlreg.data import DATASETS, TASKS
-from mlreg.engines import ENGINES
-
-ACTIVATIONS = ("relu", "leaky_relu", "elu", "tanh", "sigmoid", "selu", "gelu", "linear")
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-BUILDERS = ("mlp", "residual_mlp", "wide_deep", "transfer")
+# -- the names a user can write, one registry per kind -------------------------------------
+# The modules that implement a kind key their tables by these names (tests/test_registries.py
+# checks that each table covers exactly its names); nothing else spells them.
+BUILDERS = ("mlp", "residual_mlp", "wide_deep", "cnn", "transfer")
+"""Built-in model builders (`mlreg.models`); a user's own is `"package.module:function"`."""
 FREEZE = ("none", "all_but_last", "most")
+"""Freeze strategies (`mlreg.models.freeze`); an int is a count of trainable layers."""
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+"""Keras optimizers by name, with Keras's defaults (`mlreg.models.make_optimizer`)."""
+ACTIVATIONS = ("relu", "leaky_relu", "elu", "tanh", "sigmoid", "selu", "gelu", "linear")
+"""Hidden-layer activations: Keras's own names."""
+ENGINES = ("auto", "fused", "keras")
+"""How runs train (`mlreg.engines`)."""
+BACKENDS = ("jax", "tensorflow")
+"""Keras 3 backends mlreg trains on (`mlreg.engines.backend`)."""
+TASKS = ("auto", "single_label", "binary", "multi_label", "regression")
+"""What the target is; decides the head, loss and metrics (`mlreg.models`)."""
+DATASETS = ("digits", "breast_cancer", "diabetes", "wine", "iris", "mnist1d", "moons", "classification",
+            "multilabel", "poly")
+"""Built-in data sets (`mlreg.data.DESCRIPTIONS`)."""
+PLOT_KINDS = ("loss_curves", "validation_curve", "gap", "weights", "sparsity", "weight_l2", "stopping")
+"""What `mlreg plot --kind` draws (`mlreg.analysis.plots`)."""
+ADJUSTMENTS = ("none", "holm")
+"""Adjustments of the baseline comparisons' p-values (`mlreg.analysis.compare`)."""
 
 # Sweepable parameter -> (section, field). The one name used in grids, variants,
 # runs.csv columns, `--by` options and plot labels.
@@ -44,6 +61,10 @@ PARAMS: dict[str, tuple[str, str]] = {
     "shift": ("data", "shift"),
     "builder": ("model", "builder"),
     "hidden": ("model", "hidden"),
+    "filters": ("model", "filters"),
+    "kernel_size": ("model", "kernel_size"),
+    "strides": ("model", "strides"),
+    "pool": ("model", "pool"),
     "activation": ("model", "activation"),
     "dropout": ("model", "dropout"),
     "l1": ("model", "l1"),
@@ -59,8 +80,14 @@ PARAMS: dict[str, tuple[str, str]] = {
 }
 
 
-class SpecError(ValueError):
-    """An experiment file (or a value in it) is invalid. The CLI exits with code 2."""
+class InputError(ValueError):
+    """Bad input from the user: an experiment file, a data file, a results directory or an
+    option that cannot be used as given. The CLI exits with code 2 on this class and only on
+    it; every other exception is mlreg's own failure (exit 1)."""
+
+
+class SpecError(InputError):
+    """An experiment file (or a value in it) is invalid."""
 
 
 class _Section(BaseModel):
@@ -85,16 +112,23 @@ class DataSpec(_Section):
         dataset: a bundled or synthetic data set (`mlreg datasets` lists them).
             Defaults to `"digits"` when no `path` is given.
         path: a CSV / NPZ / Parquet file of the user's, instead of `dataset`.
-        target: the target column (a list of columns for multi-label data).
+        target: the target column (a list of columns for multi-label data); an NPZ file
+            with arrays `x` and `y` needs none.
         task: `auto`, `single_label`, `binary`, `multi_label` or `regression`.
         val_size: fraction of the data held out for validation. Defaults to `0.2`.
         test_size: fraction held out as a test set. Defaults to `0.0`.
         train_size: a fraction in (0, 1] or a count (int >= 2) of the remaining
             training pool. Defaults to `1.0`.
         seed: seed of the split, the same for every run. Defaults to `0`.
-        scale: standardise the features with training-set statistics. Turn it off for
-            data already on a fixed scale, e.g. to fine-tune a pretrained model on the
-            preprocessing it was trained with. Defaults to `True`.
+        scale: standardise the features with training-set statistics: `true` per feature
+            position (each pixel, each time step and channel), `"global"` with one mean and
+            standard deviation over all values (what image data usually wants), `false` not
+            at all (e.g. to fine-tune a pretrained model on the preprocessing it was trained
+            with). Defaults to `True`.
+        shape: the shape of one sample, e.g. `[8, 8, 1]`: the features of any source (a CSV's
+            pixel columns, a built-in data set, an NPZ array) are reshaped to it, so that
+            `digits` can be 8x8x1 images and `mnist1d` `[40, 1]` sequences. Its product must
+            be the feature count. Defaults to `None` (as stored).
         n_samples: size of a generated data set (`mnist1d`, the synthetic ones). Defaults
             to the set's own.
         noise: noise level of a synthetic data set. Defaults to the set's own.
@@ -116,11 +150,12 @@ class DataSpec(_Section):
     path: str | None = None
     target: str | tuple[str, ...] | None = None
     task: Literal[TASKS] = "auto"  # type: ignore[valid-type]
+    shape: tuple[int, ...] | None = None
     val_size: float = Field(0.2, gt=0, lt=1)
     test_size: float = Field(0.0, ge=0, lt=1)
     train_size: int | float = 1.0
     seed: int = 0
-    scale: bool = True
+    scale: bool | Literal["global"] = True
     n_samples: int | None = Field(None, ge=10)
     noise: float | None = Field(None, ge=0)
     folds: int | None = Field(None, ge=2)
@@ -132,7 +167,14 @@ class DataSpec(_Section):
     @classmethod
     def _known_dataset(cls, v: str | None) -> str | None:
         if v is not None and v not in DATASETS:
-            raise ValueError(f"unknown data set {v!r}; expected one of {sorted(DATASETS)}")
+            raise ValueError(f"unknown data set {v!r}; expected one of {list(DATASETS)}")
+        return v
+
+    @field_validator("shape")
+    @classmethod
+    def _shape(cls, v: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if v is not None and (not v or any(d < 1 for d in v)):
+            raise ValueError("expected a list of dimensions >= 1, e.g. [8, 8, 1]")
         return v
 
     @field_validator("train_size")
@@ -152,8 +194,8 @@ class DataSpec(_Section):
     def _source(self) -> DataSpec:
         if self.dataset and self.path:
             raise ValueError("give either `data.dataset` or `data.path`, not both")
-        if self.path and not self.target:
-            raise ValueError("`data.target` is required with `data.path` (the target column)")
+        if self.path and not self.target and not self.path.lower().endswith(".npz"):
+            raise ValueError("`data.target` is required with a CSV or Parquet `data.path` (the target column)")
         if self.test_path and not self.path:
             raise ValueError("`data.test_path` goes with `data.path` (the test set of your own data)")
         if self.test_path and self.test_size:
@@ -183,10 +225,21 @@ class ModelSpec(_Section):
         l1: L1 kernel-regularizer rate, for all layers or a list (one per hidden
             layer, then the output layer). Defaults to `0.0`.
         l2: L2 rate, likewise. Both > 0 gives L1L2. Defaults to `0.0`.
+        filters: for `cnn`, the filters of each convolution block (one block per entry).
+            Defaults to `(25, 25, 25)`, the MNIST-1D paper's CNN.
+        kernel_size: for `cnn`, the kernel size of every block or one per block. Defaults
+            to `(5, 3, 3)`.
+        strides: for `cnn`, the stride of every block or one per block. Defaults to `2`.
+        pool: for `cnn`, the size of a max-pooling after every block (or one per block);
+            1 is none. Defaults to `1`.
     """
 
     builder: str = "mlp"
     hidden: tuple[int, ...] = (64, 64)
+    filters: tuple[int, ...] = (25, 25, 25)
+    kernel_size: int | tuple[int, ...] = (5, 3, 3)
+    strides: int | tuple[int, ...] = 2
+    pool: int | tuple[int, ...] = 1
     activation: Literal[ACTIVATIONS] = "relu"  # type: ignore[valid-type]
     dropout: float = Field(0.0, ge=0, lt=1)
     l1: Rate = 0.0
@@ -208,11 +261,18 @@ class ModelSpec(_Section):
             raise ValueError(f"expected one of {list(BUILDERS)} or 'package.module:function'")
         return v
 
-    @field_validator("hidden")
+    @field_validator("hidden", "filters")
     @classmethod
     def _hidden(cls, v: tuple[int, ...]) -> tuple[int, ...]:
         if not v or any(h < 1 for h in v):
             raise ValueError("expected a non-empty list of layer sizes >= 1")
+        return v
+
+    @field_validator("kernel_size", "strides", "pool")
+    @classmethod
+    def _per_block(cls, v: int | tuple[int, ...]) -> int | tuple[int, ...]:
+        if any(k < 1 for k in (v if isinstance(v, tuple) else (v,))):
+            raise ValueError("expected a size >= 1, or a list of them (one per convolution block)")
         return v
 
     @field_validator("l1", "l2")
@@ -224,14 +284,34 @@ class ModelSpec(_Section):
     def _per_layer(self) -> ModelSpec:
         if self.builder == "transfer" and self.base_model is None:
             raise ValueError('`model.builder = "transfer"` needs `model.base_model` (a .keras file)')
+        if self.builder == "transfer" and (isinstance(self.l1, tuple) or isinstance(self.l2, tuple)):
+            raise ValueError("per-layer rates do not apply to `transfer`; give one rate (for the new head)")
+        layers, what = self.layers
         for name in ("l1", "l2"):
             v = getattr(self, name)
-            if isinstance(v, tuple) and len(v) != len(self.hidden) + 1:
+            if isinstance(v, tuple) and layers is not None and len(v) != layers + 1:
                 raise ValueError(
-                    f"`model.{name}` as a list needs one rate per hidden layer plus one for "
-                    f"the output ({len(self.hidden) + 1}); got {len(v)}"
+                    f"`model.{name}` as a list needs one rate per {what} plus one for "
+                    f"the output ({layers + 1}); got {len(v)}"
                 )
+        if self.builder == "cnn":
+            for name in ("kernel_size", "strides", "pool"):
+                v = getattr(self, name)
+                if isinstance(v, tuple) and len(v) != len(self.filters):
+                    raise ValueError(f"`model.{name}` as a list needs one value per convolution block "
+                                     f"({len(self.filters)}, as `model.filters`); got {len(v)}")
         return self
+
+    @property
+    def layers(self) -> tuple[int | None, str]:
+        """How many layers before the output a per-layer rate list covers, and what they are:
+        the hidden layers of the dense builders, the blocks of `cnn`; `None` for a user's
+        builder (its own business) and `transfer` (one rate)."""
+        if self.builder == "cnn":
+            return len(self.filters), "convolution block"
+        if self.builder in BUILDERS and self.builder != "transfer":
+            return len(self.hidden), "hidden layer"
+        return None, ""
 
 
 class TrainingSpec(_Section):
@@ -283,7 +363,8 @@ _SECTIONS: dict[str, type[_Section]] = {
 # Fields added after results were first recorded. At their default they are left out of
 # spec.toml and of run ids, so that results written before they existed still resume.
 _QUIET_DEFAULTS: dict[str, dict[str, Any]] = {
-    "data": {"scale": True, "folds": None, "repeats": None, "shift": 0.0, "test_path": None},
+    "data": {"scale": True, "folds": None, "repeats": None, "shift": 0.0, "test_path": None, "shape": None},
+    "model": {"filters": [25, 25, 25], "kernel_size": [5, 3, 3], "strides": 2, "pool": 1},
 }
 
 # Fields that say how runs are executed, not what they are: never in spec.toml or run ids.
@@ -292,6 +373,8 @@ _EXECUTION: dict[str, set[str]] = {"training": {"engine"}}
 
 def _dump_section(name: str, section: dict[str, Any]) -> dict[str, Any]:
     quiet, execution = _QUIET_DEFAULTS.get(name, {}), _EXECUTION.get(name, set())
+    if section.get("builder") == "cnn":  # its own fields are always written out
+        quiet = {}
     return {k: v for k, v in section.items() if k not in execution and not (k in quiet and v == quiet[k])}
 
 

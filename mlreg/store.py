@@ -7,6 +7,7 @@ results/<name>/
   runs.csv       one row per run          (the commit record of a run)
   history.csv    one row per (run_id, epoch)
   weights.csv    final kernel-weight histograms
+  errors/        the whole traceback of each failed run (<run_id>.txt)
 ```
 
 A run's rows are appended when it ends, each file in one `write` on an
@@ -35,20 +36,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlreg.records import HISTORY, RUNS, WEIGHT_COLUMNS, WEIGHTS
+from mlreg.spec import InputError
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from mlreg.records import RunResult
 
-SPEC, MANIFEST = "spec.toml", "manifest.json"
+SPEC, MANIFEST, ERRORS = "spec.toml", "manifest.json", "errors"
 
 
-class StoreError(ValueError):
-    """The output directory cannot be used as asked (the CLI exits with code 2)."""
+class StoreError(InputError):
+    """The output directory cannot be used as asked."""
 
 
-class ResultsError(ValueError):
+class ResultsError(InputError):
     """A folder is not a results directory, or one of its files is damaged."""
 
 
@@ -70,6 +72,7 @@ class ResultsStore:
         plan: Collection[str] | None = None,
         describe_change: Callable[[str, str], str] | None = None,
         must_match: dict[str, Any] | None = None,
+        assume: dict[str, Any] | None = None,
     ) -> ResultsStore:
         """Opens (creating or resuming) the results directory of an experiment.
 
@@ -91,7 +94,10 @@ class ResultsStore:
             describe_change: `(old spec.toml, new spec.toml) -> text` naming the fields that
                 differ, for the refusal. Defaults to `None`.
             must_match: manifest entries a resumed directory must hold (`data_hash`: the data
-                did not change); an entry the manifest lacks is added. Defaults to `None`.
+                did not change; `backend`: the runs were trained with the same one); an entry
+                the manifest lacks is added. Defaults to `None`.
+            assume: what a manifest written before an entry existed held, e.g.
+                `{"backend": "tensorflow"}`. Defaults to `None`.
 
         Raises:
             StoreError: the directory holds runs this experiment would not contain, holds
@@ -113,7 +119,7 @@ class ResultsStore:
                     store = cls(root, columns, lock_fd)
                     try:
                         store._repair()
-                        store._check_manifest(must_match or {})
+                        store._check_manifest(must_match or {}, assume or {})
                         store._take_over(spec_toml, manifest, plan, describe_change)
                     except BaseException:
                         store.close()
@@ -149,10 +155,16 @@ class ResultsStore:
         if ids:
             for name in (RUNS, HISTORY, WEIGHTS):
                 _drop_rows(self.root / name, keep=lambda row: row["run_id"] not in ids)
+            for run_id in ids:
+                (self.root / ERRORS / f"{run_id}.txt").unlink(missing_ok=True)
 
     def append(self, result: RunResult) -> None:
-        """Records a finished run: its history and weights, then its `runs.csv` row."""
+        """Records a finished run: its history and weights (a failed run's traceback), then its
+        `runs.csv` row."""
         self._check_owner()
+        if result.traceback:
+            (self.root / ERRORS).mkdir(exist_ok=True)
+            _write_atomic(self.root / ERRORS / f"{result.run_id}.txt", result.traceback)
         self._append(HISTORY, result.history)
         self._append(WEIGHTS, result.weights)
         self._append(RUNS, [result.summary])
@@ -191,15 +203,20 @@ class ResultsStore:
         finally:
             os.close(fd)
 
-    def _check_manifest(self, must_match: dict[str, Any]) -> None:
+    def _check_manifest(self, must_match: dict[str, Any], assume: dict[str, Any]) -> None:
         try:
             old = json.loads((self.root / MANIFEST).read_text())
         except (OSError, ValueError):
             old = {}
         for key, value in must_match.items():
-            if key in old and old[key] != value:
-                what = "data" if key == "data_hash" else key
-                raise StoreError(f"{self.root}: the {what} changed since its runs were recorded ({key} {old[key]} -> "
+            was = old.get(key, assume.get(key))
+            if was is not None and was != value:
+                if key == "backend":
+                    raise StoreError(f"{self.root}: its runs were trained with the {was} backend, and this run uses "
+                                     f"{value}; initial weights and dropout draws differ between backends, so the "
+                                     f"runs would not be comparable. Use --backend {was} to resume, --fresh to move "
+                                     "it aside and start anew, or --out to write elsewhere")
+                raise StoreError(f"{self.root}: the data changed since its runs were recorded ({key} {was} -> "
                                  f"{value}); its runs would mix with runs on other data. Use --fresh to move it "
                                  "aside and start anew, or --out to write elsewhere")
         if any(key not in old for key in must_match):

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlreg.data import DATASETS, DataError, load
-from mlreg.spec import DataSpec
+from mlreg.data import DataError, load
+from mlreg.spec import DATASETS, DataSpec
 
 
 @pytest.mark.parametrize("name", sorted(DATASETS))
@@ -185,3 +185,52 @@ def test_bad_files_are_refused_naming_the_file_and_column(tmp_path, content, mes
     (tmp_path / "d.csv").write_text(content)
     with pytest.raises(DataError, match=message):
         load(DataSpec(path=str(tmp_path / "d.csv"), target="y"))
+
+
+# -- data of any shape (issue 15) ------------------------------------------------------------------
+def test_an_image_npz_loads_as_images_without_a_target(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 16, size=(200, 8, 8, 1)).astype("float32")
+    np.savez(tmp_path / "img.npz", x=x, y=rng.integers(0, 3, 200), x_test=x[:20], y_test=rng.integers(0, 3, 20))
+    ds = load(DataSpec(path=str(tmp_path / "img.npz")))
+    assert ds.x_train.shape[1:] == (8, 8, 1) and ds.input_shape == (8, 8, 1) and ds.n_features == 64
+    assert ds.x_test.shape == (20, 8, 8, 1) and ds.task == "single_label"
+    np.testing.assert_allclose(ds.x_train.mean(0), 0, atol=1e-4)  # per pixel position, as for tables
+    glob = load(DataSpec(path=str(tmp_path / "img.npz"), scale="global"))
+    assert abs(float(glob.x_train.mean())) < 1e-4 and abs(float(glob.x_train.std()) - 1) < 1e-3
+    assert float(np.abs(glob.x_train.mean(0)).max()) > 1e-3  # one mean and std over all values, not per pixel
+    same = load(DataSpec(path=str(tmp_path / "img.npz"), shift=1.0, scale="global"))
+    np.testing.assert_array_equal(same.x_train, glob.x_train)
+    assert 0.9 < float((same.x_val - glob.x_val).std()) < 1.1  # shift in (global) training stds
+
+
+def test_shape_reshapes_any_source_and_refuses_a_shape_that_does_not_fit(tmp_path):
+    digits = load(DataSpec(dataset="digits", shape=(8, 8, 1)))
+    flat = load(DataSpec(dataset="digits"))
+    assert digits.input_shape == (8, 8, 1)
+    np.testing.assert_array_equal(digits.x_val.reshape(len(digits.x_val), -1), flat.x_val)
+    assert load(DataSpec(dataset="mnist1d", shape=(40, 1))).x_test.shape[1:] == (40, 1)
+    with pytest.raises(DataError, match=r"data\.shape.*\[8, 9\] holds 72 values.*64 features.*Received: shape"):
+        load(DataSpec(dataset="digits", shape=(8, 9)))
+    rng = np.random.default_rng(0)
+    pd.DataFrame(rng.normal(size=(50, 6)), columns=list("abcdef")).assign(y=rng.integers(0, 2, 50)).to_csv(
+        tmp_path / "px.csv", index=False)
+    assert load(DataSpec(path=str(tmp_path / "px.csv"), target="y", shape=(3, 2))).input_shape == (3, 2)
+
+
+def test_npz_refusals_name_the_array(tmp_path):
+    np.savez(tmp_path / "n.npz", x=np.ones((5, 4, 4)), y=np.arange(4))
+    with pytest.raises(DataError, match=r"n\.npz: `x` must hold samples first.*\[5, 4, 4\] and \[4\]"):
+        load(DataSpec(path=str(tmp_path / "n.npz")))
+    x = np.ones((6, 2, 2))
+    x[1, 0, 0] = np.nan
+    np.savez(tmp_path / "nan.npz", x=x, y=np.arange(6) % 2)
+    with pytest.raises(DataError, match=r"nan\.npz: 1 samples of `x` have missing values"):
+        load(DataSpec(path=str(tmp_path / "nan.npz")))
+    np.savez(tmp_path / "cols.npz", a=np.arange(10.0), b=np.arange(10) % 2)
+    with pytest.raises(DataError, match=r"data\.target.*cols\.npz holds no arrays `x` and `y`"):
+        load(DataSpec(path=str(tmp_path / "cols.npz")))
+    from mlreg.spec import ExperimentSpec, SpecError
+
+    with pytest.raises(SpecError, match=r"data\.target` is required with a CSV"):
+        ExperimentSpec.from_dict({"name": "e", "data": {"path": "d.csv"}})

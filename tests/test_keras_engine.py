@@ -138,7 +138,7 @@ def test_epoch_logger_with_fake_logs():
     """The epoch logger only logs: driven with fake logs, it adds the honest columns and
     stops training at a non-finite loss."""
 
-    from mlreg.engines.keras import HonestLogger
+    from mlreg.callbacks import HonestLogger
     from mlreg.models import build_mlp, compile_model
     from mlreg.spec import TrainingSpec
 

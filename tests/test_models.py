@@ -133,3 +133,45 @@ def test_transfer_builder_from_a_spec(tmp_path):
         ExperimentSpec.from_dict(tiny_spec_dict(model={"builder": "transfer"}))
     with pytest.raises(SpecError, match="freeze"):
         ExperimentSpec.from_dict(tiny_spec_dict(model={"freeze": 0}))
+
+
+# -- the convolutional builder and shapes (issue 15) ----------------------------------------------
+def test_cnn_is_the_mnist1d_papers_cnn_by_default_and_conv2d_on_images():
+    from mlreg.models import build_cnn
+
+    m = build_cnn((40, 1), 10, "single_label")
+    assert [type(layer).__name__ for layer in m.layers] == ["InputLayer", "Conv1D", "Conv1D", "Conv1D", "Flatten",
+                                                             "Dense"]
+    assert m.get_layer("flatten").output.shape[-1] == 125  # 40 -> 20 -> 10 -> 5 steps x 25 filters, as the paper's
+    assert m.count_params() == (5 * 25 + 25) + 2 * (3 * 25 * 25 + 25) + (125 * 10 + 10)
+    img = build_cnn((8, 8, 1), 3, "single_label", filters=(4, 8), kernel_size=3, strides=1, pool=2, dropout=0.2,
+                    l2=(0.1, 0.0, 0.2))
+    assert [type(layer).__name__ for layer in img.layers][1:4] == ["Conv2D", "MaxPooling2D", "Dropout"]
+    assert img.get_layer("conv_2").kernel_regularizer is None
+    assert img.get_layer("conv_1").kernel_regularizer.get_config()["l2"] == pytest.approx(0.1)
+    assert [layer.name for layer in kernel_layers(img)] == ["conv_1", "conv_2", "output"]  # statistics cover convs
+    assert img(np.zeros((2, 8, 8, 1), "float32")).shape == (2, 3)
+
+
+def test_cnn_refuses_flat_data_pointing_at_shape():
+    from mlreg.models import build_cnn
+    from mlreg.spec import InputError
+
+    with pytest.raises(InputError, match=r"data\.shape.*shape = \[64, 1\]"):
+        build_cnn(64, 10, "single_label")
+
+
+def test_dense_builders_flatten_images():
+    m = build_mlp((8, 8, 1), 10, "single_label", hidden=(16,))
+    assert m.layers[0].name == "flatten" and m(np.zeros((2, 8, 8, 1), "float32")).shape == (2, 10)
+    assert build_wide_deep((4, 2), 1, "binary", hidden=(3,)).get_layer("wide_and_deep").output.shape[-1] == 8 + 3
+
+
+def test_per_layer_rates_are_counted_per_builder():
+    from mlreg.spec import ExperimentSpec, SpecError
+
+    ExperimentSpec.from_dict({"name": "e", "model": {"builder": "cnn", "l2": [0.1, 0, 0, 0]}})
+    with pytest.raises(SpecError, match="one rate per convolution block plus one for the output \\(4\\); got 3"):
+        ExperimentSpec.from_dict({"name": "e", "model": {"builder": "cnn", "l2": [0.1, 0, 0]}})
+    with pytest.raises(SpecError, match="one value per convolution block"):
+        ExperimentSpec.from_dict({"name": "e", "model": {"builder": "cnn", "kernel_size": [3, 3]}})

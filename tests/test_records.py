@@ -51,7 +51,8 @@ def test_histograms_use_fixed_bins_and_overflow():
 
 
 def test_finish_with_restored_best_weights():
-    res = finish(_run(), engine="keras", task="single_label", history=HISTORY_ROWS, best=1, restored=True,
+    res = finish(_run(), engine="keras", backend="tensorflow", task="single_label", history=HISTORY_ROWS, best=1,
+                 restored=True,
                  stopped=True, kernels=KERNELS, test={"data_loss": 0.7, "accuracy": 0.4}, n_params=9, duration_s=1.5)
     s = res.summary
     assert res.status == "ok" and s["engine"] == "keras"
@@ -62,21 +63,22 @@ def test_finish_with_restored_best_weights():
 
 
 def test_finish_without_early_stopping_keeps_the_last_epoch():
-    res = finish(_run(), engine="fused", task="single_label", history=HISTORY_ROWS, best=None, restored=False,
+    res = finish(_run(), engine="fused", backend="jax", task="single_label", history=HISTORY_ROWS, best=None,
+                 restored=False,
                  stopped=False, kernels=KERNELS, test=None, n_params=9, duration_s=1.0)
     assert (res.summary["best_epoch"], res.summary["kept_epoch"], res.summary["stopped_epoch"]) == (2, 3, None)
 
 
 def test_finish_of_a_diverged_run_has_no_best_columns():
     rows = [*HISTORY_ROWS[:2], _row(3, float("nan"), 0.1)]
-    res = finish(_run(), engine="fused", task="single_label", history=rows, best=1, restored=True,
+    res = finish(_run(), engine="fused", backend="jax", task="single_label", history=rows, best=1, restored=True,
                  stopped=False, kernels=KERNELS, test=None, n_params=9, duration_s=1.0)
     assert res.status == "diverged" and res.weights == [] and "best_epoch" not in res.summary
     assert res.summary["error"] == "non-finite loss at epoch 3"
 
 
 def test_failed_records_the_message_on_one_line():
-    res = failed(_run(), ValueError("bad\nthing"), engine="keras", duration_s=0.5)
+    res = failed(_run(), ValueError("bad\nthing"), engine="keras", backend="jax", duration_s=0.5)
     assert res.status == "failed" and res.summary["error"] == "ValueError: bad thing"
 
 

@@ -15,14 +15,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from mlreg.records import higher_is_better
+from mlreg.spec import ADJUSTMENTS, InputError
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from mlreg.store import Results
-
-ADJUSTMENTS = ("none", "holm")
-
 
 def t975(df: int) -> float:
     """The 97.5% quantile of Student's t with `df` degrees of freedom (`scipy.stats`)."""
@@ -70,6 +68,10 @@ def holm(p: Sequence[float]) -> list[float]:
     return out.tolist()
 
 
+ADJUST = {"none": None, "holm": holm}
+"""How each adjustment of `mlreg.spec.ADJUSTMENTS` adjusts the p-values (`p_<name>`)."""
+
+
 def as_list(results: Results | Sequence[Results]) -> list[Results]:
     return [results] if hasattr(results, "runs") else list(results)  # type: ignore[list-item]
 
@@ -110,7 +112,7 @@ def parse_setting(text: str) -> dict[str, str]:
     for part in filter(None, (p.strip() for p in text.split(","))):
         key, sep, value = part.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"Invalid value for `baseline`: expected 'param=value[,param=value]'. "
+            raise InputError(f"Invalid value for `baseline`: expected 'param=value[,param=value]'. "
                              f"Received: baseline={text!r}")
         out[key.strip()] = value.strip()
     return out
@@ -123,17 +125,17 @@ def _matches(frame: pd.DataFrame, setting: dict[str, str]) -> pd.Series:
     mask = pd.Series(True, index=frame.index)
     for key, value in setting.items():
         if key not in frame.columns:
-            raise ValueError(f"Invalid value for `baseline`: no column {key!r}. Received: baseline key {key!r}")
+            raise InputError(f"Invalid value for `baseline`: no column {key!r}. Received: baseline key {key!r}")
         col = frame[key]
         if pd.api.types.is_bool_dtype(col):  # early_stopping=false, as TOML writes it, or False
             if value.lower() not in ("true", "false"):
-                raise ValueError(f"Invalid value for `baseline`: {key} is true or false. Received: {key}={value!r}")
+                raise InputError(f"Invalid value for `baseline`: {key} is true or false. Received: {key}={value!r}")
             mask &= col == (value.lower() == "true")
         elif pd.api.types.is_numeric_dtype(col):
             try:
                 mask &= np.isclose(col.astype(float), float(value), rtol=1e-9, atol=0)
             except ValueError:
-                raise ValueError(f"Invalid value for `baseline`: {key} is numeric. "
+                raise InputError(f"Invalid value for `baseline`: {key} is numeric. "
                                  f"Received: {key}={value!r}") from None
         else:
             mask &= col.astype(str) == value
@@ -182,11 +184,11 @@ def compare(
     by = list(by) if by else default_by
     if metric not in runs.columns or not pd.api.types.is_numeric_dtype(runs[metric].dropna()):
         numeric = [c for c in runs.columns if pd.api.types.is_numeric_dtype(runs[c])]
-        raise ValueError(f"Invalid value for `metric`: not a numeric column of runs.csv (try one of "
+        raise InputError(f"Invalid value for `metric`: not a numeric column of runs.csv (try one of "
                          f"{numeric}). Received: metric={metric!r}")
     for col in by:
         if col not in runs.columns:
-            raise ValueError(f"Invalid value for `by`: no column {col!r} in runs.csv. Received: by={list(by)}")
+            raise InputError(f"Invalid value for `by`: no column {col!r} in runs.csv. Received: by={list(by)}")
     if not by:
         runs = runs.assign(setting="all")
         by = ["setting"]
@@ -209,8 +211,8 @@ def compare(
     # settings without an ok run (all diverged or failed) are shown, ranked last
     table["rank"] = table["mean"].rank(ascending=ascending, method="min", na_option="bottom").astype(int)
     table["best"] = np.where((table["rank"] == 1) & (table["n"] > 0), "*", "")
-    if adjust not in ADJUSTMENTS:
-        raise ValueError(f"Invalid value for `adjust`: expected one of {list(ADJUSTMENTS)}. "
+    if adjust not in ADJUST:
+        raise InputError(f"Invalid value for `adjust`: expected one of {list(ADJUSTMENTS)}. "
                          f"Received: adjust={adjust!r}")
     if baseline is not None:
         table = _with_baseline(table, runs, by, metric, baseline, ascending, adjust)
@@ -226,10 +228,10 @@ def _with_baseline(
     setting = parse_setting(baseline) if isinstance(baseline, str) else dict(baseline)
     base_rows = table[_matches(table, setting)]
     if len(base_rows) != 1:
-        raise ValueError(f"Invalid value for `baseline`: matches {len(base_rows)} settings, expected 1 "
+        raise InputError(f"Invalid value for `baseline`: matches {len(base_rows)} settings, expected 1 "
                          f"(settings differ in {by}). Received: baseline={baseline!r}")
     if base_rows.iloc[0]["n"] == 0:
-        raise ValueError(f"Invalid value for `baseline`: the baseline has no ok runs (all diverged or failed). "
+        raise InputError(f"Invalid value for `baseline`: the baseline has no ok runs (all diverged or failed). "
                          f"Received: baseline={baseline!r}")
     base_key = base_rows.iloc[0][by]
     ok = runs[runs["status"] == "ok"]
@@ -248,9 +250,9 @@ def _with_baseline(
         for col, v in zip(cols, values, strict=True):
             cols[col].append(v)
         kinds.append(kind)
-    if adjust == "holm":
-        cols["p_holm"] = holm(cols["p"])
-    significant = cols["p_holm"] if adjust == "holm" else cols["p"]
+    if ADJUST[adjust] is not None:
+        cols[f"p_{adjust}"] = ADJUST[adjust](cols["p"])
+    significant = cols.get(f"p_{adjust}", cols["p"])
     verdicts = []
     for kind, diff, p in zip(kinds, cols["diff"], significant, strict=True):
         if kind != "compared":

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlreg.analysis.compare import as_list, combined_runs, experiment_names
+from mlreg.spec import InputError
 
 if TYPE_CHECKING:
     from mlreg.store import Results
@@ -24,7 +25,7 @@ SUMMARY_METRICS = ("best_val_data_loss", "train_data_loss_at_best", "gap", "val_
 """`runs.csv` columns shown as HParams metrics (those a results directory has)."""
 
 
-class ExportError(ValueError):
+class ExportError(InputError):
     """An export cannot be made (a missing optional package)."""
 
 

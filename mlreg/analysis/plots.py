@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlreg.analysis.compare import as_list, combined_runs, experiment_names, higher_is_better, independent
+from mlreg.spec import PLOT_KINDS, InputError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -279,7 +280,7 @@ def _param_values(f: Frames, param: str) -> tuple[pd.Series, bool]:
     import pandas as pd
 
     if param not in f.runs:
-        raise ValueError(f"Invalid value for `param`: no column {param!r} in runs.csv. Received: param={param!r}")
+        raise InputError(f"Invalid value for `param`: no column {param!r} in runs.csv. Received: param={param!r}")
     col = f.runs[param]
     # a swept boolean (`early_stopping`) is a category, not a 0-1 axis
     return col, bool(pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col))
@@ -452,40 +453,36 @@ def weight_histograms(
     return ax
 
 
-KINDS = ("loss_curves", "validation_curve", "gap", "weights", "sparsity", "weight_l2", "stopping")
+# What each kind of `mlreg plot` draws (keyed by mlreg.spec.PLOT_KINDS): the file stem, the
+# function and its keyword arguments; `{p}` kinds are drawn once per swept parameter.
+KINDS: dict[str, tuple[str, Any, dict[str, str]]] = {
+    "loss_curves": ("loss_curves", loss_curves, {}),
+    "validation_curve": ("validation_curve_{p}", validation_curve, {}),
+    "gap": ("gap_{p}", generalization_gap, {}),
+    "weights": ("weight_histograms", weight_histograms, {}),
+    "sparsity": ("sparsity_{p}", weight_stat, {"stat": "sparsity"}),
+    "weight_l2": ("weight_l2_{p}", weight_stat, {"stat": "weight_l2"}),
+    "stopping": ("stopping_epoch_{p}", stopping_epoch, {}),
+}
 
 
-def figures(results: Results | Sequence[Results], kinds: Sequence[str] = KINDS) -> dict[str, Any]:
+def figures(results: Results | Sequence[Results], kinds: Sequence[str] = PLOT_KINDS) -> dict[str, Any]:
     """Every figure of `mlreg plot` as `{file stem: Figure}`: one per kind, and per swept
     parameter for the kinds drawn against a parameter."""
     import matplotlib.pyplot as plt
 
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
-        raise ValueError(f"Invalid value for `kind`: expected some of {list(KINDS)}. Received: kind={unknown}")
+        raise InputError(f"Invalid value for `kind`: expected some of {list(PLOT_KINDS)}. Received: kind={unknown}")
     f = frames(results)
     params = [p for p in f.axes if p != "experiment"] or (["experiment"] if "experiment" in f.axes else [])
     out: dict[str, Any] = {}
-
-    def new(stem: str, draw: Any, **kw: Any) -> None:
-        fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
-        draw(f, ax=ax, **kw)
-        out[stem] = fig
-
     for kind in kinds:
-        if kind == "loss_curves":
-            new("loss_curves", loss_curves)
-        elif kind == "weights":
-            if not f.weights.empty:
-                new("weight_histograms", weight_histograms)
-        else:
-            for p in params:
-                if kind == "validation_curve":
-                    new(f"validation_curve_{p}", validation_curve, param=p)
-                elif kind == "gap":
-                    new(f"gap_{p}", generalization_gap, param=p)
-                elif kind in ("sparsity", "weight_l2"):
-                    new(f"{kind}_{p}", weight_stat, param=p, stat=kind)
-                elif kind == "stopping":
-                    new(f"stopping_epoch_{p}", stopping_epoch, param=p)
+        stem, draw, kw = KINDS[kind]
+        if kind == "weights" and f.weights.empty:
+            continue
+        for p in params if "{p}" in stem else [None]:
+            fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+            draw(f, ax=ax, **kw, **({"param": p} if p else {}))
+            out[stem.format(p=p)] = fig
     return out

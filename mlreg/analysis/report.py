@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlreg.analysis.compare import as_list, baseline_note, combined_runs, compare, mark_empty
-from mlreg.analysis.plots import KINDS, LABELS, figures
+from mlreg.analysis.plots import LABELS, figures
+from mlreg.spec import PLOT_KINDS
 
 if TYPE_CHECKING:
     from mlreg.store import Results
@@ -83,7 +84,7 @@ def caption(stem: str) -> str:
 
 
 def render(results: Results | Sequence[Results], *, metric: str = "best_val_data_loss",
-           baseline: str | None = None, adjust: str = "none", kinds: Sequence[str] = KINDS) -> str:
+           baseline: str | None = None, adjust: str = "none", kinds: Sequence[str] = PLOT_KINDS) -> str:
     """The report as an HTML string.
 
     Args:
@@ -91,7 +92,7 @@ def render(results: Results | Sequence[Results], *, metric: str = "best_val_data
         metric: the column the table ranks by. Defaults to `"best_val_data_loss"`.
         baseline: a setting to compare against, e.g. `"l2=0"`. Defaults to `None`.
         adjust: `"none"` or `"holm"` (see `mlreg.compare`). Defaults to `"none"`.
-        kinds: which plots. Defaults to all of `mlreg.plots.KINDS`.
+        kinds: which plots. Defaults to all of `mlreg.spec.PLOT_KINDS`.
     """
     import matplotlib.pyplot as plt
 

@@ -6,24 +6,25 @@
   builders only.
 - `auto`: `fused` for every run it can take, `keras` for the rest.
 
-Importing this module does not import TensorFlow; training does.
+Importing this module imports neither Keras nor its backends; training does, on the backend
+`mlreg.backend` chose.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
+
+from mlreg.backend import import_keras
+from mlreg.spec import ENGINES, SpecError
 
 if TYPE_CHECKING:
     from mlreg.data import Dataset
     from mlreg.records import RunResult
     from mlreg.spec import RunSpec
 
-ENGINES = ("auto", "fused", "keras")
 Engine = Literal["fused", "keras"]
 
 STOP = threading.Event()
@@ -41,7 +42,7 @@ class Pack:
 
 def check_engine(engine: str) -> str:
     if engine not in ENGINES:
-        raise ValueError(f"Invalid value for `engine`: expected one of {list(ENGINES)}. Received: engine={engine!r}")
+        raise SpecError(f"Invalid value for `engine`: expected one of {list(ENGINES)}. Received: engine={engine!r}")
     return engine
 
 
@@ -70,7 +71,7 @@ def plan(
     reasons = {r.run_id: fused.why_not(r) for r in runs}
     rest = [r for r in runs if reasons[r.run_id]]
     if rest and engine == "fused":
-        raise ValueError(f"Invalid value for `engine`: the fused engine cannot train {len(rest)} of these runs "
+        raise SpecError(f"Invalid value for `engine`: the fused engine cannot train {len(rest)} of these runs "
                          f"({reasons[rest[0].run_id]}); use engine = \"auto\" or \"keras\". Received: engine='fused'")
     fusable = [r for r in runs if not reasons[r.run_id]]
     packs = [Pack("fused", tuple(p)) for p in fused.pack(fusable, max_pack or fused.MAX_PACK)]
@@ -85,31 +86,9 @@ def plan(
 def train(pack: Pack, data: Dataset) -> Iterator[RunResult]:
     """Trains a pack with its engine, yielding each run's record as it ends. A run that
     raises is a `failed` record; nothing here raises for a run's sake."""
-    import_tensorflow()
+    import_keras()
     if pack.engine == "fused":
         from mlreg.engines.fused import train_pack
     else:
         from mlreg.engines.keras import train_pack
     yield from train_pack(list(pack.runs), data)
-
-
-def import_tensorflow(verbose: bool = False) -> None:
-    """Imports TensorFlow and Keras once, with TensorFlow's C++ log noise silenced.
-
-    TensorFlow 2.21 prints absl and CUDA-probe lines while it is imported, whatever
-    `TF_CPP_MIN_LOG_LEVEL` says, so file descriptor 2 points at /dev/null for the
-    import. Python exceptions still propagate. `verbose=True` keeps everything.
-    """
-    if verbose or "tensorflow" in sys.modules:
-        import keras  # noqa: F401
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import keras  # noqa: F401
-        import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)

@@ -82,6 +82,12 @@ _BETA_1, _BETA_2, _EPSILON, _RHO, _WEIGHT_DECAY = 0.9, 0.999, 1e-7, 0.9, 0.004  
 
 def why_not(run: RunSpec) -> str | None:
     """Why a run cannot be fused (a short reason), or `None` when it can."""
+    from mlreg.backend import choose_backend
+
+    if choose_backend() != "tensorflow":
+        return f"the {choose_backend()} backend"
+    if run.data.shape is not None and len(run.data.shape) > 1:
+        return f"data of shape {list(run.data.shape)}"
     if run.model.builder not in BUILDERS:
         return f"builder {run.model.builder!r}"
     if run.model.freeze != "none":
@@ -524,7 +530,7 @@ def train_pack(runs: Sequence[RunSpec], data: Dataset) -> Iterator[RunResult]:
         share = (time.perf_counter() - t0) / max(len(runs) - len(done), 1)
         for run in runs:
             if run.run_id not in done:
-                yield failed(run, e, engine=NAME, duration_s=share)
+                yield failed(run, e, engine=NAME, backend="tensorflow", duration_s=share)
 
 
 def _train(runs: list[RunSpec], data: Dataset) -> Iterator[RunResult]:
@@ -579,7 +585,7 @@ def _train(runs: list[RunSpec], data: Dataset) -> Iterator[RunResult]:
             values = graph.measure(one, tf.constant(data.x_test), tf.constant(data.y_test), chunk)
             test = {"data_loss": float(values["data_loss"][0]), metric: float(values["metric"][0])}
         spent[j] += time.perf_counter() - t0
-        return finish(runs[j], engine=NAME, task=data.task, history=histories[j],
+        return finish(runs[j], engine=NAME, backend="tensorflow", task=data.task, history=histories[j],
                       best=int(rule.best_epoch[j]) if runs[j].early_stopping.enabled else None,
                       restored=restore[j], stopped=stopped, kernels=kernels, test=test, n_params=n_params,
                       duration_s=float(spent[j]), n_train=n, n_val=len(data.x_val))
