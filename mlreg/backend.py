@@ -10,8 +10,10 @@ Nothing here imports Keras until `import_keras` is called.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from mlreg.spec import BACKENDS, SpecError
@@ -54,28 +56,69 @@ def backend() -> str:
 
 
 def import_keras(verbose: bool = False) -> Any:
-    """Imports Keras once, on the backend `choose_backend` picks, with TensorFlow's C++ log noise
-    silenced, and returns the `keras` module.
-
-    TensorFlow 2.21 prints absl and CUDA-probe lines while it is imported, whatever
-    `TF_CPP_MIN_LOG_LEVEL` says, and Keras imports it on either backend
-    (`keras.utils.set_random_seed` seeds it too), so file descriptor 2 points at /dev/null while
-    both are imported. Python exceptions still propagate. `verbose=True` keeps everything.
-    """
-    if "keras" in sys.modules and "tensorflow" in sys.modules:
-        return sys.modules["keras"]
-    choose_backend()
-    if verbose:
-        import keras
+    """Imports Keras once, on the backend `choose_backend` picks (TensorFlow too when it is the
+    backend), with TensorFlow's log lines silenced, and returns the `keras` module."""
+    keras = sys.modules.get("keras")
+    if keras is not None and hasattr(keras, "backend") and (
+            keras.backend.backend() != "tensorflow" or "tensorflow" in sys.modules):
         return keras
+    choose_backend()
+    with quiet(verbose):
+        import keras
+
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow  # noqa: F401
+    return keras
+
+
+def import_tensorflow(verbose: bool = False) -> Any:
+    """Imports TensorFlow with its log lines silenced (what needs it on the JAX backend too)."""
+    with quiet(verbose):
+        import tensorflow
+    return tensorflow
+
+
+@contextlib.contextmanager
+def quiet(verbose: bool = False) -> Iterator[None]:
+    """File descriptor 2 points at /dev/null inside (unless `verbose`): TensorFlow 2.21 prints
+    absl and CUDA-probe lines while it is imported, whatever `TF_CPP_MIN_LOG_LEVEL` says.
+    Python exceptions still propagate."""
+    if verbose:
+        yield
+        return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        import keras
-        import tensorflow  # noqa: F401
+        yield
     finally:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
-    return keras
+
+
+def set_seed(seed: int) -> None:
+    """`keras.utils.set_random_seed(seed)`: Python's, NumPy's and Keras's global seeds, and
+    TensorFlow's, which on the JAX backend changes nothing mlreg trains with and is left out
+    there when TensorFlow is not imported (`without_tensorflow`)."""
+    with without_tensorflow():
+        import_keras().utils.set_random_seed(seed)
+
+
+@contextlib.contextmanager
+def without_tensorflow() -> Iterator[None]:
+    """Inside, on the JAX backend while TensorFlow is not imported, Keras takes TensorFlow for
+    not installed (Keras's own flag), so that what merely looks for TensorFlow types
+    (`set_random_seed`, `get_config`) does not import it (1.3 s and some 300 MB a process)."""
+    keras = import_keras()
+    if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules:
+        yield
+        return
+    from keras.src.utils import module_utils
+
+    lazy = module_utils.tensorflow
+    saved, lazy._available = lazy._available, False
+    try:
+        yield
+    finally:
+        lazy._available = saved

@@ -82,7 +82,8 @@ def setup_worker(threads: int, backend: str | None = None) -> None:
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
                                    " intra_op_parallelism_threads=1").strip()
     choose_backend(backend)
-    import_keras()
+    if import_keras().backend.backend() != "tensorflow":
+        return
     import tensorflow as tf
 
     try:

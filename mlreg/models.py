@@ -471,4 +471,7 @@ def load_base_model(path: str | os.PathLike[str]) -> keras.Model:
     (no arbitrary code from the file is run)."""
     import keras
 
+    from mlreg.backend import import_tensorflow
+
+    import_tensorflow()  # Keras's loader looks for TensorFlow types on any backend: its log lines stay out
     return keras.models.load_model(path, compile=False, safe_mode=True)

@@ -216,8 +216,13 @@ def failed(run: RunSpec, error: BaseException | str, *, engine: str, backend: st
 ERROR_CHARS = 200
 """An error message is cut to this many characters in `runs.csv` and on the console."""
 
-_NOT_THE_USERS = ("site-packages", "dist-packages", os.path.dirname(os.__file__),
-                  os.path.dirname(os.path.abspath(__file__)))
+_NOT_THE_USERS = (os.path.dirname(os.__file__), os.path.dirname(os.path.abspath(__file__)))  # Python's, mlreg's
+
+
+def _users(filename: str) -> bool:
+    """Whether a traceback frame is in the user's own code: not Python's, mlreg's or an installed package's."""
+    return not (filename.startswith(_NOT_THE_USERS) or filename.startswith("<")
+                or any(part in filename for part in ("site-packages", "dist-packages")))
 
 
 def error_line(error: BaseException | str) -> str:
@@ -229,8 +234,7 @@ def error_line(error: BaseException | str) -> str:
     text = " ".join(f"{type(error).__name__}: {error}".split())
     if len(text) > ERROR_CHARS:
         text = text[: ERROR_CHARS - 3].rstrip() + "..."
-    frames = [f for f in traceback.extract_tb(error.__traceback__) if not f.filename.startswith(_NOT_THE_USERS)
-              and not f.filename.startswith("<")]
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if _users(f.filename)]
     if frames:
         where = os.path.relpath(frames[-1].filename) if frames[-1].filename.startswith(os.getcwd()) \
             else frames[-1].filename

@@ -1,37 +1,46 @@
-"""The `fused` engine: the runs of a pack share one TensorFlow graph.
+"""The `fused` engine: K runs of any Keras model trained at once, in one compiled program.
 
-For small models the time of `model.fit` goes to Keras's per-step overhead, not to
-arithmetic. This engine stacks the weights of K runs as `[K, in, out]` tensors and trains
-all K at once, one `tf.function` call per epoch (training steps, the honest evaluations on
-the training and validation sets, penalty and weight statistics), so the overhead is paid
-once per pack instead of once per run.
+For the small models of regularization sweeps, the time of `model.fit` goes to per-step
+overhead, not to arithmetic. This engine builds each run's model with its builder under its
+seed (so it starts from exactly the weights the keras engine starts from), keeps one of them as
+the *template*, stacks the values of all K models along a leading axis and maps one training
+step over that axis with `keras.ops.vectorized_map` (`jax.vmap` on JAX, `tf.vectorized_map` on
+TensorFlow). The step calls Keras's own layers and optimizer without touching their variables
+(`model.stateless_call`, `optimizer.stateless_apply`), so any model a builder returns trains
+here: Sequential or Functional, Dense, convolutions, Dropout, BatchNormalization, Embedding,
+frozen layers. One compiled call per epoch trains every run of the pack and measures the
+honest columns of all of them.
 
-What a run keeps of its own inside a pack (nothing couples runs):
-- its initial weights: exactly those the Keras builder gives under its seed (the model is
-  built with Keras and its weights are stacked), so both engines start from the same point;
-- its batch order: the one `model.fit` uses under its seed (Keras 3 on TensorFlow draws one
-  permutation per `fit` and, with a global seed set, repeats it every epoch: measured, and
-  checked by a test);
-- its `l1`, `l2` (per layer too), `dropout` (masks from a counter-based hash of the run's seed,
-  the step and the layer, so they do not depend on pack-mates; they differ from Keras's
-  draws), `learning_rate` (the optimizer update is written for stacked variables, following
-  Keras's `update_step` of each optimizer), `early_stopping`, `patience` and `min_delta`;
-- its loss: the sum over runs of each run's mean data loss plus its own penalty, so each
-  run's gradient is its own; there is no clipping across the stack.
+What a run keeps of its own inside a pack (nothing couples runs: each run's loss, gradient and
+optimizer update are its own, and there is no clipping across the stack):
+- its initial weights, BatchNorm statistics and dropout seed state: its own model's;
+- its batch order: the one `model.fit` uses under its seed on this backend (measured; a test
+  checks it);
+- its learning rate: the value of its own optimizer's learning-rate variable;
+- its L1/L2 rates, per variable, read from its model's regularizers. A regularizer's factor is
+  a Python constant in a traced program, so the engine computes the penalty itself from the
+  regularized weights with each run's rates (`l1 * sum|w| + l2 * sum w^2`, as Keras does);
+  losses a model adds itself (other regularizers, `add_loss`) are kept as they are;
+- its dropout rate, per Dropout layer, read from its model: the template's Dropout layers draw
+  with the run's rate as a value, from the run's own seed state, through Keras's own dropout
+  op (so the masks are those `model.fit` draws). A run whose model lacks a Dropout layer the
+  template has (dropout 0 in the built-in builders) gets rate 0 there, which passes values
+  through unchanged;
+- early stopping (on or off, patience, min_delta), by Keras's rules (`StopRule`).
 
-Early stopping follows Keras's rules per run (`StopRule`). A run that stops or diverges is
-recorded at once and masked: neither its weights nor its optimizer state change again (with
-Adam a zero gradient would still move them). When half of the stack has stopped, the stack is
-compacted to the runs still training (padded to a power of two, so that XLA compiles the
-training step for few sizes), so a pack does not keep paying for runs that ended.
+A run that stops or diverges is recorded at once, with the weights of the epoch it kept; its
+slice of the stack is then ignored, and when half of the stack has ended the stack is compacted
+to the runs still training (padded to a power of two, so that few program sizes compile).
 
-A pack holds runs that share the data, the architecture, the batch size, the number of
-epochs, the optimizer and what early stopping monitors (`pack_key`).
+A pack holds runs that share the data, the model apart from those per-run values, the batch
+size, the number of epochs, the optimizer and what early stopping monitors (`pack_key`); runs
+whose built models still differ in structure are trained as separate groups.
 """
 
 from __future__ import annotations
 
-import functools
+import contextlib
+import itertools
 import json
 import math
 import time
@@ -42,64 +51,52 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlreg.engines import STOP
-from mlreg.records import SPARSE_BELOW, RunResult, diverged_at, failed, finish, metric_names, monitor_mode
+from mlreg.records import RunResult, diverged_at, failed, finish, metric_names, monitor_mode
 
 if TYPE_CHECKING:
-    import tensorflow as tf
+    import keras
 
     from mlreg.data import Dataset
     from mlreg.spec import RunSpec
 
 NAME = "fused"
-BUILDERS = ("mlp", "residual_mlp", "wide_deep")
 
 MAX_PACK = 64
-"""Runs trained in one graph at most. On 2 cores throughput stops growing there (95 run-epochs
-a second at 64 runs, 101 at 256) while memory keeps growing (benchmarks/bench_engines.py)."""
+"""Runs trained in one program at most (`benchmarks/bench_engines.py` measures throughput by
+pack size: it stops growing before this while memory keeps growing)."""
 
 EVAL_ELEMENTS = 1 << 22
 """The evaluation passes work in chunks of samples whose activations stay below this many
 floats per layer (16 MB), whatever the pack and data size."""
 
-XLA_SAVES_S = 0.5e-9
-"""Seconds that the XLA-compiled training step saves per parameter and step over the plain
-graph (one fused pass over the weights instead of ~20; measured with benchmarks/bench_engines.py)."""
-
-XLA_COMPILE_S = 0.8
-"""Seconds XLA takes to compile the training step for one pack size. Compiling the whole epoch
-(the loop over batches too) was measured 10x slower to run on CPU, so only the step is compiled."""
-
-
-def use_xla(k: int, n_params: int, steps: int, early_stopping: bool) -> bool:
-    """Whether compiling the training step pays for a pack: `k` runs of `n_params` weights for
-    `steps` steps at most, against a compile for the pack's size and, when runs may stop
-    early, one for each compaction."""
-    compiles = 1 + (math.log2(k) if early_stopping else 0)
-    return XLA_SAVES_S * k * n_params * steps > XLA_COMPILE_S * compiles
-
-_BETA_1, _BETA_2, _EPSILON, _RHO, _WEIGHT_DECAY = 0.9, 0.999, 1e-7, 0.9, 0.004  # Keras's defaults
+PER_RUN = ("l1", "l2", "dropout", "learning_rate", "early_stopping", "patience", "min_delta")
+"""Parameters that may differ between the runs of one pack."""
 
 
 def why_not(run: RunSpec) -> str | None:
-    """Why a run cannot be fused (a short reason), or `None` when it can."""
-    from mlreg.backend import choose_backend
+    """Why a run cannot be fused, known from its settings alone (`None`: it can; what its
+    built model says is `why_not_model`'s)."""
+    return None
 
-    if choose_backend() != "tensorflow":
-        return f"the {choose_backend()} backend"
-    if run.data.shape is not None and len(run.data.shape) > 1:
-        return f"data of shape {list(run.data.shape)}"
-    if run.model.builder not in BUILDERS:
-        return f"builder {run.model.builder!r}"
-    if run.model.freeze != "none":
-        return f"freeze {run.model.freeze!r}"
+
+def why_not_model(model: keras.Model) -> str | None:
+    """Why a built model cannot be trained here (a short reason), or `None` when it can: a
+    model that trains itself (its own `train_step` or `compute_loss`) must go through `fit`."""
+    import keras
+
+    for method in ("train_step", "compute_loss", "test_step"):
+        if getattr(type(model), method) is not getattr(keras.Model, method):
+            return f"a model with its own {method}"
     return None
 
 
 def pack_key(run: RunSpec) -> str:
-    """Runs with the same key can share a graph."""
+    """Runs with the same key can share a program: the same data, model (apart from the
+    per-run values), batch size, epochs, optimizer and early-stopping monitor."""
     m, t, es = run.model, run.training, run.early_stopping
-    return json.dumps([run.data_key, m.builder, m.hidden, m.activation, t.batch_size, t.epochs, t.optimizer,
-                       es.monitor, es.restore_best_weights])
+    model = {k: v for k, v in m.model_dump(mode="json").items() if k not in PER_RUN}
+    return json.dumps([run.data_key, model, t.batch_size, t.epochs, t.optimizer, es.monitor,
+                       es.restore_best_weights], sort_keys=True)
 
 
 def pack(runs: Sequence[RunSpec], max_pack: int = MAX_PACK) -> list[list[RunSpec]]:
@@ -118,7 +115,7 @@ def pack(runs: Sequence[RunSpec], max_pack: int = MAX_PACK) -> list[list[RunSpec
 
 # -- early stopping, vectorised ------------------------------------------------------------
 class StopRule:
-    """Keras's `EarlyStopping` rules for K runs at once (numpy, no TensorFlow).
+    """Keras's `EarlyStopping` rules for K runs at once (numpy, no Keras).
 
     Per run, at each epoch's end: `wait` is incremented first; an improvement is
     `current + min_delta < best` (mode `min`; `current - min_delta > best` for `max`), and the
@@ -160,452 +157,645 @@ class StopRule:
         return improved, stop
 
 
-# -- the pack's graph ------------------------------------------------------------------------
-Params = dict  # layer name -> (kernel [K, in, out], bias [K, out])
+# -- what each run's own model says ----------------------------------------------------------
+@dataclass
+class _Built:
+    """What the engine keeps of one run's freshly built model."""
+
+    trainable: list[np.ndarray]
+    non_trainable: dict[str, np.ndarray]  # by variable path
+    regularized: dict[int, tuple[float, float]]  # trainable index -> (l1, l2) of its L1/L2/L1L2 regularizer
+    dropout: dict[str, float]  # Dropout layer name -> rate
+    signature: str  # the model apart from the per-run values
+    n_params: int
+    order_state: Any  # the global NumPy random state right after the build (JAX's batch order)
 
 
-@dataclass(frozen=True)
-class _Arch:
-    """What a pack's graph depends on besides shapes: one set of traced functions per value."""
+def _dropout_layers(model: keras.Model) -> list[Any]:
+    """The model's Dropout layers whose rate can be a per-run value (Keras's own `call`)."""
+    import keras
 
-    builder: str
-    hidden: tuple[int, ...]
-    activation: str
-    task: str
-    optimizer: str
-    batch_size: int
-    dropout: bool
-    l1: tuple[bool, ...]  # per rate index: does any run of the pack have an L1 term there
-    l2: tuple[bool, ...]
-    xla: bool  # compile the training step with XLA (`use_xla`)
-
-    def rate_index(self, layer: str) -> int:
-        """Which entry of a per-layer rate list applies to a layer (as in `models.build_mlp`)."""
-        return len(self.hidden) if layer == "output" else int(layer.split("_")[1]) - 1
+    return [layer for layer in _all_layers(model)
+            if isinstance(layer, keras.layers.Dropout) and _call_of(type(layer)) is keras.layers.Dropout.call]
 
 
-def dense_layers(builder: str, hidden: Sequence[int]) -> list[str]:
-    """The Dense layers of a built-in builder's model, as stacked here: `hidden_i`, `skip_i`
-    (a residual model's projection where the width changes), `output`."""
-    names = ["hidden_1"]
-    for i in range(1, len(hidden)):
-        if builder == "residual_mlp" and hidden[i] != hidden[i - 1]:
-            names.append(f"skip_{i + 1}")
-        names.append(f"hidden_{i + 1}")
-    return [*names, "output"]
+def _call_of(cls: type) -> Any:
+    return getattr(cls, "_mlreg_call", cls.call)
 
 
-def _fmix32(h: tf.Tensor) -> tf.Tensor:
-    """MurmurHash3's 32-bit finaliser: well-mixed bits from a counter (uint32 arithmetic wraps)."""
-    import tensorflow as tf
-
-    def shift_xor(x: tf.Tensor, s: int) -> tf.Tensor:
-        return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(s, tf.uint32)))
-
-    h = shift_xor(h, 16) * tf.constant(0x85EBCA6B, tf.uint32)
-    h = shift_xor(h, 13) * tf.constant(0xC2B2AE35, tf.uint32)
-    return shift_xor(h, 16)
+def _all_layers(model: Any) -> list[Any]:
+    out = []
+    for layer in model.layers:
+        out.append(layer)
+        if hasattr(layer, "layers"):
+            out += _all_layers(layer)
+    return out
 
 
-def _u32(value: int) -> Any:
-    import tensorflow as tf
-
-    return tf.constant(value & 0xFFFFFFFF, tf.uint32)
+_STRIPPED = {"name", "kernel_regularizer", "bias_regularizer", "activity_regularizer", "seed", "rate"}
 
 
-class _Graph:
-    """The traced functions of one architecture. `reduce_retracing` makes the second pack
-    size seen trace a graph for any size, so a process traces each function at most twice."""
+def _signature(model: keras.Model, regularized: dict[int, tuple[float, float]]) -> str:
+    """The structure of a model apart from the per-run values: its class, every layer but the
+    per-run Dropout layers with its configuration (no names, regularizers or seeds), and the
+    shape of every variable."""
+    per_run = set(map(id, _dropout_layers(model)))
 
-    def __init__(self, arch: _Arch) -> None:
+    def plain(config: Any) -> Any:
+        if isinstance(config, dict):
+            return {k: plain(v) for k, v in config.items() if k not in _STRIPPED}
+        return [plain(v) for v in config] if isinstance(config, list | tuple) else config
+
+    from mlreg.backend import without_tensorflow
+
+    with without_tensorflow():
+        layers = [[type(layer).__name__, plain(layer.get_config())] for layer in _all_layers(model)
+                  if id(layer) not in per_run]
+    variables = [[list(v.shape), str(v.dtype), v.trainable] for v in model.variables if "seed_generator" not in v.path]
+    custom = [str(v.regularizer.get_config()) for i, v in enumerate(model.trainable_variables)
+              if v.regularizer is not None and i not in regularized]
+    return json.dumps([type(model).__name__, layers, variables, custom], default=str)
+
+
+def _build(run: RunSpec, data: Dataset) -> tuple[keras.Model, _Built]:
+    """Builds a run's model exactly as the keras engine does, and reads what is its own."""
+    import keras
+
+    from mlreg.backend import set_seed
+    from mlreg.models import build_model
+
+    keras.backend.clear_session(free_memory=False)
+    set_seed(run.seed)
+    model = build_model(run, data)
+    order_state = np.random.get_state()
+    regularized = {}
+    for i, v in enumerate(model.trainable_variables):
+        if isinstance(v.regularizer, keras.regularizers.L1 | keras.regularizers.L2 | keras.regularizers.L1L2):
+            config = v.regularizer.get_config()
+            regularized[i] = (float(config.get("l1", 0.0)), float(config.get("l2", 0.0)))
+    built = _Built(
+        trainable=[np.asarray(v.numpy()) for v in model.trainable_variables],
+        non_trainable={v.path: np.asarray(v.numpy()) for v in model.non_trainable_variables},
+        regularized=regularized,
+        dropout={layer.name: float(layer.rate) for layer in _dropout_layers(model)},
+        signature=_signature(model, regularized),
+        n_params=int(model.count_params()),
+        order_state=order_state,
+    )
+    return model, built
+
+
+# -- the template: the pack's model, made to take per-run values ------------------------------------
+def _per_run_dropout(cls: type) -> type:
+    """A subclass of a Dropout class whose rate is the value set in `_mlreg_rate` while the
+    pack's program is traced (the run's own, mapped over the stack), through Keras's own op."""
+    if cls.__name__.startswith("PerRun"):
+        return cls
+
+    def call(self: Any, inputs: Any, training: bool = False) -> Any:
+        return _dropout(inputs, self._mlreg_rate, self.noise_shape, self.seed_generator) if training else inputs
+
+    return type(f"PerRun{cls.__name__}", (cls,), {"call": call, "_mlreg_call": cls.call})
+
+
+def _stateless(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
+    """The optimizer, able to `stateless_apply` on either backend. Keras's TensorFlow optimizer
+    refuses it (for `tf.distribute`, which mlreg does not use) and writes to its variables
+    directly; the backend-independent methods of Keras's `BaseOptimizer` do it through
+    Keras's variables, which a stateless scope intercepts."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        from keras.src.optimizers.base_optimizer import BaseOptimizer
+
+        names = ("stateless_apply", "assign", "assign_add", "assign_sub", "_backend_update_step",
+                 "_apply_weight_decay", "_var_key")
+        cls = type(optimizer)
+        optimizer.__class__ = type(f"Stateless{cls.__name__}", (cls,), {n: getattr(BaseOptimizer, n) for n in names})
+    return optimizer
+
+
+class _Program:
+    """The compiled functions of one template model: a training epoch and an evaluation
+    pass, for stacks of any size (each size is traced once)."""
+
+    def __init__(self, template: keras.Model, regularized: list[int], runs: Sequence[RunSpec], data: Dataset,
+                 xla: bool) -> None:
         import keras
-        import tensorflow as tf
 
-        self.arch = arch
-        self.act = keras.activations.get(arch.activation)
-        self.epoch = tf.function(self._epoch, reduce_retracing=True)
-        self.step = tf.function(self._step, jit_compile=arch.xla)
-        self.measure = tf.function(self._measure, reduce_retracing=True)
+        from mlreg.models import make_optimizer
 
-    # -- the model --------------------------------------------------------------------------
-    def forward(self, params: Params, x: tf.Tensor, drop: Any = None) -> tf.Tensor:
-        """The logits of every run, `[K, B, out]`, for `x` of `[K, B, in]` (a batch per run) or
-        `[B, in]` (the same samples for every run). `drop(h, i)` applies Dropout i."""
-        import tensorflow as tf
+        self.keras = keras
+        self.template = template
+        self.task = data.task
+        self.batch_size = runs[0].training.batch_size
+        self.dropouts = _dropout_layers(template)
+        for layer in self.dropouts:
+            layer.__class__ = _per_run_dropout(type(layer))
+        self.regularized = regularized
+        for i in self.regularized:
+            template.trainable_variables[i].regularizer = None  # the engine adds its penalty, per run
+        self.kernels = _kernel_index(template)
+        self.optimizer_name = runs[0].training.optimizer
+        self.optimizer = _stateless(make_optimizer(self.optimizer_name, 1e-3))
+        self.optimizer.build(template.trainable_variables)
+        self.chunk = _chunk(template)
+        self.loss = _per_sample_loss(data.task)
+        self.metric = _per_sample_metric(data.task)
+        self.epoch = _compile(self._epoch, xla)
+        self.evaluate = _compile(self._evaluate, xla)
 
-        arch = self.arch
-        k = tf.shape(params["output"][0])[0]
+    # -- one run (mapped over the stack) -----------------------------------------------------------
+    def _forward(self, tv: list, ntv: list, x: Any, training: bool, drop: Any = None) -> tuple[Any, list, Any]:
+        for i, layer in enumerate(self.dropouts):  # plain attributes, not tracked by Keras
+            object.__setattr__(layer, "_mlreg_rate", None if drop is None else drop[i])
+        try:
+            if training:
+                return self.template.stateless_call(tv, ntv, x, training=True, return_losses=True)
+            y_pred, ntv = self.template.stateless_call(tv, ntv, x, training=False)
+            return y_pred, ntv, []
+        finally:
+            for layer in self.dropouts:
+                object.__setattr__(layer, "_mlreg_rate", None)
 
-        def dense(h: tf.Tensor, name: str, act: bool = True) -> tf.Tensor:
-            w, b = params[name]
-            out = tf.matmul(h, w) + b[:, None, :]
-            return self.act(out) if act else out
-
-        def dropout(h: tf.Tensor, i: int) -> tf.Tensor:
-            return drop(h, i) if drop is not None else h
-
-        inputs = x if x.shape.rank == 3 else x[None]  # [1, B, in] broadcasts against [K, in, out]
-        h = dropout(dense(inputs, "hidden_1"), 0)
-        for i in range(1, len(arch.hidden)):
-            y = dropout(dense(h, f"hidden_{i + 1}"), i)
-            if arch.builder != "residual_mlp":
-                h = y
-            else:
-                h = (dense(h, f"skip_{i + 1}", act=False) if f"skip_{i + 1}" in params else h) + y
-        if arch.builder == "wide_deep":
-            wide = inputs if x.shape.rank == 3 else tf.broadcast_to(inputs, tf.concat([[k], tf.shape(inputs)[1:]], 0))
-            h = tf.concat([wide, h], axis=-1)
-        return dense(h, "output", act=False)
-
-    def losses(self, logits: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """Per-sample data loss and metric, `[K, B]` each, as Keras computes them (Keras's
-        softmax and sigmoid keep their logits, from which its crossentropies are computed)."""
-        import tensorflow as tf
-
-        task = self.arch.task
-        if task == "single_label":
-            labels = tf.broadcast_to(tf.cast(y, tf.int64), tf.shape(logits)[:-1])
-            loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-            return loss, tf.cast(tf.equal(labels, tf.argmax(tf.nn.softmax(logits), axis=-1)), tf.float32)
-        labels = tf.broadcast_to(y, tf.shape(logits))
-        if task in ("binary", "multi_label"):
-            loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits), -1)
-            hits = tf.cast(tf.equal(labels, tf.cast(tf.sigmoid(logits) > 0.5, tf.float32)), tf.float32)
-            return loss, tf.reduce_mean(hits, -1)
-        return tf.reduce_mean(tf.square(labels - logits), -1), tf.reduce_mean(tf.abs(labels - logits), -1)
-
-    def penalty(self, params: Params, l1: tf.Tensor, l2: tf.Tensor) -> tf.Tensor:
-        """`[K]`: each run's sum over layers of `l1 * sum|W| + l2 * sum W^2` (Keras's L1L2).
-        A term that is zero for every run of the pack is left out, as Keras leaves it out."""
-        import tensorflow as tf
-
-        total = tf.zeros_like(l1[0])
-        for name, (w, _) in params.items():
-            i = self.arch.rate_index(name)
-            if self.arch.l1[i]:
-                total += l1[i] * tf.reduce_sum(tf.abs(w), [1, 2])
-            if self.arch.l2[i]:
-                total += l2[i] * tf.reduce_sum(tf.square(w), [1, 2])
+    def _penalty(self, tv: list, l1: Any, l2: Any) -> Any:
+        """`sum l1 * |w| + l2 * w^2` over the regularized variables, with the run's rates."""
+        ops = self.keras.ops
+        total = ops.zeros(())
+        for j, i in enumerate(self.regularized):
+            w = tv[i]
+            total = total + l1[j] * ops.sum(ops.abs(w)) + l2[j] * ops.sum(ops.square(w))
         return total
 
-    # -- one epoch ------------------------------------------------------------------------
-    def _epoch(self, params: Params, slots: dict, step: tf.Tensor, active: tf.Tensor, lr: tf.Tensor, l1: tf.Tensor,
-               l2: tf.Tensor, rate: tf.Tensor, seeds: tf.Tensor, order: tf.Tensor, x: tf.Tensor, y: tf.Tensor,
-               x_val: tf.Tensor, y_val: tf.Tensor, chunk: int) -> tuple:
-        """Trains every run of the pack for one epoch, then measures each one.
+    def _step(self, args: tuple) -> tuple:
+        """One optimizer step of one run on its batch."""
+        ops = self.keras.ops
+        tv, ntv, ov, l1, l2, drop, x, y = args
 
-        Runs whose `active` is false keep their weights and optimizer state. Returns the new
-        params, optimizer slots and step count, and a dict of `[K]` values:
-        the epoch's running `loss` and `metric` (Dropout on, as Keras reports them), the
-        `penalty`, data loss and metric on the training and validation sets in inference
-        mode, and the weight statistics.
-        """
-        import tensorflow as tf
+        def objective(tv: list) -> tuple:
+            y_pred, new_ntv, losses = self._forward(tv, ntv, x, True, drop)
+            total = ops.mean(self.loss(y, y_pred)) + self._penalty(tv, l1, l2)
+            for extra in losses:  # what the model adds itself
+                total = total + extra
+            return total, (new_ntv, ops.sum(self.metric(y, y_pred)))
 
-        bs = self.arch.batch_size
-        n = tf.shape(order)[1]  # dynamic: one trace serves training sets of every size
-        k = tf.shape(order)[0]
-        lr3 = tf.reshape(lr, [-1, 1, 1])
-        keep = tf.reshape(1.0 - rate, [-1, 1, 1])
-        scale = tf.reshape(1.0 / (1.0 - rate), [-1, 1, 1])
-        run_key = _fmix32(tf.cast(seeds, tf.uint32) ^ _u32(0x9E3779B9))
+        (total, (new_ntv, hits)), grads = _value_and_grad(objective)(tv)
+        new_tv, new_ov = self.optimizer.stateless_apply(ov, grads, tv)
+        return new_tv, new_ntv, new_ov, total, hits
 
-        def step_fn(params: Params, slots: dict, t: tf.Tensor, idx: tf.Tensor) -> tuple:
-            return self.step(params, slots, t, idx, x, y, active, lr3, l1, l2, keep, scale, run_key)
+    # -- the pack ----------------------------------------------------------------------------------
+    def _epoch(self, state: dict, consts: dict, order: Any, x: Any, y: Any, x_val: Any, y_val: Any) -> tuple:
+        """Trains every run of the stack for one epoch, then measures each. Returns the new
+        state and a dict of `[K]` values: the running `loss` and `metric` (Dropout on, as Keras
+        reports them), the data loss and metric on the training and validation sets in
+        inference mode (`train_*`, `val_*`), the penalty and the weight statistics."""
+        ops = self.keras.ops
+        k, n = order.shape[0], order.shape[1]
+        bs = self.batch_size
 
-        loss_sum, metric_sum, t = tf.zeros([k]), tf.zeros([k]), step
+        def batch(carry: tuple, idx: Any) -> tuple:
+            tv, ntv, ov, loss_sum, hit_sum = carry
+            xb, yb = ops.take(x, idx, axis=0), ops.take(y, idx, axis=0)
+            tv, ntv, ov, total, hits = ops.vectorized_map(
+                self._step, (tv, ntv, ov, consts["l1"], consts["l2"], consts["drop"], xb, yb))
+            size = ops.cast(idx.shape[1], "float32")
+            return tv, ntv, ov, loss_sum + total * size, hit_sum + hits
+
+        carry = (state["tv"], state["ntv"], state["ov"], ops.zeros((k,)), ops.zeros((k,)))
         full = n // bs
-        for i in tf.range(full):
-            idx = order[:, i * bs:(i + 1) * bs]
-            params, slots, dl, dm = step_fn(params, slots, t, idx)
-            loss_sum, metric_sum, t = loss_sum + dl, metric_sum + dm, t + 1
-        if n % bs > 0:  # Keras's last, partial batch
-            params, slots, dl, dm = step_fn(params, slots, t, order[:, full * bs:])
-            loss_sum, metric_sum, t = loss_sum + dl, metric_sum + dm, t + 1
-        count = tf.cast(n, tf.float32)
-        out = {"loss": loss_sum / count, "metric": metric_sum / count, "penalty": self.penalty(params, l1, l2)}
-        out |= {f"train_{name}": v for name, v in self._measure(params, x, y, chunk).items()}
-        out |= {f"val_{name}": v for name, v in self._measure(params, x_val, y_val, chunk).items()}
-        kernels = [w for w, _ in params.values()]
-        out["weight_l1"] = tf.add_n([tf.reduce_sum(tf.abs(w), [1, 2]) for w in kernels])
-        out["weight_l2"] = tf.add_n([tf.reduce_sum(tf.square(w), [1, 2]) for w in kernels])
-        small = tf.add_n([tf.reduce_sum(tf.cast(tf.abs(w) < SPARSE_BELOW, tf.float32), [1, 2]) for w in kernels])
-        out["sparsity"] = small / float(sum(w.shape[1] * w.shape[2] for w in kernels))
-        return params, slots, t, out
+        if full:
+            carry = ops.fori_loop(0, full, lambda i, c: batch(c, ops.slice(order, (0, i * bs), (k, bs))), carry)
+        if n % bs:
+            carry = batch(carry, order[:, full * bs:])
+        tv, ntv, ov, loss_sum, hit_sum = carry
+        new = {"tv": tv, "ntv": ntv, "ov": ov}
+        values = {"loss": loss_sum / n, "metric": hit_sum / n}
+        values |= {f"train_{name}": v for name, v in self._evaluate(new, x, y).items()}
+        values |= {f"val_{name}": v for name, v in self._evaluate(new, x_val, y_val).items()}
+        return new, values | self._weights(new, consts)
 
-    def _step(self, params: Params, slots: dict, t: tf.Tensor, idx: tf.Tensor, x: tf.Tensor, y: tf.Tensor,
-              active: tf.Tensor, lr3: tf.Tensor, l1: tf.Tensor, l2: tf.Tensor, keep: tf.Tensor, scale: tf.Tensor,
-              run_key: tf.Tensor) -> tuple:
-        """One training step of every run on its batch `idx` (`[K, B]` sample indices): returns
-        the new weights and optimizer state, and each run's batch loss (data + penalty, as
-        Keras's loss tracker takes it: times the batch size) and summed metric."""
-        import tensorflow as tf
+    def _evaluate(self, state: dict, x: Any, y: Any) -> dict:
+        """Per run, over a whole data set in inference mode, `chunk` samples at a time: the
+        mean data loss and metric."""
+        ops = self.keras.ops
+        n = x.shape[0]
+        chunk = min(self.chunk, n)
+        k = state["tv"][0].shape[0]
 
-        xb, yb = tf.gather(x, idx), tf.gather(y, idx)
-        t32 = tf.cast(t, tf.uint32)
+        def part(carry: tuple, xc: Any, yc: Any) -> tuple:
+            def one(args: tuple) -> tuple:
+                tv, ntv = args
+                y_pred = self._forward(tv, ntv, xc, False)[0]
+                return ops.sum(self.loss(yc, y_pred)), ops.sum(self.metric(yc, y_pred))
 
-        def drop(h: tf.Tensor, layer: int) -> tf.Tensor:
-            # a uniform number per (run, step, layer, sample, unit), from the run's seed alone
-            stream = _fmix32(run_key * _u32(0x27D4EB2F) + t32 * _u32(0x165667B1) + _u32(layer * 0x61C88647))
-            shape = tf.shape(h)
-            pos = tf.reshape(tf.cast(tf.range(shape[1] * shape[2]), tf.uint32), [1, shape[1], shape[2]])
-            bits = _fmix32(tf.reshape(stream, [-1, 1, 1]) ^ (pos * _u32(0x9E3779B1)))
-            u = tf.cast(tf.bitwise.right_shift(bits, _u32(8)), tf.float32) * (1.0 / (1 << 24))
-            return tf.where(u < keep, h * scale, tf.zeros_like(h))
+            loss, hits = ops.vectorized_map(one, (state["tv"], state["ntv"]))
+            return carry[0] + loss, carry[1] + hits
 
-        flat = [v for wb in params.values() for v in wb]
+        carry = (ops.zeros((k,)), ops.zeros((k,)))
+        full = n // chunk
+        carry = ops.fori_loop(0, full, lambda i, c: part(c, ops.slice(x, (i * chunk,) + (0,) * (len(x.shape) - 1),
+                                                                      (chunk,) + tuple(x.shape[1:])),
+                                                        ops.slice(y, (i * chunk,) + (0,) * (len(y.shape) - 1),
+                                                                  (chunk,) + tuple(y.shape[1:]))), carry)
+        if n % chunk:
+            carry = part(carry, x[full * chunk:], y[full * chunk:])
+        return {"data_loss": carry[0] / n, "metric": carry[1] / n}
+
+    def _weights(self, state: dict, consts: dict) -> dict:
+        """Per run: the penalty and the weight statistics over every kernel."""
+        ops = self.keras.ops
+
+        def weights(args: tuple) -> tuple:
+            tv, ntv, l1, l2 = args
+            penalty = self._penalty(tv, l1, l2) + self._custom_penalty(tv)
+            ws = [ops.reshape((tv if trainable else ntv)[i], (-1,)) for trainable, i in self.kernels.values()]
+            w = ops.concatenate(ws) if ws else ops.zeros((0,))
+            return (penalty, ops.sum(ops.abs(w)), ops.sum(ops.square(w)),
+                    ops.mean(ops.cast(ops.abs(w) < SPARSE_BELOW, "float32")) if ws else ops.zeros(()))
+
+        penalty, l1_sum, l2_sum, sparsity = ops.vectorized_map(
+            weights, (state["tv"], state["ntv"], consts["l1"], consts["l2"]))
+        return {"penalty": penalty, "weight_l1": l1_sum, "weight_l2": l2_sum, "sparsity": sparsity}
+
+    def _custom_penalty(self, tv: list) -> Any:
+        """What the regularizers the engine does not take over (not L1/L2) add, at these weights."""
+        total = self.keras.ops.zeros(())
+        for v, value in zip(self.template.trainable_variables, tv, strict=True):
+            if v.regularizer is not None:
+                total = total + v.regularizer(value)
+        return total
+
+    # -- a stack's initial state ---------------------------------------------------------------------
+    def initial_state(self, builts: Sequence[_Built], runs: Sequence[RunSpec]) -> tuple[dict, dict]:
+        """The stacked values of the runs' models and optimizers, and their per-run constants."""
+        from mlreg.models import make_optimizer
+
+        ops = self.keras.ops
+        template = self.template
+        tv = [np.stack([b.trainable[i] for b in builts]) for i in range(len(template.trainable_variables))]
+        ntv = [np.stack([b.non_trainable.get(v.path, np.asarray(v.numpy())) for b in builts])
+               for v in template.non_trainable_variables]
+        optimizers: dict[float, list[np.ndarray]] = {}
+        for r in runs:
+            lr = r.training.learning_rate
+            if lr not in optimizers:
+                opt = make_optimizer(self.optimizer_name, lr)
+                opt.build(template.trainable_variables)
+                optimizers[lr] = [np.asarray(v.numpy()) for v in opt.variables]
+        ov = [np.stack([optimizers[r.training.learning_rate][i] for r in runs])
+              for i in range(len(self.optimizer.variables))]
+        rates = np.array([[b.regularized.get(i, (0.0, 0.0)) for i in self.regularized] for b in builts], "float32")
+        rates = rates.reshape(len(builts), len(self.regularized), 2)
+        consts = {
+            "l1": rates[..., 0], "l2": rates[..., 1],
+            "drop": np.array([[b.dropout.get(layer.name, 0.0) for layer in self.dropouts] for b in builts],
+                             "float32").reshape(len(builts), -1),
+        }
+        convert = ops.convert_to_tensor
+        state = {"tv": [convert(a) for a in tv], "ntv": [convert(a) for a in ntv], "ov": [convert(a) for a in ov]}
+        return state, {k: convert(v) for k, v in consts.items()}
+
+
+SPARSE_BELOW = 1e-3  # as records.SPARSE_BELOW, a constant of the traced program
+
+
+def _kernel_index(model: keras.Model) -> dict[str, tuple[bool, int]]:
+    """Each kernel layer's name -> (trainable, index of its kernel among the model's trainable
+    or non-trainable variables), in `kernel_layers`' order."""
+    from mlreg.regularizers import kernel_layers
+
+    trainable = {id(v): i for i, v in enumerate(model.trainable_variables)}
+    frozen = {id(v): i for i, v in enumerate(model.non_trainable_variables)}
+    out = {}
+    for layer in kernel_layers(model):
+        key = id(layer.kernel)
+        out[layer.name] = (True, trainable[key]) if key in trainable else (False, frozen[key])
+    return out
+
+
+def _chunk(model: keras.Model) -> int:
+    """Samples per evaluation chunk: the widest layer output stays below `EVAL_ELEMENTS` floats
+    for a pack of 64."""
+    widest = 1
+    for layer in _all_layers(model):
+        try:
+            shapes = layer.output.shape if not isinstance(layer.output, list) else layer.output[0].shape
+            widest = max(widest, math.prod(d for d in shapes[1:] if d))
+        except (AttributeError, ValueError, TypeError):
+            continue
+    return 1 << max(4, int(math.log2(max(EVAL_ELEMENTS // (widest * MAX_PACK), 1))))
+
+
+def _per_sample_loss(task: str) -> Any:
+    import keras
+
+    return {"single_label": keras.losses.sparse_categorical_crossentropy,
+            "binary": keras.losses.binary_crossentropy, "multi_label": keras.losses.binary_crossentropy,
+            "regression": keras.losses.mean_squared_error}[task]
+
+
+def _per_sample_metric(task: str) -> Any:
+    import keras
+
+    ops = keras.ops
+    if task == "single_label":
+        return lambda y, p: ops.cast(ops.equal(ops.cast(ops.reshape(y, (-1,)), "int32"),
+                                               ops.cast(ops.argmax(p, -1), "int32")), "float32")
+    if task == "regression":
+        return lambda y, p: ops.mean(ops.abs(y - p), -1)
+    return lambda y, p: ops.mean(ops.cast(ops.equal(y, ops.cast(p > 0.5, y.dtype)), "float32"), -1)
+
+
+# -- the backends ---------------------------------------------------------------------------------------
+def _value_and_grad(fn: Any) -> Any:
+    """`fn(tv) -> (value, aux)` to `tv -> ((value, aux), gradients)` on the active backend."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.value_and_grad(fn, has_aux=True)
+
+    import tensorflow as tf
+
+    def value_and_grad(tv: list) -> tuple:
         with tf.GradientTape() as tape:
-            tape.watch(flat)
-            logits = self.forward(params, xb, drop if self.arch.dropout else None)
-            loss, metric = self.losses(logits, yb)
-            data_loss = tf.reduce_mean(loss, 1)
-            total = tf.reduce_sum(data_loss)  # each run's gradient is its own term's
-        g = tape.gradient(total, flat)
-        grads = {name: (g[2 * i], g[2 * i + 1]) for i, name in enumerate(params)}
-        penalty, params, slots = self.update(params, slots, grads, t, active, lr3, l1, l2)
-        b = tf.cast(tf.shape(idx)[1], tf.float32)
-        return params, slots, (data_loss + penalty) * b, tf.reduce_sum(metric, 1)
+            tape.watch(tv)
+            value, aux = fn(tv)
+        grads = tape.gradient(value, tv)
+        return (value, aux), [tf.zeros_like(v) if g is None else g for g, v in zip(grads, tv, strict=True)]
 
-    def _measure(self, params: Params, x: tf.Tensor, y: tf.Tensor, chunk: int) -> dict[str, tf.Tensor]:
-        """Mean data loss and metric of every run over a whole data set, inference mode, `chunk`
-        samples at a time."""
-        import tensorflow as tf
-
-        n = tf.shape(x)[0]  # dynamic: one trace serves data sets of every size
-        k = tf.shape(params["output"][0])[0]
-
-        def part(lo: Any, hi: Any) -> tuple[tf.Tensor, tf.Tensor]:
-            loss, metric = self.losses(self.forward(params, x[lo:hi]), y[lo:hi])
-            return tf.reduce_sum(loss, 1), tf.reduce_sum(metric, 1)
-
-        loss_sum, metric_sum = tf.zeros([k]), tf.zeros([k])
-        for i in tf.range(n // chunk):
-            dl, dm = part(i * chunk, (i + 1) * chunk)
-            loss_sum, metric_sum = loss_sum + dl, metric_sum + dm
-        if n % chunk > 0:
-            dl, dm = part(n - n % chunk, n)
-            loss_sum, metric_sum = loss_sum + dl, metric_sum + dm
-        count = tf.cast(n, tf.float32)
-        return {"data_loss": loss_sum / count, "metric": metric_sum / count}
-
-    # -- the optimizers, for stacked variables with a learning rate per run ------------------
-    def update(self, params: Params, slots: dict, grads: dict, t: tf.Tensor, active: tf.Tensor, lr3: tf.Tensor,
-               l1: tf.Tensor, l2: tf.Tensor) -> tuple[tf.Tensor, Params, dict]:
-        """One optimizer step per run; returns the penalty before the step (`[K]`, what Keras
-        adds to the batch's loss), the new weights and the new optimizer state. A run that is
-        not `active` keeps both (a zero gradient would still move Adam's weights).
-
-        `grads` are the gradients of the data loss; the penalty's, `l1 * sign(W) + l2 * 2W`,
-        are added here, in the one XLA-compiled pass over the weights that also computes the
-        penalty and the update (written as Keras's `update_step` of each optimizer, with
-        Keras's defaults and a learning rate per run; the step count `t + 1` is shared, since
-        the runs of a pack start together).
-        """
-        import tensorflow as tf
-
-        opt = self.arch.optimizer
-        local_step = tf.cast(t + 1, tf.float32)
-        penalty = self.penalty(params, l1, l2)
-        new_params, new_slots = {}, {}
-        for name, pair in params.items():
-            i = self.arch.rate_index(name)
-            updated, states = [], []
-            for j, (var, grad, state) in enumerate(zip(pair, grads[name], slots[name], strict=True)):
-                lr = lr3 if var.shape.rank == 3 else lr3[:, :, 0]
-                if j == 0 and self.arch.l1[i]:
-                    grad = grad + tf.reshape(l1[i], [-1, 1, 1]) * tf.sign(var)
-                if j == 0 and self.arch.l2[i]:
-                    grad = grad + tf.reshape(l2[i], [-1, 1, 1]) * (2.0 * var)
-                if opt == "sgd":
-                    updated.append(var - grad * lr)
-                    states.append(())
-                elif opt == "rmsprop":
-                    v = _RHO * state[0] + (1 - _RHO) * tf.square(grad)
-                    updated.append(var - (lr * grad) / tf.sqrt(v + _EPSILON))
-                    states.append((v,))
-                else:
-                    if opt == "adamw":  # Keras decays before the Adam step
-                        var = var - var * _WEIGHT_DECAY * lr
-                    alpha = lr * tf.sqrt(1 - tf.pow(_BETA_2, local_step)) / (1 - tf.pow(_BETA_1, local_step))
-                    m = state[0] + (grad - state[0]) * (1 - _BETA_1)
-                    v = state[1] + (tf.square(grad) - state[1]) * (1 - _BETA_2)
-                    updated.append(var - (m * alpha) / (tf.sqrt(v) + _EPSILON))
-                    states.append((m, v))
-            live = tf.reshape(active, [-1, 1, 1])
-            new_params[name] = tuple(tf.where(live if new.shape.rank == 3 else live[:, :, 0], new, old)
-                                     for new, old in zip(updated, pair, strict=True))
-            new_slots[name] = tuple(tuple(tf.where(live if a.shape.rank == 3 else live[:, :, 0], a, b)
-                                          for a, b in zip(new_state, old_state, strict=True))
-                                    for new_state, old_state in zip(states, slots[name], strict=True))
-        return penalty, new_params, new_slots
+    return value_and_grad
 
 
-_GRAPHS: dict[_Arch, _Graph] = {}
+@contextlib.contextmanager
+def _convolutions_as_matmuls() -> Iterator[None]:
+    """While the pack's program is traced, Keras's convolution op of the active backend works as
+    shifted slices of the input times the kernel as a matrix (`_conv`): the same convolution,
+    summed in another order. Mapped over a stack of runs, a convolution with a kernel per run
+    becomes a grouped convolution, which XLA runs slowly on CPU (measured: 3.9 s an epoch of 15
+    MNIST-1D CNNs in a rolled loop, 0.45 s this way); slices and a batched matrix product map
+    well."""
+    from keras.src import backend
+
+    original = backend.nn.conv
+
+    def conv(inputs: Any, kernel: Any, strides: Any = 1, padding: str = "valid", data_format: Any = None,
+             dilation_rate: Any = 1) -> Any:
+        if (backend.standardize_data_format(data_format) != "channels_last" or padding not in ("valid", "same")
+                or kernel.shape[-2] != inputs.shape[-1]):
+            return original(inputs, kernel, strides, padding, data_format, dilation_rate)
+        return _conv(inputs, kernel, strides, padding, dilation_rate)
+
+    backend.nn.conv = conv
+    try:
+        yield
+    finally:
+        backend.nn.conv = original
 
 
-def _graph(arch: _Arch) -> _Graph:
-    if arch not in _GRAPHS:
-        _GRAPHS[arch] = _Graph(arch)
-    return _GRAPHS[arch]
+def _conv(inputs: Any, kernel: Any, strides: Any, padding: str, dilation_rate: Any) -> Any:
+    """A channels-last convolution (1-, 2- or 3-D, no groups) as a matrix product: each window
+    position's slice of the (padded) input, side by side, times the kernel as a
+    `[window x in, out]` matrix. Padding `same` pads as XLA and TensorFlow do (the extra one
+    after)."""
+    import keras
+
+    ops = keras.ops
+    kernel, inputs = ops.convert_to_tensor(kernel), ops.convert_to_tensor(inputs)
+    window = tuple(kernel.shape[:-2])
+    nd = len(window)
+    strides = (strides,) * nd if isinstance(strides, int) else tuple(strides)
+    dilation = (dilation_rate,) * nd if isinstance(dilation_rate, int) else tuple(dilation_rate)
+    size = tuple(inputs.shape[1:-1])
+    if padding == "same":
+        out = tuple(-(-n // s) for n, s in zip(size, strides, strict=True))
+        total = [max((o - 1) * s + (w - 1) * d + 1 - n, 0)
+                 for o, s, w, d, n in zip(out, strides, window, dilation, size, strict=True)]
+        inputs = ops.pad(inputs, [(0, 0), *((t // 2, t - t // 2) for t in total), (0, 0)])
+    else:
+        out = tuple((n - (w - 1) * d - 1) // s + 1 for n, w, d, s in zip(size, window, dilation, strides, strict=True))
+    columns = []
+    for offset in itertools.product(*(range(w) for w in window)):
+        index = tuple(slice(o * d, o * d + (m - 1) * s + 1, s)
+                      for o, d, m, s in zip(offset, dilation, out, strides, strict=True))
+        columns.append(inputs[(slice(None), *index, slice(None))])
+    patches = ops.concatenate(columns, axis=-1) if len(columns) > 1 else columns[0]
+    return ops.matmul(patches, ops.reshape(kernel, (-1, kernel.shape[-1])))
 
 
-def _select(tree: dict, where: Any) -> dict:
-    """Keeps the runs at positions `where` in every stacked tensor of a nested dict of tuples."""
+def _dropout(inputs: Any, rate: Any, noise_shape: Any, seed: Any) -> Any:
+    """Keras's dropout op of the active backend (`keras.src.backend.<name>.random.dropout`),
+    with the rate a traced value: the same draws from the same seed state, without the Python
+    tests of the rate that a traced value cannot answer (a rate of 0 keeps every value)."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+        from keras.src.backend.jax import random
+
+        keep = 1.0 - rate
+        mask = jax.random.bernoulli(random.jax_draw_seed(seed), p=keep,
+                                    shape=random._get_concrete_noise_shape(inputs, noise_shape))
+        return jax.lax.select(jax.numpy.broadcast_to(mask, inputs.shape), inputs / keep, jax.numpy.zeros_like(inputs))
+    import tensorflow as tf
+    from keras.src.backend.tensorflow import random
+
+    return tf.nn.experimental.stateless_dropout(inputs, rate=rate,
+                                                noise_shape=random._get_concrete_noise_shape(inputs, noise_shape),
+                                                seed=random._cast_seed(random.draw_seed(seed)))
+
+
+def _compile(fn: Any, xla: bool) -> Any:
+    """`fn` compiled for the active backend, traced once per shape of its arguments (pack size,
+    data size): `jax.jit`; on TensorFlow a `tf.function`, under XLA when `xla`. Measured on
+    TensorFlow: the whole epoch under XLA ran 15 MNIST-1D CNNs in 25 s against 40 s as a plain
+    graph, and sweep15 in 13 s against 16 s; but XLA's random draws are not TensorFlow's, so a
+    pack that draws dropout masks runs as a plain graph, which draws exactly `model.fit`'s masks."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.jit(fn)
     import tensorflow as tf
 
-    def pick(v: Any) -> Any:
-        return tuple(pick(x) for x in v) if isinstance(v, tuple) else tf.gather(v, where)
-
-    return {name: pick(v) for name, v in tree.items()}
+    return tf.function(fn, jit_compile=xla)
 
 
-def _where(mask: np.ndarray, new: Params, old: Params) -> Params:
-    """`new` for the runs where `mask` is true, `old` elsewhere."""
-    import tensorflow as tf
+def _select(mask: np.ndarray, new: Any, old: Any) -> Any:
+    """`new` where `mask` (one flag per run) is true, `old` elsewhere, in every array of a tree."""
+    import keras
 
-    m = tf.constant(mask)
-    return {name: tuple(tf.where(tf.reshape(m, [-1] + [1] * (a.shape.rank - 1)), a, b)
-                        for a, b in zip(new[name], old[name], strict=True)) for name in new}
+    ops = keras.ops
+    m = ops.convert_to_tensor(mask)
+
+    def pick(a: Any, b: Any) -> Any:
+        return ops.where(ops.reshape(m, (-1,) + (1,) * (len(a.shape) - 1)), a, b)
+
+    return {key: [pick(a, b) for a, b in zip(new[key], old[key], strict=True)] for key in new}
 
 
-# -- a pack, start to end ---------------------------------------------------------------------
-@functools.lru_cache(maxsize=4096)
+def _take(tree: dict, where: np.ndarray) -> dict:
+    """The runs at positions `where` of every stacked array of a tree."""
+    import keras
+
+    idx = keras.ops.convert_to_tensor(where.astype("int32"))
+    return {key: [keras.ops.take(a, idx, axis=0) for a in arrays] if isinstance(arrays, list)
+            else keras.ops.take(arrays, idx, axis=0) for key, arrays in tree.items()}
+
+
+# -- batch order --------------------------------------------------------------------------------------
+class _Orders:
+    """Each run's batch order, as `model.fit(shuffle=True)` draws it under the run's seed.
+
+    Measured on Keras 3: on TensorFlow the array adapter draws one permutation per `fit` (two
+    `tf.data` ops under the global seed) and repeats it every epoch; on JAX it draws a NumPy
+    permutation per epoch from the global state, the first draw spent by `fit`'s symbolic
+    build. A test checks both against what `model.fit` feeds its train step."""
+
+    def __init__(self, builts: Sequence[_Built], runs: Sequence[RunSpec], n: int) -> None:
+        import keras
+
+        self.n = n
+        if keras.backend.backend() == "jax":
+            self.states = []
+            for b in builts:
+                rs = np.random.RandomState()
+                rs.set_state(b.order_state)
+                rs.permutation(n)  # spent by fit's symbolic build
+                self.states.append(rs)
+            self.fixed = None
+        else:
+            self.fixed = np.stack([keras_batch_order(r.seed, n) for r in runs])
+
+    def next(self) -> np.ndarray:
+        if self.fixed is not None:
+            return self.fixed
+        return np.stack([rs.permutation(self.n) for rs in self.states]).astype("int32")
+
+    def keep(self, where: np.ndarray) -> None:
+        if self.fixed is not None:
+            self.fixed = self.fixed[where]
+        else:
+            self.states = [self.states[i] for i in where]
+
+
 def keras_batch_order(seed: int, n: int) -> np.ndarray:
     """The sample order of `model.fit(shuffle=True)` on `n` samples under
-    `keras.utils.set_random_seed(seed)`.
-
-    Keras 3's array data adapter draws it inside a `tf.data` map function, with the same two
-    ops as here (so the same op seed under the same global seed); on TensorFlow it draws it
-    once per `fit` and repeats it every epoch, and batches are cut from it in order. A test
-    checks this against what `model.fit` feeds its train step.
-    """
+    `keras.utils.set_random_seed(seed)` on the TensorFlow backend: Keras 3's array data
+    adapter draws it inside a `tf.data` map function, with the same two ops as here (so the
+    same op seed under the same global seed), once per `fit`, repeated every epoch."""
     import tensorflow as tf
 
     tf.random.set_seed(seed)
 
     def permutation(_: tf.Tensor) -> tf.Tensor:
-        indices = tf.range(n, dtype=tf.int64)
-        return tf.random.shuffle(indices)
+        return tf.random.shuffle(tf.range(n, dtype=tf.int64))
 
-    order = next(iter(tf.data.Dataset.range(1).map(permutation))).numpy().astype(np.int32)
-    order.flags.writeable = False
-    return order
+    return next(iter(tf.data.Dataset.range(1).map(permutation))).numpy().astype(np.int32)
 
 
-def _initial_weights(run: RunSpec, data: Dataset, layers: list[str]) -> tuple[dict, list[str], int]:
-    """The weights the Keras builder gives under the run's seed (built as the keras engine
-    builds them), the kernel layers in Keras's order, and the parameter count."""
-    import keras
-
-    from mlreg.models import build_model
-    from mlreg.regularizers import kernel_layers
-
-    keras.backend.clear_session(free_memory=False)
-    keras.utils.set_random_seed(run.seed)
-    model = build_model(run, data)
-    weights = {name: (model.get_layer(name).kernel.numpy(), model.get_layer(name).bias.numpy()) for name in layers}
-    return weights, [layer.name for layer in kernel_layers(model)], int(model.count_params())
-
-
-def _rates(value: float | tuple[float, ...], n: int) -> list[float]:
-    return list(value) if isinstance(value, tuple) else [float(value)] * n
-
-
-def _chunk(k: int, arch: _Arch, n_features: int) -> int:
-    widest = max(*arch.hidden, n_features)
-    return 1 << max(4, int(math.log2(max(EVAL_ELEMENTS // (widest * k), 1))))
+# -- a pack, start to end ----------------------------------------------------------------------------------
+_PROGRAMS: dict[str, tuple[_Program, Any]] = {}
+"""Programs by the template's signature and the pack's settings, so that the packs of one
+sweep trace once (the template model is kept with its program)."""
 
 
 def train_pack(runs: Sequence[RunSpec], data: Dataset) -> Iterator[RunResult]:
-    """Trains the runs of a pack in one graph, yielding each run's record as soon as it ends
-    (early stopping, divergence, or the last epoch). If the pack itself fails, its unfinished
-    runs are `failed` with the message."""
+    """Trains the runs of a pack, yielding each run's record as soon as it ends (early
+    stopping, divergence, or the last epoch). If the pack itself fails, its unfinished runs
+    are `failed` with the message."""
+    from mlreg.backend import import_keras
+
+    keras = import_keras()
     t0 = time.perf_counter()
     done: set[str] = set()
     try:
-        for result in _train(list(runs), data):
-            done.add(result.run_id)
-            yield result
+        built = [_build(r, data) for r in runs]
+        groups: dict[str, list[int]] = {}
+        for j, (_, b) in enumerate(built):
+            groups.setdefault(b.signature, []).append(j)
+        for members in groups.values():
+            for result in _train([runs[j] for j in members], [built[j] for j in members], data, t0):
+                done.add(result.run_id)
+                yield result
     except Exception as e:  # noqa: BLE001 - a failed pack fails its runs, the sweep goes on
         share = (time.perf_counter() - t0) / max(len(runs) - len(done), 1)
         for run in runs:
             if run.run_id not in done:
-                yield failed(run, e, engine=NAME, backend="tensorflow", duration_s=share)
+                yield failed(run, e, engine=NAME, backend=keras.backend.backend(), duration_s=share)
 
 
-def _train(runs: list[RunSpec], data: Dataset) -> Iterator[RunResult]:
-    import tensorflow as tf
+def _template(runs: Sequence[RunSpec], built: Sequence[tuple[Any, _Built]], data: Dataset) -> _Program:
+    """The program for these runs: cached by the model's signature and the pack's settings; the
+    template is the model with the most Dropout layers (so every run's rates have a place)."""
+    first = runs[0]
+    regularized = sorted(set().union(*(b.regularized for _, b in built)))
+    xla = not any(rate > 0 for _, b in built for rate in b.dropout.values())  # see _compile
+    key = json.dumps([built[0][1].signature, sorted({n for _, b in built for n in b.dropout}), regularized,
+                      data.task, first.training.batch_size, first.training.optimizer, xla])
+    if key not in _PROGRAMS:
+        if len(_PROGRAMS) >= 8:
+            _PROGRAMS.pop(next(iter(_PROGRAMS)))
+        model = max(built, key=lambda mb: len(mb[1].dropout))[0]
+        _PROGRAMS[key] = (_Program(model, regularized, runs, data, xla), model)
+    return _PROGRAMS[key][0]
 
-    t_start = time.perf_counter()
-    m, tr, es = runs[0].model, runs[0].training, runs[0].early_stopping
-    n_rates = len(m.hidden) + 1
-    l1s = np.array([_rates(r.model.l1, n_rates) for r in runs], np.float32).T  # [layer, K]
-    l2s = np.array([_rates(r.model.l2, n_rates) for r in runs], np.float32).T
+
+def _train(runs: list[RunSpec], built: list[tuple[Any, _Built]], data: Dataset, t_start: float) -> Iterator[RunResult]:
+    import keras
+
+    reason = why_not_model(built[0][0])
+    if reason is not None:
+        raise TypeError(f"the fused engine cannot train {reason}; use engine = \"keras\"")
+    names = set().union(*(b.dropout for _, b in built))
+    program = _template(runs, built, data)
+    missing = names - {layer.name for layer in program.dropouts}
+    if missing:
+        raise TypeError(f"the runs of this pack have Dropout layers {sorted(missing)} that the template lacks")
+    builts = [b for _, b in built]
+    es = runs[0].early_stopping
+    backend = keras.backend.backend()
+    state, consts = program.initial_state(builts, runs)
+    convert = keras.ops.convert_to_tensor
+    x, y = convert(data.x_train), convert(data.y_train)
+    x_val, y_val = convert(data.x_val), convert(data.y_val)
     n = len(data.x_train)
-    layers = dense_layers(m.builder, m.hidden)
-    inits = [_initial_weights(r, data, layers) for r in runs]
-    kernel_names, n_params = inits[0][1], inits[0][2]
-    steps = math.ceil(n / tr.batch_size) * tr.epochs
-    arch = _Arch(m.builder, tuple(m.hidden), m.activation, data.task, tr.optimizer, tr.batch_size,
-                 any(r.model.dropout > 0 for r in runs), tuple(bool(v) for v in l1s.any(1)),
-                 tuple(bool(v) for v in l2s.any(1)),
-                 use_xla(len(runs), n_params, steps, any(r.early_stopping.enabled for r in runs)))
-    graph = _graph(arch)
-    params: Params = {name: tuple(tf.constant(np.stack([w[name][j] for w, _, _ in inits])) for j in (0, 1))
-                      for name in layers}
-    slots = {name: tuple(tuple(tf.zeros_like(v) for _ in range(_SLOTS[tr.optimizer])) for v in pair)
-             for name, pair in params.items()}
-    per_run = {  # per-run settings, stacked like the weights (rates: [layer, K])
-        "lr": tf.constant([r.training.learning_rate for r in runs], tf.float32),
-        "l1": tf.constant(l1s),
-        "l2": tf.constant(l2s),
-        "rate": tf.constant([r.model.dropout for r in runs], tf.float32),
-        "seeds": tf.constant([r.seed for r in runs], tf.int64),
-        "order": tf.constant(np.stack([keras_batch_order(r.seed, n) for r in runs])),
-    }
-    x, y = tf.constant(data.x_train), tf.constant(data.y_train)
-    x_val, y_val = tf.constant(data.x_val), tf.constant(data.y_val)
-    chunk = _chunk(len(runs), arch, data.n_features)
+    orders = _Orders(builts, runs, n)
     rule = StopRule([r.early_stopping.patience for r in runs], [r.early_stopping.min_delta for r in runs],
                     [r.early_stopping.enabled for r in runs], monitor_mode(es.monitor))
     restore = [es.restore_best_weights and r.early_stopping.enabled for r in runs]
     metric = metric_names(data.task)[0]
-    columns = {"metric": metric, "val_metric": f"val_{metric}", "train_metric": f"train_{metric}"}  # history's names
+    names_of = {"metric": metric, "train_metric": f"train_{metric}", "val_metric": f"val_{metric}"}  # history's
     histories: list[list[dict[str, Any]]] = [[] for _ in runs]
     spent = np.full(len(runs), (time.perf_counter() - t_start) / len(runs))  # each run's share of wall time
-    alive = np.arange(len(runs))  # pack position -> run index
-    best, step = params, tf.constant(0, tf.int64)
+    alive = np.arange(len(runs))  # stack position -> run index
+    active = np.ones(len(runs), dtype=bool)  # positions still training; the others are ignored
+    best = {"tv": state["tv"], "ntv": state["ntv"]}
 
-    def record(j: int, pos: int, kept: Params, stopped: bool) -> RunResult:
-        t0 = time.perf_counter()
-        kernels = {name: kept[name][0][pos].numpy() for name in kernel_names}
-        test = None
-        if data.x_test is not None and not diverged_at(histories[j][-1]):
-            one = _select(kept, [pos])
-            values = graph.measure(one, tf.constant(data.x_test), tf.constant(data.y_test), chunk)
-            test = {"data_loss": float(values["data_loss"][0]), metric: float(values["metric"][0])}
-        spent[j] += time.perf_counter() - t0
-        return finish(runs[j], engine=NAME, backend="tensorflow", task=data.task, history=histories[j],
+    def record(j: int, pos: int, kept: dict, stopped: bool, test: dict | None) -> RunResult:
+        kernels = {name: np.asarray((kept["tv"] if trainable else kept["ntv"])[i][pos])
+                   for name, (trainable, i) in program.kernels.items()}
+        return finish(runs[j], engine=NAME, backend=backend, task=data.task, history=histories[j],
                       best=int(rule.best_epoch[j]) if runs[j].early_stopping.enabled else None,
-                      restored=restore[j], stopped=stopped, kernels=kernels, test=test, n_params=n_params,
-                      duration_s=float(spent[j]), n_train=n, n_val=len(data.x_val))
+                      restored=restore[j], stopped=stopped, kernels=kernels, test=test,
+                      n_params=builts[j].n_params, duration_s=float(spent[j]), n_train=n, n_val=len(data.x_val))
 
-    active = np.ones(len(runs), dtype=bool)  # positions still training; the others are frozen padding
-    for epoch in range(tr.epochs):
+    for epoch in range(runs[0].training.epochs):
         if STOP.is_set():
             raise KeyboardInterrupt
         t0 = time.perf_counter()
-        params, slots, step, out = graph.epoch(params, slots, step, tf.constant(active), per_run["lr"],
-                                               per_run["l1"], per_run["l2"], per_run["rate"], per_run["seeds"],
-                                               per_run["order"], x, y, x_val, y_val, chunk)
-        values = {name: v.numpy().astype(np.float64).tolist() for name, v in out.items()}
-        values["val_loss"] = [v + p for v, p in zip(values["val_data_loss"], values["penalty"], strict=True)]
-        values["lr"] = per_run["lr"].numpy().astype(np.float64).tolist()
+        with _convolutions_as_matmuls():
+            state, out = program.epoch(state, consts, convert(orders.next()), x, y, x_val, y_val)
+        values = {names_of.get(k, k): np.asarray(v, dtype=np.float64) for k, v in out.items()}
+        values["val_loss"] = values["val_data_loss"] + values["penalty"]
         live = np.flatnonzero(active)
         share = (time.perf_counter() - t0) / len(live)
+        lrs = [runs[alive[pos]].training.learning_rate for pos in live]
         rows = [{"run_id": runs[alive[pos]].run_id, "epoch": epoch + 1,
-                 **{columns.get(name, name): v[pos] for name, v in values.items()}, "epoch_time_s": share}
-                for pos in live]
+                 **{col: float(v[pos]) for col, v in values.items()}, "lr": lr, "epoch_time_s": share}
+                for pos, lr in zip(live, lrs, strict=True)]
         for row, pos in zip(rows, live, strict=True):
             histories[alive[pos]].append(row)
         spent[alive[live]] += share
@@ -614,22 +804,33 @@ def _train(runs: list[RunSpec], data: Dataset) -> Iterator[RunResult]:
         if any(restore):
             improved = np.zeros(len(active), dtype=bool)
             improved[live] = improved_live
-            best = _where(improved, params, best)
-        ending = diverged | stop | (epoch == tr.epochs - 1)
-        for i in np.flatnonzero(ending):
-            pos, j = int(live[i]), int(alive[live[i]])
-            yield record(j, pos, best if restore[j] else params, bool(stop[i] and not diverged[i]))
+            best = _select(improved, {"tv": state["tv"], "ntv": state["ntv"]}, best)
+        ending = diverged | stop | (epoch == runs[0].training.epochs - 1)
+        if ending.any():
+            t1 = time.perf_counter()
+            ends = live[ending]
+            kept_mask = np.zeros(len(active), dtype=bool)
+            kept_mask[ends] = [restore[alive[p]] for p in ends]
+            kept = _select(kept_mask, best, {"tv": state["tv"], "ntv": state["ntv"]})
+            tests = None
+            if data.x_test is not None:
+                with _convolutions_as_matmuls():
+                    measured = program.evaluate(kept, convert(data.x_test), convert(data.y_test))
+                tests = {k: np.asarray(v, dtype=np.float64) for k, v in measured.items()}
+            cost = (time.perf_counter() - t1) / len(ends)
+            for i in np.flatnonzero(ending):
+                pos, j = int(live[i]), int(alive[live[i]])
+                spent[j] += cost
+                test = None if tests is None or diverged[i] else {"data_loss": float(tests["data_loss"][pos]),
+                                                                  metric: float(tests["metric"][pos])}
+                yield record(j, pos, kept, bool(stop[i] and not diverged[i]), test)
         active[live[ending]] = False
         n_active = int(active.sum())
         if n_active == 0:
             return
-        if n_active <= len(active) // 2:  # compact, to a power of two so that XLA compiles few sizes
+        if n_active <= len(active) // 2:  # compact, to a power of two so that few sizes compile
             size = 1 << (n_active - 1).bit_length()
             keep = np.concatenate([np.flatnonzero(active), np.flatnonzero(~active)[: size - n_active]])
-            where = tf.constant(keep)
-            params, slots, best = _select(params, where), _select(slots, where), _select(best, where)
-            per_run = {name: tf.gather(v, where, axis=1 if name in ("l1", "l2") else 0)
-                       for name, v in per_run.items()}
+            state, consts, best = _take(state, keep), _take(consts, keep), _take(best, keep)
+            orders.keep(keep)
             alive, active = alive[keep], active[keep]
-
-_SLOTS = {"sgd": 0, "rmsprop": 1, "adam": 2, "adamw": 2}

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from mlreg.backend import import_keras
+from mlreg.backend import import_keras, set_seed
 from mlreg.callbacks import HonestLogger, StopOnSignal
 from mlreg.engines import STOP
 from mlreg.records import RunResult, failed, finish, monitor_mode
@@ -35,7 +35,7 @@ def train_run(run: RunSpec, data: Dataset) -> RunResult:
 
     t0 = time.perf_counter()
     keras.backend.clear_session()
-    keras.utils.set_random_seed(run.seed)
+    set_seed(run.seed)
     model = build_model(run, data)
     compile_model(model, data.task, run.training)
     tr, es = run.training, run.early_stopping
