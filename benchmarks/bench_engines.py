@@ -1,29 +1,41 @@
-"""How much faster is the fused engine? Side by side, in this one process:
+"""How much faster is the fused engine? Side by side, in one run of this script:
 
-1. `sweep15`: 15 runs (5 L2 rates x 3 seeds) of a 64-256-256-10 MLP on digits (1,437
-   training samples), Adam, batch 32, 50 epochs, no early stopping, three ways:
-   a plain hand-written loop of `model.fit` calls (the baseline: what a user would write,
-   without the honest columns), `mlreg.run(engine="keras")` and `mlreg.run(engine="fused")`.
-2. `demo`: the demo's sweep (experiments/l2_rate.toml, early stopping on) at 3 seeds on one
-   split (18 runs: the demo of mlreg 0.1), with the keras engine and the fused engine.
-3. `table`: throughput of the fused engine (run-epochs per second, wall time per run) for
-   packs of K = 1, 4, 16, 64, 256 runs of the sweep15 model, 10 epochs each.
+1. `sweep15`: 15 runs (5 L2 rates x 3 seeds) of a 64-256-256-10 MLP on digits (1,437 training
+   samples), Adam, batch 32, 50 epochs, no early stopping.
+2. `conv15`: 15 runs (5 L2 rates x 3 seeds) of a user-written Functional Conv1D builder (the
+   MNIST-1D paper's CNN shape with Dropout 0.1) on mnist1d as [40, 1] sequences, Adam 1e-2,
+   batch 100, 30 epochs, no early stopping.
+   Each sweep four ways: the loop of `model.fit` calls a user writes (no honest columns) on
+   TensorFlow (the baseline) and on JAX, and `mlreg.run(engine="fused")` on each backend.
+3. `demo`: experiments/l2_rate.toml at 3 seeds on one split (18 runs, early stopping: the demo
+   of mlreg 0.1), keras engine against fused engine, on the default backend.
+4. `table`: throughput of the fused engine on the default backend (run-epochs per second) by
+   pack size, K = 1, 4, 16, 64, 256 runs of sweep15's model and of conv15's, against the
+   ceiling this machine's measured matmul speed puts on it.
 
-Wall times include everything a user waits for (building models, tracing, writing CSVs).
+A Keras backend is chosen once per process, so every measurement runs in a fresh Python
+process of its own (started by this one, one after the other); its clock starts after Keras
+is imported and stops when the last run is written. Wall times include everything else a user
+waits for: loading data, building models, tracing and compiling, training, writing CSVs.
+
 Usage:
-    python benchmarks/bench_engines.py [--only sweep15 demo table] [--epochs 50]
+    python benchmarks/bench_engines.py [--only sweep15 conv15 demo table] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+CONV = "bench_engines:conv1d"  # the user-written builder of conv15, found on sys.path as a user's module is
 
 
 def rss_mb() -> float:
@@ -34,120 +46,219 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def sweep15_spec(epochs: int) -> object:
-    import mlreg
+def conv1d(input_shape, n_outputs, output_activation, l2, dropout):
+    """What a user writes for MNIST-1D: three strided convolutions of 25 filters with Dropout,
+    a linear head; L2 on every kernel."""
+    import keras
 
-    return mlreg.ExperimentSpec.from_dict({
-        "name": "bench15", "seeds": 3,
-        "data": {"dataset": "digits"},
-        "model": {"hidden": [256, 256]},
-        "training": {"epochs": epochs, "batch_size": 32, "learning_rate": 1e-3},
-        "early_stopping": {"enabled": False},
-        "grid": {"l2": [0.0, 1e-4, 1e-3, 1e-2, 1e-1]},
-    })
+    reg = keras.regularizers.L2(l2) if l2 else None
+    inputs = keras.Input(input_shape)
+    x = inputs
+    for kernel in (5, 3, 3):
+        x = keras.layers.Conv1D(25, kernel, strides=2, padding="same", activation="relu", kernel_regularizer=reg)(x)
+        x = keras.layers.Dropout(dropout)(x)
+    x = keras.layers.Flatten()(x)
+    return keras.Model(inputs, keras.layers.Dense(n_outputs, activation=output_activation, kernel_regularizer=reg)(x))
 
 
-def hand_written(spec: object) -> None:
+SWEEPS = {
+    "sweep15": {"name": "sweep15", "seeds": 3, "data": {"dataset": "digits"}, "model": {"hidden": [256, 256]},
+                "training": {"epochs": 50, "batch_size": 32, "learning_rate": 1e-3}, "early_stopping": {"enabled": False},
+                "grid": {"l2": [0.0, 1e-4, 1e-3, 1e-2, 1e-1]}},
+    "conv15": {"name": "conv15", "seeds": 3, "data": {"dataset": "mnist1d", "shape": [40, 1]},
+               "model": {"builder": CONV, "dropout": 0.1},
+               "training": {"epochs": 30, "batch_size": 100, "learning_rate": 1e-2}, "early_stopping": {"enabled": False},
+               "grid": {"l2": [0.0, 1e-4, 1e-3, 1e-2, 1e-1]}},
+}
+
+
+# -- what one child process measures ------------------------------------------------------------
+def hand_written(spec: dict) -> None:
     """The loop a user writes: build, compile, fit with validation data; nothing else."""
     import keras
 
+    import mlreg
     from mlreg.data import load
+    from mlreg.models import build_model
 
-    runs = spec.expand()  # type: ignore[attr-defined]
+    runs = mlreg.ExperimentSpec.from_dict(spec).expand()
     data = load(runs[0].data)
     for run in runs:
         keras.backend.clear_session()
         keras.utils.set_random_seed(run.seed)
-        reg = keras.regularizers.L2(run.model.l2) if run.model.l2 else None
-        model = keras.Sequential([keras.Input((data.n_features,)),
-                                  *[keras.layers.Dense(u, activation="relu", kernel_regularizer=reg)
-                                    for u in run.model.hidden],
-                                  keras.layers.Dense(data.n_outputs, activation="softmax", kernel_regularizer=reg)])
+        model = build_model(run, data)  # the same model as mlreg builds
         model.compile(keras.optimizers.Adam(run.training.learning_rate), "sparse_categorical_crossentropy",
                       metrics=["accuracy"])
         model.fit(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
                   epochs=run.training.epochs, batch_size=run.training.batch_size, verbose=0)
 
 
-def timed(label: str, fn: object, rows: list, baseline: float | None = None) -> float:
-    t0 = time.perf_counter()
-    fn()  # type: ignore[operator]
-    wall = time.perf_counter() - t0
-    base = baseline if baseline is not None else wall
-    rows.append((label, wall, base / wall, rss_mb()))
-    print(f"  {label:<44} {wall:8.1f} s  {base / wall:6.1f}x   RSS {rss_mb():6.0f} MB", flush=True)
-    return wall
-
-
-def mlreg_run(spec: object, engine: str, out: Path) -> None:
+def mlreg_run(spec: dict, engine: str) -> None:
     import mlreg
 
-    mlreg.run(spec, out=out, engine=engine, progress=False)  # type: ignore[arg-type]
+    with tempfile.TemporaryDirectory() as d:
+        mlreg.run(mlreg.ExperimentSpec.from_dict(spec), out=Path(d) / "out", engine=engine, progress=False)
 
 
-def bench_sweep15(epochs: int, tmp: Path) -> None:
-    print(f"sweep15: 15 runs, 64-256-256-10 on digits, {epochs} epochs, batch 32, Adam (x = speed-up)")
-    spec = sweep15_spec(epochs)
-    rows: list = []
-    base = timed("hand-written loop of model.fit", lambda: hand_written(spec), rows)
-    timed("mlreg, keras engine (honest columns)", lambda: mlreg_run(spec, "keras", tmp / "k15"), rows, base)
-    timed("mlreg, fused engine (honest columns)", lambda: mlreg_run(spec, "fused", tmp / "f15"), rows, base)
+def throughput(spec: dict, k: int, epochs: int) -> dict:
+    """One fused pack of `k` runs (distinct seeds) of a sweep's model: run-epochs per second, and
+    the model's floating-point work per run-epoch."""
+    from dataclasses import replace
+
+    import mlreg
+    from mlreg.data import load
+    from mlreg.engines import fused
+
+    base = mlreg.ExperimentSpec.from_dict(spec).with_overrides(epochs=epochs).expand()[0]
+    data = load(base.data, root=base.root)
+    list(fused.train_pack([replace(base, seed=1000 + i) for i in range(k)], data))  # compiled once, for this k
+    pack = [replace(base, seed=i) for i in range(k)]
+    t0 = time.perf_counter()
+    results = list(fused.train_pack(pack, data))
+    wall = time.perf_counter() - t0
+    assert all(r.status == "ok" for r in results), results[0].summary.get("error")
+    return {"wall": wall, "rate": k * epochs / wall, "flop": run_epoch_flop(base, data), "rss": rss_mb()}
 
 
-def bench_demo(tmp: Path) -> None:
+def run_epoch_flop(run: object, data: object) -> float:
+    """Floating-point operations of one run-epoch: a forward (2 per multiply-add) and a backward
+    (twice the forward) pass over the training set, and a forward pass over the training and
+    validation sets for the honest columns."""
+    from mlreg.backend import import_keras
+    from mlreg.models import build_model
+
+    keras = import_keras()
+    model = build_model(run, data)  # type: ignore[arg-type]
+    macs = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Dense):
+            macs += layer.kernel.shape[0] * layer.kernel.shape[1]
+        elif isinstance(layer, keras.layers.Conv1D | keras.layers.Conv2D):
+            positions = 1
+            for d in layer.output.shape[1:-1]:
+                positions *= d
+            size = 1
+            for d in layer.kernel.shape:
+                size *= d
+            macs += positions * size
+    n_train, n_val = len(data.x_train), len(data.x_val)  # type: ignore[attr-defined]
+    return 2 * macs * (3 * n_train + n_train + n_val)
+
+
+def matmul_peak() -> float:
+    """GFLOP/s of a large float32 matrix product on this machine (the backend's own)."""
+    from mlreg.backend import import_keras
+
+    keras = import_keras()
+    a = keras.random.normal((2048, 2048))
+    best = 0.0
+    for _ in range(5):
+        t0 = time.perf_counter()
+        c = keras.ops.matmul(a, a)
+        float(keras.ops.sum(c))
+        best = max(best, 2 * 2048**3 / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def child(task: dict) -> dict:
+    """Runs one measurement in this (fresh) process and returns what it measured."""
+    sys.path[:0] = [str(ROOT), str(Path(__file__).parent)]
+    from mlreg.backend import choose_backend, import_keras
+
+    choose_backend(task["backend"])
+    import_keras()
+    t0 = time.perf_counter()
+    if task["what"] == "loop":
+        hand_written(task["spec"])
+    elif task["what"] == "mlreg":
+        mlreg_run(task["spec"], task["engine"])
+    elif task["what"] == "throughput":
+        return throughput(task["spec"], task["k"], task["epochs"])
+    elif task["what"] == "peak":
+        return {"gflops": matmul_peak()}
+    return {"wall": time.perf_counter() - t0, "rss": rss_mb()}
+
+
+def measure(task: dict) -> dict:
+    """`child(task)` in a fresh Python process."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, __file__, "--child", json.dumps(task)], capture_output=True, text=True,
+                         env=env, cwd=Path(__file__).parent)
+    if out.returncode:
+        raise RuntimeError(f"{task['what']} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# -- the report ---------------------------------------------------------------------------------------
+def bench_sweep(name: str, quick: bool) -> None:
+    spec = dict(SWEEPS[name])
+    if quick:
+        spec["training"] = {**spec["training"], "epochs": 5}
+    print(f"{name}: {_describe(name)} (x = speed-up over the TensorFlow loop, and over the JAX loop)")
+    rows = [("hand-written loop of model.fit, tensorflow", {"what": "loop", "backend": "tensorflow"}),
+            ("hand-written loop of model.fit, jax", {"what": "loop", "backend": "jax"}),
+            ("mlreg, fused engine, tensorflow", {"what": "mlreg", "backend": "tensorflow", "engine": "fused"}),
+            ("mlreg, fused engine, jax", {"what": "mlreg", "backend": "jax", "engine": "fused"})]
+    base = {}
+    for label, task in rows:
+        result = measure({**task, "spec": spec})
+        wall = result["wall"]
+        if task["what"] == "loop":
+            base[task["backend"]] = wall
+        tf_x, jax_x = base["tensorflow"] / wall, base.get("jax", wall) / wall
+        print(f"  {label:<46} {wall:7.1f} s  {tf_x:5.1f}x  {jax_x:5.1f}x   RSS {result['rss']:6.0f} MB", flush=True)
+
+
+def _describe(name: str) -> str:
+    return {"sweep15": "15 runs, 64-256-256-10 on digits, 50 epochs, batch 32, Adam",
+            "conv15": "15 runs of a user's Conv1D builder on mnist1d [40, 1], Dropout 0.1, 30 epochs, batch 100"}[name]
+
+
+def bench_demo(backend: str) -> None:
     import mlreg
 
     d = mlreg.load_spec(ROOT / "experiments" / "l2_rate.toml").to_dict()
     d["seeds"] = 3
     d["data"].pop("repeats", None)
-    spec = mlreg.ExperimentSpec.from_dict(d)
-    n = len(spec.expand())
-    print(f"demo: experiments/l2_rate.toml, {n} runs, early stopping on (x = speed-up over the keras engine)")
-    rows: list = []
-    base = timed("mlreg, keras engine", lambda: mlreg_run(spec, "keras", tmp / "kd"), rows)
-    timed("mlreg, fused engine", lambda: mlreg_run(spec, "fused", tmp / "fd"), rows, base)
+    print(f"demo: experiments/l2_rate.toml, 18 runs, early stopping on, {backend} (x = speed-up over the keras engine)")
+    keras_wall = measure({"what": "mlreg", "backend": backend, "engine": "keras", "spec": d})["wall"]
+    fused_wall = measure({"what": "mlreg", "backend": backend, "engine": "fused", "spec": d})["wall"]
+    print(f"  {'mlreg, keras engine':<46} {keras_wall:7.1f} s  {1:5.1f}x")
+    print(f"  {'mlreg, fused engine':<46} {fused_wall:7.1f} s  {keras_wall / fused_wall:5.1f}x", flush=True)
 
 
-def bench_table(tmp: Path) -> None:
-    from mlreg.data import load
-    from mlreg.engines import fused
-
-    epochs = 30
-    runs = sweep15_spec(epochs).with_overrides(epochs=epochs).expand()
-    data = load(runs[0].data)
-    list(fused.train_pack(runs[:2], data))  # trace once, so every row pays only its own work
-    list(fused.train_pack(runs[:3], data))  # and the any-size trace
-    print(f"table: fused packs of K runs, sweep15's model, {epochs} epochs (pack wall time, setup included)")
-    print(f"  {'K':>4} {'wall s':>8} {'s/run':>7} {'run-epochs/s':>13} {'vs K=1':>7} {'RSS MB':>7}")
-    one = None
-    for k in (1, 4, 16, 64, 256):
-        pack = [r.__class__(**{**r.__dict__, "seed": 100 + i}) for i, r in enumerate((runs * (k // len(runs) + 1))[:k])]
-        t0 = time.perf_counter()
-        results = list(fused.train_pack(pack, data))
-        wall = time.perf_counter() - t0
-        assert all(r.status == "ok" for r in results), results[0].summary.get("error")
-        rate = k * epochs / wall
-        one = one or rate
-        print(f"  {k:>4} {wall:8.2f} {wall / k:7.3f} {rate:13.1f} {rate / one:6.1f}x {rss_mb():7.0f}", flush=True)
+def bench_table(backend: str, quick: bool) -> None:
+    peak = measure({"what": "peak", "backend": backend})["gflops"]
+    print(f"table: fused packs of K runs on {backend}; this machine's float32 matmul peak: {peak:.0f} GFLOP/s")
+    print(f"  {'model':<8} {'K':>4} {'wall s':>8} {'run-epochs/s':>13} {'GFLOP/s':>8} {'of peak':>8} {'ceiling':>8} "
+          f"{'RSS MB':>7}")
+    for name, epochs in (("sweep15", 10), ("conv15", 5)):
+        for k in (1, 4, 16) if quick else (1, 4, 16, 64, 256):
+            r = measure({"what": "throughput", "backend": backend, "spec": SWEEPS[name], "k": k, "epochs": epochs})
+            gflops = r["rate"] * r["flop"] / 1e9
+            print(f"  {name:<8} {k:>4} {r['wall']:8.2f} {r['rate']:13.1f} {gflops:8.1f} {gflops / peak:7.0%} "
+                  f"{peak * 1e9 / r['flop']:8.0f} {r['rss']:7.0f}", flush=True)
 
 
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--child":
+        print(json.dumps(child(json.loads(sys.argv[2]))))
+        return
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--only", nargs="+", choices=["sweep15", "demo", "table"], default=["sweep15", "demo", "table"])
-    p.add_argument("--epochs", type=int, default=50, help="epochs of sweep15")
+    p.add_argument("--only", nargs="+", choices=["sweep15", "conv15", "demo", "table"],
+                   default=["sweep15", "conv15", "demo", "table"])
+    p.add_argument("--quick", action="store_true", help="a few epochs, small packs: check that it runs")
     args = p.parse_args()
     sys.path.insert(0, str(ROOT))
-    from mlreg.backend import import_keras
+    from mlreg.backend import DEFAULT_BACKEND
 
-    import_keras()
-    with tempfile.TemporaryDirectory() as d:
-        tmp = Path(d)
-        if "sweep15" in args.only:
-            bench_sweep15(args.epochs, tmp)
-        if "demo" in args.only:
-            bench_demo(tmp)
-        if "table" in args.only:
-            bench_table(tmp)
+    for name in ("sweep15", "conv15"):
+        if name in args.only:
+            bench_sweep(name, args.quick)
+    if "demo" in args.only:
+        bench_demo(DEFAULT_BACKEND)
+    if "table" in args.only:
+        bench_table(DEFAULT_BACKEND, args.quick)
 
 
 if __name__ == "__main__":

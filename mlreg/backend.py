@@ -18,8 +18,10 @@ from typing import Any
 
 from mlreg.spec import BACKENDS, SpecError
 
-DEFAULT_BACKEND = "tensorflow"
-"""The backend when neither `--backend` nor `KERAS_BACKEND` names one."""
+DEFAULT_BACKEND = "jax"
+"""The backend when neither `--backend` nor `KERAS_BACKEND` names one: measured faster for every
+sweep of benchmarks/bench_engines.py, and the one whose compiled program draws exactly
+`model.fit`'s dropout masks (see `mlreg.engines.fused`)."""
 
 PACKAGES = {"jax": "jax", "tensorflow": "tensorflow"}
 """The package of each backend of `mlreg.spec.BACKENDS` (its version goes into the manifest)."""

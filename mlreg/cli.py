@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
                    help='train on a Dask cluster: its scheduler ("tcp://host:8786"), or "local" for a LocalCluster '
                         "of --workers processes (pip install 'mlreg[dask]')")
     r.add_argument("--backend", choices=BACKENDS,
-                   help="the Keras backend (default: KERAS_BACKEND, else tensorflow)")
+                   help="the Keras backend (default: KERAS_BACKEND, else jax)")
     r.add_argument("--quiet", action="store_true", help="no progress bar and no table")
 
     v = command("validate", help="check an experiment file and list its runs; trains nothing")
@@ -155,8 +155,8 @@ def _validate(args: argparse.Namespace) -> int:
     from itertools import islice
 
     from mlreg.data import load
-    from mlreg.runner import check_builders, check_monitor, default_out
-    from mlreg.spec import load_spec
+    from mlreg.runner import check_builders, check_models, check_monitor, default_out, prepare_data
+    from mlreg.spec import BUILDERS, load_spec
 
     spec = load_spec(args.file)
     shown = list(islice(spec.iter_runs(), SHOWN_RUNS))
@@ -166,9 +166,12 @@ def _validate(args: argparse.Namespace) -> int:
                   root=spec.root)
         check_monitor(shown, ds.task)
         test = f" / {len(ds.x_test)} test" if ds.x_test is not None else ""
-        print(f"  data {ds.name}: task {ds.task}, {ds.n_features} features, "
+        shape = f"{ds.n_features} features" if len(ds.input_shape) == 1 else f"samples of shape {list(ds.input_shape)}"
+        print(f"  data {ds.name}: task {ds.task}, {shape}, "
               f"{len(ds.x_train)} train / {len(ds.x_val)} val{test} samples")
     check_builders(shown)
+    if any(r.model.builder not in BUILDERS for r in shown):  # a builder of the user's: build and check its models
+        check_models(shown, prepare_data(shown))
     swept = [p for p in spec.swept if p != "variant"]
     resampling = list(shown[0].resampling)
     header = ["run_id", "seed", *resampling, *(["variant"] if spec.variants else []), *swept]

@@ -395,6 +395,42 @@ def build_model(run: RunSpec, data: Dataset) -> keras.Model:
     return freeze(model, m.freeze) if m.freeze != "none" else model
 
 
+def check_model(model: Any, data: Dataset, builder: str) -> None:
+    """Refuses, before any training, a model a builder returned that cannot train on this data:
+    not a `keras.Model`, an input that does not take the data's samples, or an output that does
+    not fit the task (one value per class, label or target; probabilities for classification).
+
+    Raises:
+        SpecError: naming the builder and what it returned.
+    """
+    import keras
+    import numpy as np
+
+    where = f"Invalid value for `model.builder`: {builder}"
+    if not isinstance(model, keras.Model):
+        raise SpecError(f"{where} returned {type(model).__name__}, not a keras.Model. Received: builder={builder!r}")
+    try:
+        out = np.asarray(model(data.x_train[:4], training=False))
+    except Exception as e:  # noqa: BLE001 - the user's model: what it says is the message
+        raise SpecError(f"{where} returned a model that cannot take the data's samples of shape "
+                        f"{list(data.input_shape)} ({type(e).__name__}: {' '.join(str(e).split())[:200]}). "
+                        f"Received: builder={builder!r}") from None
+    n, task = data.n_outputs, data.task
+    what = {"single_label": f"{n} class probabilities (softmax)", "binary": "1 probability (sigmoid)",
+            "multi_label": f"{n} label probabilities (sigmoid)", "regression": f"{n} value{'s' * (n != 1)}"}[task]
+    fits = out.ndim == 2 and out.shape[1] == n
+    if fits and task != "regression":
+        fits = bool(((out >= 0) & (out <= 1)).all())
+        fits = fits and (task != "single_label" or bool(np.allclose(out.sum(1), 1, atol=1e-3)))
+    if not fits:
+        got = f"{out.shape[-1]} value{'s' * (out.shape[-1] != 1)}" if out.ndim == 2 else f"shape {list(out.shape[1:])}"
+        if out.ndim == 2 and out.shape[1] == n:
+            got += " that are not " + ("probabilities summing to 1" if task == "single_label" else "probabilities")
+        raise SpecError(f"{where} returned a model whose output does not fit the {task} task: it gives {got} per "
+                        f"sample, the task wants {what} (give the head `n_outputs` units and `output_activation`). "
+                        f"Received: builder={builder!r}")
+
+
 # -- transfer learning ----------------------------------------------------------------
 TRAINABLE = {"none": None, "all_but_last": 1, "most": 2}
 """How many layers with weights each freeze strategy of `mlreg.spec.FREEZE` leaves trainable

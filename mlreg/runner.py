@@ -58,6 +58,7 @@ class SweepReport:
         skipped: runs already recorded (resumed).
         counts: runs trained now, by status.
         notes: what the sweep said on the way (engine fallbacks, retries, the first failure).
+        backend: the Keras backend that trained the runs.
     """
 
     out: Path
@@ -65,11 +66,13 @@ class SweepReport:
     skipped: int
     counts: dict[str, int]
     notes: tuple[str, ...] = ()
+    backend: str = ""
 
     def __str__(self) -> str:
         parts = ", ".join(f"{n} {s}" for s, n in sorted(self.counts.items()))
         resumed = f"; {self.skipped} already done" if self.skipped else ""
-        return f"{self.total} run{'s' * (self.total != 1)} in {self.out}: {parts or 'nothing to do'}{resumed}"
+        on = f" ({self.backend} backend)" if self.backend else ""
+        return f"{self.total} run{'s' * (self.total != 1)} in {self.out}{on}: {parts or 'nothing to do'}{resumed}"
 
 
 def default_out(spec: ExperimentSpec) -> Path:
@@ -105,6 +108,46 @@ def check_builders(plan: list[RunSpec]) -> None:
                             f"Received: base_model={run.model.base_model!r}")
     for ref in user_refs:
         user_builder(ref)
+
+
+def check_models(plan: list[RunSpec], datasets: dict[str, Dataset]) -> dict[str, str]:
+    """Builds one model per distinct configuration of a user's builder (the per-run values, such
+    as the rates, aside) and checks it (`models.check_model`), so that a builder that raises,
+    cannot be called, returns something else than a model, or a model that does not fit the
+    task, is refused before anything is trained. Returns, for the runs whose model trains
+    itself, why the fused engine must leave them to `model.fit`.
+
+    Raises:
+        SpecError: naming the builder, the setting and the error.
+    """
+    from mlreg.backend import set_seed
+    from mlreg.engines.fused import pack_key, why_not_model
+    from mlreg.models import build_model, check_model
+    from mlreg.records import error_line
+    from mlreg.spec import InputError
+
+    reasons: dict[str, str] = {}
+    seen: dict[str, str | None] = {}
+    for run in plan:
+        if run.model.builder in BUILDERS:
+            continue
+        key = pack_key(run)
+        if key not in seen:
+            data = datasets[run.data_key]
+            set_seed(run.seed)
+            try:
+                model = build_model(run, data)
+            except InputError:
+                raise
+            except Exception as e:  # noqa: BLE001 - the user's builder: what it says is the message
+                raise SpecError(f"Invalid value for `model.builder`: {run.model.builder} failed to build a model "
+                                f"(run {run.run_id}, seed {run.seed}): {error_line(e)}. "
+                                f"Received: builder={run.model.builder!r}") from None
+            check_model(model, data, run.model.builder)
+            seen[key] = why_not_model(model)
+        if seen[key]:
+            reasons[run.run_id] = seen[key]  # type: ignore[assignment]
+    return reasons
 
 
 def manifest(spec: ExperimentSpec, task: str, n_runs: int, engine: str, content: str) -> dict[str, object]:
@@ -269,6 +312,7 @@ def run(
     first = next(iter(datasets.values()))
     check_monitor(plan, first.task)
     import_keras(verbose)
+    reasons = check_models(plan, datasets)
     params = list(plan[0].params())
     resampling = list(plan[0].resampling)
     content = data_hash(datasets)
@@ -300,7 +344,7 @@ def run(
             from mlreg.engines.fused import MAX_PACK
 
             max_pack = max(1, min(MAX_PACK, math.ceil(len(todo) / parallel)))
-        packs, note = engines.plan(todo, engine, max_pack=max_pack)
+        packs, note = engines.plan(todo, engine, max_pack=max_pack, reasons=reasons)
         counts: Counter[str] = Counter()
         failures_in_row = 0
         bar = tqdm(total=len(plan), initial=len(plan) - len(todo), unit="run", disable=not progress,
@@ -327,4 +371,4 @@ def run(
                     )
             if engines.STOP.is_set():
                 raise Interrupted(received.get("signum", signal.SIGINT))
-    return SweepReport(out, len(plan), len(plan) - len(todo), dict(counts), tuple(notes))
+    return SweepReport(out, len(plan), len(plan) - len(todo), dict(counts), tuple(notes), backend)

@@ -35,9 +35,12 @@ def broken(**hp):
 
 
 def fails_once(**hp):
-    """Fails the first time (until the marker file exists): a cause fixed between two runs."""
+    """Fails the first time it builds the model of seed 1 (until the marker file exists): a cause
+    fixed between two runs. Seed 0's model, which the driver checks, always builds."""
+    from keras.src.utils.rng_utils import get_random_seed
+
     marker = Path(os.environ["MLREG_KILL_MARKER"])
-    if not marker.exists():
+    if get_random_seed() == 1 and not marker.exists():
         marker.touch()
         raise RuntimeError("the data server was down")
     return everything(**hp)
@@ -76,4 +79,56 @@ def dies_always(**hp):
     """SIGKILLs its own (worker) process whenever it builds the l2=0.01 model."""
     if hp["l2"] == 0.01:
         os.kill(os.getpid(), signal.SIGKILL)
+    return everything(**hp)
+
+
+def functional_skip(input_shape, n_outputs, output_activation, hidden, dropout, l2):
+    """A user's Functional MLP with a skip connection, regularized with mlreg's helper."""
+    inputs = keras.Input(input_shape)
+    h = keras.layers.Dense(hidden[0], activation="relu")(inputs)
+    y = keras.layers.Dropout(dropout)(keras.layers.Dense(hidden[0], activation="tanh")(h))
+    h = keras.layers.Add()([h, y])
+    outputs = keras.layers.Dense(n_outputs, activation=output_activation)(h)
+    from mlreg import apply_regularization
+
+    return apply_regularization(keras.Model(inputs, outputs), l2=l2)
+
+
+def batch_norm(input_shape, n_outputs, output_activation, hidden, l2):
+    """A Sequential model with BatchNormalization (moving statistics are per run)."""
+    reg = keras.regularizers.L2(l2) if l2 else None
+    return keras.Sequential([keras.Input(input_shape), keras.layers.Dense(hidden[0], kernel_regularizer=reg),
+                             keras.layers.BatchNormalization(), keras.layers.Activation("relu"),
+                             keras.layers.Dense(n_outputs, activation=output_activation, kernel_regularizer=reg)])
+
+
+def conv2d(input_shape, n_outputs, output_activation, dropout, l2):
+    """A user's Conv2D model for images."""
+    reg = keras.regularizers.L2(l2) if l2 else None
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Conv2D(6, 3, activation="relu", kernel_regularizer=reg)(inputs)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Dropout(dropout)(x)
+    x = keras.layers.Flatten()(x)
+    return keras.Model(inputs, keras.layers.Dense(n_outputs, activation=output_activation, kernel_regularizer=reg)(x))
+
+
+class _OwnStep(keras.Model):
+    def train_step(self, *args, **kwargs):
+        return super().train_step(*args, **kwargs)
+
+
+def own_train_step(input_shape, n_outputs, output_activation):
+    """A model that trains itself: the fused engine must leave it to `model.fit`."""
+    inputs = keras.Input(input_shape)
+    return _OwnStep(inputs, keras.layers.Dense(n_outputs, activation=output_activation)(inputs))
+
+
+def fails_for_seed_1(**hp):
+    """Builds for seed 0 (what the driver checks) and fails, with a long message, for seed 1 (and
+    seeds from 1000 on)."""
+    from keras.src.utils.rng_utils import get_random_seed
+
+    if get_random_seed() == 1 or get_random_seed() >= 1000:
+        raise RuntimeError("the database said: " + "x" * 500)
     return everything(**hp)

@@ -67,11 +67,12 @@ def test_sweep_with_a_diverging_run_finishes_and_resumes(tmp_path, capsys):
 
 
 def test_failures_in_a_row_stop_the_sweep_with_a_clear_message(tmp_path, capsys):
-    d = tiny_spec_dict(model={"builder": "tests.builders:broken"}, seeds=4, max_failures=2)
+    d = tiny_spec_dict(model={"builder": "tests.builders:fails_for_seed_1"}, seeds=[0, 1, 1000, 1001],
+                       max_failures=2)
     spec, out = write_toml(tmp_path / "e.toml", d), tmp_path / "out"
     assert main(["run", str(spec), "--out", str(out), "--quiet"]) == 1
     err = capsys.readouterr().err
-    assert "2 runs failed in a row" in err and "this builder always fails" in err
+    assert "2 runs failed in a row" in err and "the database said" in err
     runs = pd.read_csv(out / "runs.csv")
     assert list(runs.status) == ["failed", "failed"]
 
@@ -81,7 +82,7 @@ def test_sigkill_mid_sweep_then_rerun_completes_without_duplicates(tmp_path):
                        grid={"l2": [0.0, 0.01, 0.1]})
     spec, out = write_toml(tmp_path / "e.toml", d), tmp_path / "out"
     env = {"MLREG_KILL_MARKER": str(tmp_path / "killed")}
-    first = mlreg_cli("run", str(spec), "--out", str(out), "--quiet", env=env)
+    first = mlreg_cli("run", str(spec), "--out", str(out), "--quiet", "--max-pack", "2", env=env)  # a pack per l2
     assert first.returncode == -signal.SIGKILL
     before = pd.read_csv(out / "runs.csv")
     assert len(before) == 2 and set(before.l2) == {0.0}  # the l2=0 runs finished before the kill
@@ -107,7 +108,7 @@ def test_ctrl_c_and_sigterm_keep_finished_runs_and_exit_128_plus_the_signal(tmp_
     d = tiny_spec_dict(model={"builder": "tests.builders:interrupt_once"}, grid={"l2": [0.0, 0.01, 0.1]})
     spec, out = write_toml(tmp_path / "e.toml", d), tmp_path / "out"
     env = {"MLREG_KILL_MARKER": str(tmp_path / "interrupted"), "MLREG_SIGNAL": signame}
-    first = mlreg_cli("run", str(spec), "--out", str(out), "--quiet", env=env)
+    first = mlreg_cli("run", str(spec), "--out", str(out), "--quiet", "--max-pack", "1", env=env)
     assert first.returncode == code, first.stderr
     lines = first.stderr.strip().splitlines()
     assert lines[-1] == f"mlreg: interrupted ({signame}); finished runs are kept, run again to resume"
@@ -224,8 +225,9 @@ def test_user_builders_take_keyword_arguments(tmp_path, capsys):
     assert main(["run", str(spec), "--out", str(tmp_path / "out"), "--quiet"]) == 0
     assert set(pd.read_csv(tmp_path / "out" / "runs.csv").status) == {"ok"}
     spec = write_toml(tmp_path / "f.toml", tiny_spec_dict(model={"builder": "tests.builders:needs_more"}))
-    assert main(["run", str(spec), "--out", str(tmp_path / "out2"), "--quiet"]) == 0  # a failed run, shown
+    assert main(["run", str(spec), "--out", str(tmp_path / "out2"), "--quiet"]) == 2  # refused before training
     assert "needs ['depth'], which mlreg does not give" in capsys.readouterr().err
+    assert not (tmp_path / "out2").exists()
 
 
 def test_version_verbose_anywhere_and_counts_in_words(tmp_path, capsys):
@@ -286,3 +288,94 @@ def test_a_directory_whose_data_changed_is_not_resumed(tmp_path, capsys):
     pd.DataFrame({"a": rng.normal(size=60), "y": rng.integers(0, 2, 60)}).to_csv(data, index=False)
     assert main(["run", str(spec), "--out", str(out), "--quiet"]) == 2
     assert "the data changed since its runs were recorded" in capsys.readouterr().err
+
+
+# -- your own model on your own data, on both backends (issue 15) ------------------------------------
+def test_help_imports_neither_tensorflow_nor_jax():
+    code = ("import sys; from mlreg.cli import main\n"
+            "for argv in (['--help'], ['compare', '--help'], ['plot', '--help']):\n"
+            "    try: main(argv)\n    except SystemExit: pass\n"
+            "print(sorted(m for m in ('tensorflow', 'jax', 'keras') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_backend_is_recorded_and_another_one_refuses_to_resume(tmp_path):
+    spec = write_toml(tmp_path / "e.toml", tiny_spec_dict(training={"epochs": 2}, grid={"l2": [0.0, 0.01]}))
+    out = tmp_path / "out"
+    first = mlreg_cli("run", str(spec), "--out", str(out), "--backend", "tensorflow")
+    assert first.returncode == 0, first.stderr
+    assert "(tensorflow backend)" in first.stdout
+    runs = pd.read_csv(out / "runs.csv")
+    assert set(runs.backend) == {"tensorflow"} and set(runs.engine) == {"fused"}
+    other = mlreg_cli("run", str(spec), "--out", str(out), "--backend", "jax")
+    assert other.returncode == 2 and "trained with the tensorflow backend, and this run uses jax" in other.stderr
+    assert "--backend tensorflow" in other.stderr and "Traceback" not in other.stderr
+    fresh = mlreg_cli("run", str(spec), "--out", str(out), "--backend", "jax", "--fresh", "--quiet")
+    assert fresh.returncode == 0, fresh.stderr
+    assert set(pd.read_csv(out / "runs.csv").backend) == {"jax"}
+    env = mlreg_cli("run", str(spec), "--out", str(out), "--quiet", env={"KERAS_BACKEND": "jax"})
+    assert env.returncode == 0 and "2 already done" in env.stdout and "(jax backend)" in env.stdout
+    bad = mlreg_cli("run", str(spec), "--out", str(tmp_path / "o2"), env={"KERAS_BACKEND": "torch"})
+    assert bad.returncode == 2 and "Invalid value for `KERAS_BACKEND`" in bad.stderr
+
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+def test_the_demo_plan_runs_under_each_backend(tmp_path, backend):
+    done = mlreg_cli("run", str(ROOT / "experiments" / "l2_rate.toml"), "--epochs", "2", "--out", str(tmp_path / "o"),
+                     "--backend", backend)
+    assert done.returncode == 0, done.stderr
+    assert f"180 runs in {tmp_path / 'o'} ({backend} backend): 180 ok" in done.stdout
+    assert "train with keras" not in done.stderr  # the fused engine trains every run
+
+
+def test_an_image_npz_and_a_users_conv2d_builder_run_without_flattening(tmp_path):
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    np.savez(tmp_path / "digits.npz", x=x.reshape(-1, 8, 8, 1).astype("float32"), y=y)
+    d = tiny_spec_dict(data={"dataset": None, "path": "digits.npz", "train_size": 300, "scale": "global"},
+                       model={"builder": "tests.builders:conv2d", "dropout": 0.1}, training={"epochs": 3},
+                       grid={"l2": [0.0, 1e-3]})
+    spec = write_toml(tmp_path / "e.toml", d)
+    done = mlreg_cli("run", str(spec), "--out", str(tmp_path / "o"))
+    assert done.returncode == 0, done.stderr
+    runs = pd.read_csv(tmp_path / "o" / "runs.csv")
+    assert set(runs.status) == {"ok"} and set(runs.engine) == {"fused"}
+    assert "conv2d" in set(pd.read_csv(tmp_path / "o" / "weights.csv").layer)  # statistics cover the convolution
+    validate = mlreg_cli("validate", str(spec))
+    assert validate.returncode == 0 and "samples of shape [8, 8, 1]" in validate.stdout
+
+
+def test_a_failed_run_is_one_line_and_its_traceback_is_kept(tmp_path, capsys):
+    d = tiny_spec_dict(model={"builder": "tests.builders:fails_for_seed_1"}, seeds=2, training={"epochs": 2})
+    spec, out = write_toml(tmp_path / "e.toml", d), tmp_path / "out"
+    assert main(["run", str(spec), "--out", str(out), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    runs = pd.read_csv(out / "runs.csv").set_index("seed").sort_index()
+    assert list(runs.status) == ["ok", "failed"]
+    line = runs.loc[1, "error"]
+    assert line.startswith("RuntimeError: the database said: ") and line.endswith(")") and len(line) < 260
+    assert "(at tests/builders.py:" in line and "Traceback" not in line
+    assert f"failed: {line}" in err  # the console shows the same line, once
+    trace = (out / "errors" / f"{runs.loc[1, 'run_id']}.txt").read_text()
+    assert trace.startswith("Traceback") and "fails_for_seed_1" in trace and "x" * 500 in trace
+    assert main(["report", str(out)]) == 0
+    report = (out / "report.html").read_text()
+    assert "Traceback (most recent call last)" in report and "x" * 500 in report  # the whole traceback
+    assert main(["run", str(spec), "--out", str(out), "--quiet"]) == 0  # a retried run leaves no stale traceback
+    assert not (out / "errors" / f"{runs.loc[1, 'run_id']}.txt").exists() or \
+        pd.read_csv(out / "runs.csv").set_index("seed").loc[1, "status"] == "failed"
+
+
+def test_only_bad_input_exits_2(tmp_path, capsys, monkeypatch):
+    """A ValueError inside mlreg is mlreg's own failure (exit 1), not the user's mistake."""
+    from mlreg import runner
+
+    def broken(*args, **kwargs):
+        raise ValueError("an internal bug")
+
+    monkeypatch.setattr(runner, "prepare_data", broken)
+    spec = write_toml(tmp_path / "e.toml", tiny_spec_dict())
+    assert main(["run", str(spec), "--out", str(tmp_path / "o")]) == 1
+    assert "ValueError: an internal bug" in capsys.readouterr().err

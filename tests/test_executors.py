@@ -12,6 +12,8 @@ import pytest
 import mlreg
 from tests.conftest import ROOT, mlreg_cli, tiny_spec_dict, write_toml
 
+pytestmark = pytest.mark.backends  # run again under the other Keras backend in CI
+
 NUMBERS = ["best_val_data_loss", "train_data_loss_at_best", "best_epoch", "weight_l2", "val_accuracy_at_best"]
 
 
@@ -52,7 +54,7 @@ def test_a_worker_killed_mid_sweep_loses_no_run(tmp_path, where):
 def test_a_pack_whose_worker_always_dies_is_failed_with_the_reason(tmp_path):
     d = tiny_spec_dict(model={"builder": "tests.builders:dies_always"}, grid={"l2": [0.0, 0.01, 0.1]})
     spec, out = write_toml(tmp_path / "e.toml", d), tmp_path / "out"
-    done = mlreg_cli("run", str(spec), "--out", str(out), "--quiet", "--workers", "2")
+    done = mlreg_cli("run", str(spec), "--out", str(out), "--quiet", "--workers", "2", "--max-pack", "1")
     assert done.returncode == 0, done.stderr
     runs = pd.read_csv(out / "runs.csv").set_index("l2")
     assert list(runs.sort_index().status) == ["ok", "failed", "ok"]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from mlreg.analysis.compare import as_list, baseline_note, combined_runs, compare, mark_empty
 from mlreg.analysis.plots import LABELS, figures
 from mlreg.spec import PLOT_KINDS
+from mlreg.store import ERRORS
 
 if TYPE_CHECKING:
     from mlreg.store import Results
@@ -131,14 +132,22 @@ def render(results: Results | Sequence[Results], *, metric: str = "best_val_data
 
 
 def _problems(results: Results | Sequence[Results]) -> str:
-    """A section listing the runs that diverged or failed, with their settings and errors."""
+    """A section listing the runs that diverged or failed, with their settings and errors, and
+    the whole traceback of each failed run (kept in the results directory's `errors/`)."""
     runs, by = combined_runs(results)
     bad = runs[runs["status"] != "ok"]
     if bad.empty:
         return "<h2>Diverged and failed runs</h2><p>None: every run finished ok.</p>"
     cols = [c for c in dict.fromkeys(["experiment", *by, "seed", "status", "epochs_run", "error"]) if c in bad.columns]
     table = bad[cols].to_html(index=False, na_rep="", border=0, classes="problems")  # the error last, wrapped
-    return f"<h2>Diverged and failed runs ({len(bad)})</h2><div class='scroll'>{table}</div>"
+    traces = []
+    for r in as_list(results):
+        for run_id in r.runs.loc[r.runs["status"] == "failed", "run_id"]:
+            path = r.root / ERRORS / f"{run_id}.txt"
+            if path.is_file():
+                traces.append(f"<details><summary>Traceback of run {html.escape(str(run_id))} "
+                              f"({html.escape(str(path))})</summary><pre>{html.escape(path.read_text())}</pre></details>")
+    return f"<h2>Diverged and failed runs ({len(bad)})</h2><div class='scroll'>{table}</div>" + "".join(traces)
 
 
 def write(results: Results | Sequence[Results], path: str | Path, **kw: object) -> Path:

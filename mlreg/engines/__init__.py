@@ -2,8 +2,8 @@
 `RunResult` per run as each run ends.
 
 - `keras`: one `model.fit` per run (a pack is one run); any Keras model; the exact reference.
-- `fused`: the runs of a pack share one graph (see `mlreg.engines.fused`); the built-in
-  builders only.
+- `fused`: the runs of a pack share one compiled program (see `mlreg.engines.fused`); any
+  model that does not train itself (its own `train_step`).
 - `auto`: `fused` for every run it can take, `keras` for the rest.
 
 Importing this module imports neither Keras nor its backends; training does, on the backend
@@ -13,7 +13,7 @@ Importing this module imports neither Keras nor its backends; training does, on 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -47,7 +47,8 @@ def check_engine(engine: str) -> str:
 
 
 def plan(
-    runs: Sequence[RunSpec], engine: str = "auto", *, max_pack: int | None = None
+    runs: Sequence[RunSpec], engine: str = "auto", *, max_pack: int | None = None,
+    reasons: Mapping[str, str] | None = None,
 ) -> tuple[list[Pack], str | None]:
     """Packs the runs for an engine.
 
@@ -55,31 +56,33 @@ def plan(
         runs: the runs to train, in plan order.
         engine: `auto`, `fused` or `keras`. Defaults to `"auto"`.
         max_pack: most runs in one fused pack. Defaults to `fused.MAX_PACK`.
+        reasons: run id -> why the fused engine cannot train it (a model that trains itself;
+            `probe` finds them). Defaults to `None`: every run can be fused.
 
     Returns:
         The packs, and a one-line note when `auto` trains some runs with `keras` (saying
         which and why), else `None`.
 
     Raises:
-        ValueError: an unknown engine, or `fused` asked for runs it cannot fuse.
+        SpecError: an unknown engine, or `fused` asked for runs it cannot fuse.
     """
     from mlreg.engines import fused
 
     check_engine(engine)
     if engine == "keras":
         return [Pack("keras", (r,)) for r in runs], None
-    reasons = {r.run_id: fused.why_not(r) for r in runs}
-    rest = [r for r in runs if reasons[r.run_id]]
+    reasons = reasons or {}
+    rest = [r for r in runs if r.run_id in reasons]
     if rest and engine == "fused":
         raise SpecError(f"Invalid value for `engine`: the fused engine cannot train {len(rest)} of these runs "
-                         f"({reasons[rest[0].run_id]}); use engine = \"auto\" or \"keras\". Received: engine='fused'")
-    fusable = [r for r in runs if not reasons[r.run_id]]
+                        f"({reasons[rest[0].run_id]}); use engine = \"auto\" or \"keras\". Received: engine='fused'")
+    fusable = [r for r in runs if r.run_id not in reasons]
     packs = [Pack("fused", tuple(p)) for p in fused.pack(fusable, max_pack or fused.MAX_PACK)]
     packs += [Pack("keras", (r,)) for r in rest]
     note = None
     if rest:
-        why = sorted({str(reasons[r.run_id]) for r in rest})
-        note = f"engine auto: {len(rest)} of {len(runs)} runs train with keras ({', '.join(why)} cannot be fused)"
+        why = sorted({reasons[r.run_id] for r in rest})
+        note = f"engine auto: {len(rest)} of {len(runs)} runs train with keras ({'; '.join(why)})"
     return packs, note
 
 

@@ -73,12 +73,6 @@ PER_RUN = ("l1", "l2", "dropout", "learning_rate", "early_stopping", "patience",
 """Parameters that may differ between the runs of one pack."""
 
 
-def why_not(run: RunSpec) -> str | None:
-    """Why a run cannot be fused, known from its settings alone (`None`: it can; what its
-    built model says is `why_not_model`'s)."""
-    return None
-
-
 def why_not_model(model: keras.Model) -> str | None:
     """Why a built model cannot be trained here (a short reason), or `None` when it can: a
     model that trains itself (its own `train_step` or `compute_loss`) must go through `fit`."""
@@ -149,8 +143,9 @@ class StopRule:
         current = np.asarray(current, dtype=np.float64)
         s = self.sign
         self.wait[which] += 1
-        with np.errstate(invalid="ignore"):
-            improved = ~self.seen[which] | (s * (current + s * self.min_delta[which]) < s * self.best[which])
+        with np.errstate(invalid="ignore"):  # Keras compares in float32, after the subtraction in float64
+            shifted = (current + s * self.min_delta[which]).astype(np.float32)
+            improved = ~self.seen[which] | (s * shifted < s * self.best[which].astype(np.float32))
         idx = which[improved]
         self.best[idx], self.best_epoch[idx], self.wait[idx], self.seen[idx] = current[improved], epoch, 0, True
         stop = ~improved & (self.wait[which] >= self.patience[which]) & (epoch > 0) & self.enabled[which]
@@ -712,9 +707,16 @@ def train_pack(runs: Sequence[RunSpec], data: Dataset) -> Iterator[RunResult]:
     t0 = time.perf_counter()
     done: set[str] = set()
     try:
-        built = [_build(r, data) for r in runs]
+        built: dict[int, tuple[Any, _Built]] = {}
+        for j, run in enumerate(runs):  # a run whose model cannot be built fails alone
+            t1 = time.perf_counter()
+            try:
+                built[j] = _build(run, data)
+            except Exception as e:  # noqa: BLE001 - the user's builder: a failed run, the pack goes on
+                done.add(run.run_id)
+                yield failed(run, e, engine=NAME, backend=keras.backend.backend(), duration_s=time.perf_counter() - t1)
         groups: dict[str, list[int]] = {}
-        for j, (_, b) in enumerate(built):
+        for j, (_, b) in built.items():
             groups.setdefault(b.signature, []).append(j)
         for members in groups.values():
             for result in _train([runs[j] for j in members], [built[j] for j in members], data, t0):
