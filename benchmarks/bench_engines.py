@@ -63,11 +63,13 @@ def conv1d(input_shape, n_outputs, output_activation, l2, dropout):
 
 SWEEPS = {
     "sweep15": {"name": "sweep15", "seeds": 3, "data": {"dataset": "digits"}, "model": {"hidden": [256, 256]},
-                "training": {"epochs": 50, "batch_size": 32, "learning_rate": 1e-3}, "early_stopping": {"enabled": False},
+                "training": {"epochs": 50, "batch_size": 32, "learning_rate": 1e-3},
+                "early_stopping": {"enabled": False},
                 "grid": {"l2": [0.0, 1e-4, 1e-3, 1e-2, 1e-1]}},
     "conv15": {"name": "conv15", "seeds": 3, "data": {"dataset": "mnist1d", "shape": [40, 1]},
                "model": {"builder": CONV, "dropout": 0.1},
-               "training": {"epochs": 30, "batch_size": 100, "learning_rate": 1e-2}, "early_stopping": {"enabled": False},
+               "training": {"epochs": 30, "batch_size": 100, "learning_rate": 1e-2},
+               "early_stopping": {"enabled": False},
                "grid": {"l2": [0.0, 1e-4, 1e-3, 1e-2, 1e-1]}},
 }
 

@@ -32,6 +32,7 @@ _EXPORTS = {
     "build_mlp": "mlreg.models",
     "build_residual_mlp": "mlreg.models",
     "build_wide_deep": "mlreg.models",
+    "build_cnn": "mlreg.models",
     "compile_model": "mlreg.models",
     "freeze": "mlreg.models",
     "freeze_strategy_for": "mlreg.models",

@@ -16,6 +16,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from mlreg.backend import choose_backend  # noqa: E402
+
+choose_backend()  # before a test module imports Keras: KERAS_BACKEND, else mlreg's default, as `mlreg run` does
+
 
 def tiny_spec_dict(**overrides: object) -> dict:
     """A few-second experiment: 16-unit MLP on 200 digits, 3 epochs."""

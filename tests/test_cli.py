@@ -51,7 +51,8 @@ def test_validate_lists_runs_without_training(tmp_path, capsys):
 
 
 def test_sweep_with_a_diverging_run_finishes_and_resumes(tmp_path, capsys):
-    d = tiny_spec_dict(training={"optimizer": "sgd", "epochs": 2}, grid={"learning_rate": [0.01, 1e9]})
+    d = tiny_spec_dict(data={"dataset": "poly", "train_size": 1.0}, training={"optimizer": "sgd", "epochs": 2},
+                       grid={"learning_rate": [0.01, 1e9]})
     spec, out = write_toml(tmp_path / "e.toml", d), tmp_path / "out"
     assert main(["run", str(spec), "--out", str(out), "--quiet"]) == 0
     runs = pd.read_csv(out / "runs.csv")

@@ -268,11 +268,11 @@ def test_engines_agree_over_seeds_with_dropout():
     """Each setting's mean best validation loss over 10 seeds from the fused and the keras
     engine agree within 2 standard errors; with the same dropout masks, run by run too."""
     runs, ds = _runs(seeds=10, data={"dataset": "digits", "train_size": 300}, model={"hidden": [32], "dropout": 0.3},
-                     training={"epochs": 30, "learning_rate": 3e-3}, early_stopping={"patience": 5},
-                     grid={"l2": [0.0, 1e-3, 1e-2]})
+                     training={"epochs": 20, "learning_rate": 3e-3}, early_stopping={"patience": 5},
+                     grid={"l2": [0.0, 1e-2]})
     ours = _by_id(fused.train_pack(runs, ds))
     reference = {r.run_id: execute(r, ds) for r in runs}
-    for l2 in (0.0, 1e-3, 1e-2):
+    for l2 in (0.0, 1e-2):
         ids = [r.run_id for r in runs if r.model.l2 == l2]
         a = np.array([ours[i].summary["best_val_data_loss"] for i in ids])
         b = np.array([reference[i].summary["best_val_data_loss"] for i in ids])
