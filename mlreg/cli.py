@@ -13,6 +13,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 BAD_INPUT = 2
 
@@ -152,13 +153,22 @@ SHOWN_RUNS = 40
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from mlreg.spec import SpecError, load_spec
+
+    spec = load_spec(args.file)
+    try:
+        return _check_and_list(spec)
+    except SpecError as e:
+        raise spec.named(e) from None
+
+
+def _check_and_list(spec: Any) -> int:
     from itertools import islice
 
     from mlreg.data import load
     from mlreg.runner import check_builders, check_models, check_monitor, default_out, prepare_data
-    from mlreg.spec import BUILDERS, load_spec
+    from mlreg.spec import BUILDERS
 
-    spec = load_spec(args.file)
     shown = list(islice(spec.iter_runs(), SHOWN_RUNS))
     print(f"{spec.name}: {spec.size} -> {default_out(spec)}")
     for data_spec in spec.data_specs():

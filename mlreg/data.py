@@ -353,6 +353,8 @@ def _load_file(path: Path, target: str | tuple[str, ...] | None) -> Arrays:
     may carry its own test set (`x_test`, `y_test`); or one 1-D array per column."""
     import pandas as pd
 
+    if path.is_dir():
+        raise DataError(f"Invalid value for `data.path`: a directory, not a data file. Received: path={str(path)!r}")
     if not path.is_file():
         raise DataError(f"Invalid value for `data.path`: no such file. Received: path={str(path)!r}")
     suffix = path.suffix.lower()
@@ -402,15 +404,21 @@ def _columns(frame: Any, path: Path, target: str | tuple[str, ...] | None) -> tu
     holes = frame.isna()
     if holes.any().any():
         rows, cols = int(holes.any(axis=1).sum()), [str(c) for c in frame.columns[holes.any()]]
-        raise DataError(f"{path.name}: {rows} rows have missing values (in columns {cols}); fill or drop them first")
+        raise DataError(f"{path.name}: {_rows(rows)} missing values (in columns {cols}); fill or drop them first")
     numeric = frame.select_dtypes("number")
     infinite = np.isinf(numeric.to_numpy(dtype="float64"))
     if infinite.any():
         col = str(numeric.columns[infinite.any(axis=0)][0])
-        raise DataError(f"{path.name}: column {col!r} has infinite values ({int(infinite.any(axis=1).sum())} "
-                        "rows); replace or drop them first")
+        n = int(infinite.any(axis=1).sum())
+        raise DataError(f"{path.name}: column {col!r} has infinite values (in {n} row{'s' * (n != 1)}); "
+                        "replace or drop them first")
     y = frame[targets[0]].to_numpy() if len(targets) == 1 else frame[targets].to_numpy()
     return features.to_numpy(dtype="float32"), y
+
+
+def _rows(n: int) -> str:
+    """`1 row has`, `2 rows have`."""
+    return f"{n} row has" if n == 1 else f"{n} rows have"
 
 
 def _npz_arrays(z: Any, path: Path) -> Arrays | None:

@@ -308,11 +308,14 @@ def run(
                         f"check the grid, or pass --max-runs {spec.n_runs} to go on")
     plan = spec.expand()
     datasets = prepare_data(plan)
-    check_builders(plan)
     first = next(iter(datasets.values()))
-    check_monitor(plan, first.task)
-    import_keras(verbose)
-    reasons = check_models(plan, datasets)
+    try:
+        check_builders(plan)
+        check_monitor(plan, first.task)
+        import_keras(verbose)
+        reasons = check_models(plan, datasets)
+    except SpecError as e:
+        raise spec.named(e) from None
     params = list(plan[0].params())
     resampling = list(plan[0].resampling)
     content = data_hash(datasets)

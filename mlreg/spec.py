@@ -91,7 +91,17 @@ class SpecError(InputError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Strict: a string is never taken for a number or a boolean (`"1e-3"`, `"no"`); TOML's
+    lists are taken for tuples."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lists_are_tuples(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return data
 
 
 Rate = float | tuple[float, ...]
@@ -101,7 +111,7 @@ def _check_rate(value: Rate, name: str) -> Rate:
     rates = value if isinstance(value, tuple) else (value,)
     for r in rates:
         if not (math.isfinite(r) and r >= 0):
-            raise ValueError(f"expected a rate >= 0 (or a list of them, one per layer); got {r}")
+            raise ValueError(f"expected a rate >= 0, or a list of rates (one per layer); got {r}")
     return value
 
 
@@ -402,6 +412,7 @@ class ExperimentSpec(_Section):
     grid: dict[str, tuple[Any, ...]] = {}
     variants: tuple[dict[str, Any], ...] = ()
     _root: str | None = PrivateAttr(default=None)  # the experiment file's folder (load_spec sets it)
+    _source: str = PrivateAttr(default="experiment")  # what errors are prefixed with: the file (load_spec sets it)
 
     @field_validator("seeds")
     @classmethod
@@ -411,6 +422,17 @@ class ExperimentSpec(_Section):
         if isinstance(v, tuple) and (not v or len(set(v)) != len(v)):
             raise ValueError("expected a non-empty list of distinct seeds")
         return v
+
+    @field_validator("grid", mode="before")
+    @classmethod
+    def _grid_lists(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        for key, values in v.items():
+            if not isinstance(values, list | tuple):
+                raise ValueError(f"Invalid value for `grid.{key}`: grid values are lists: "
+                                 f"`{key} = [{json.dumps(values)}]`. Received: {key}={values!r}")
+        return {k: tuple(values) for k, values in v.items()}
 
     @model_validator(mode="after")
     def _sweeps(self) -> ExperimentSpec:
@@ -460,9 +482,21 @@ class ExperimentSpec(_Section):
     def from_dict(cls, d: dict[str, Any], *, source: str = "experiment") -> ExperimentSpec:
         """Validates a plain dict (as read from TOML); raises `SpecError` naming the field."""
         try:
-            return cls.model_validate(d)
+            spec = cls.model_validate(d)
         except ValidationError as e:
             raise SpecError(f"{source}: {_format(e)}") from None
+        spec._source = source
+        return spec
+
+    @property
+    def source(self) -> str:
+        """Where the experiment comes from (its file, for `load_spec`): error messages begin with it."""
+        return self._source
+
+    def named(self, error: InputError) -> InputError:
+        """`error` with the experiment's source in front, as every error about the file reads."""
+        text = str(error)
+        return error if text.startswith(f"{self._source}:") else type(error)(f"{self._source}: {text}")
 
     def with_overrides(self, **fields: Any) -> ExperimentSpec:
         """Returns a copy with defaults changed, e.g. `with_overrides(epochs=2)`."""
@@ -474,7 +508,8 @@ class ExperimentSpec(_Section):
             d["grid"].pop(key, None)
             for v in d["variants"]:
                 v.pop(key, None)
-        return ExperimentSpec.from_dict(d, source="override").at(self._root)
+        spec = ExperimentSpec.from_dict(d, source=self._source).at(self._root)
+        return spec
 
     @property
     def root(self) -> str | None:
@@ -695,30 +730,77 @@ def load_spec(path: str | Path) -> ExperimentSpec:
 # -- helpers --------------------------------------------------------------------------
 def _check_param(key: str, where: str) -> None:
     if key not in PARAMS:
-        raise ValueError(
-            f"Unknown parameter `{key}` in {where}; expected one of {sorted(PARAMS)}"
-        )
+        import difflib
+
+        close = difflib.get_close_matches(key, list(PARAMS), n=1, cutoff=0.5)
+        hint = f"; did you mean `{close[0]}`? Expected" if close else "; expected"
+        raise ValueError(f"Unknown parameter `{key}` in {where}{hint} one of {sorted(PARAMS)}")
 
 
 def _key(v: Any) -> str:
     return json.dumps(v, sort_keys=True, default=str)
 
 
+EXPECTED = {
+    "l1": "expected a rate >= 0, or a list of rates (one per layer)",
+    "l2": "expected a rate >= 0, or a list of rates (one per layer)",
+    "seeds": "expected a count >= 1 or a list of seeds",
+    "train_size": "expected a fraction in (0, 1] or a count >= 2",
+    "kernel_size": "expected a size >= 1, or a list of them (one per convolution block)",
+    "strides": "expected a size >= 1, or a list of them (one per convolution block)",
+    "pool": "expected a size >= 1, or a list of them (one per convolution block)",
+    "freeze": f"expected one of {list(FREEZE)} or a count of trainable layers >= 1",
+    "scale": 'expected true, false or "global"',
+    "target": "expected a column name or a list of them",
+}
+"""What a field that takes values of several kinds expects, said once (pydantic says it once per kind)."""
+
+_TYPE_ERRORS = {"float": "expected a number", "int": "expected a whole number", "bool": "expected true or false",
+                "string": "expected a string", "tuple": "expected a list", "list": "expected a list",
+                "dict": "expected a table"}
+
+
 def _format(e: ValidationError, *, prefix: str = "", value: Any = None) -> str:
-    lines = []
+    """One line per invalid field, naming it, saying what is allowed and what was received."""
+    lines: dict[str, str] = {}
     for err in e.errors(include_url=False):
-        loc = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in err["loc"]).replace(".[", "[")
+        names = [p for p in err["loc"] if isinstance(p, int) or _is_name(p)]
+        field = next((p for p in reversed(names) if isinstance(p, str)), "")
+        loc = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in names).replace(".[", "[")
         where = prefix if prefix else loc
         msg = err["msg"].removeprefix("Value error, ")
+        kind = err["type"].removesuffix("_type").removesuffix("_parsing")
+        short = where.split(".")[-1].split("[")[0]
+        received = value if prefix else err.get("input")
         if err["type"] == "extra_forbidden":
-            lines.append(f"Unknown key `{where}`. Received: {loc.split('.')[-1]}={err['input']!r}")
+            lines[where] = f"Unknown key `{where}`{_did_you_mean(names)}. Received: {short}={err['input']!r}"
+        elif msg.startswith("Invalid value for"):
+            lines[where] = msg
         elif not loc and not prefix:
-            lines.append(msg)
+            lines[where] = msg
         else:
-            received = value if prefix else err.get("input")
-            short = where.split(".")[-1].split("[")[0]
-            lines.append(f"Invalid value for `{where}`: {msg}. Received: {short}={received!r}")
-    return "; ".join(lines)
+            key = where.split("[")[0] if field in EXPECTED and kind in _TYPE_ERRORS else where
+            if key in lines and field in EXPECTED:
+                continue
+            said = EXPECTED[field] if field in EXPECTED and kind in _TYPE_ERRORS else _TYPE_ERRORS.get(kind, msg)
+            lines[key] = f"Invalid value for `{key}`: {said}. Received: {short}={received!r}"
+    return "; ".join(lines.values())
+
+
+def _is_name(part: Any) -> bool:
+    """Whether a part of a pydantic error location is a field name (not a union branch such as
+    `float` or `tuple[float, ...]`)."""
+    return isinstance(part, str) and part.isidentifier() and part not in ("float", "int", "bool", "str")
+
+
+def _did_you_mean(names: list[Any]) -> str:
+    """`; did you mean `hidden`?` for a misspelled key, from the fields of its section."""
+    import difflib
+
+    section, key = (names[0], names[-1]) if len(names) > 1 else (None, names[-1] if names else "")
+    fields = _SECTIONS[section].model_fields if section in _SECTIONS else ExperimentSpec.model_fields
+    close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.5)
+    return f"; did you mean `{close[0]}`?" if close else ""
 
 
 def _drop_none(x: Any) -> Any:

@@ -180,7 +180,8 @@ def test_test_path_and_paths_relative_to_the_experiment_file(tmp_path):
     ("", r"d\.csv: the file is empty"),
     ("a,y\n", r"d\.csv: the file has no rows"),
     ("a,y\n1.0,0\n,1\n2.0,\n3.0,1\n", r"d\.csv: 2 rows have missing values \(in columns \['a', 'y'\]\)"),
-    ("a,y\n1.0,0\ninf,1\n3.0,1\n", r"d\.csv: column 'a' has infinite values \(1 rows\)"),
+    ("a,y\n1.0,0\n,1\n3.0,1\n", r"d\.csv: 1 row has missing values \(in columns \['a'\]\)"),
+    ("a,y\n1.0,0\ninf,1\n3.0,1\n", r"d\.csv: column 'a' has infinite values \(in 1 row\)"),
     ("a,y\n1.0,0\n2.0,0\n3.0,0\n", r"the target has one class \(0\).*Received: target='y'"),
 ])
 def test_bad_files_are_refused_naming_the_file_and_column(tmp_path, content, message):
@@ -236,3 +237,8 @@ def test_npz_refusals_name_the_array(tmp_path):
 
     with pytest.raises(SpecError, match=r"data\.target` is required with a CSV"):
         ExperimentSpec.from_dict({"name": "e", "data": {"path": "d.csv"}})
+
+
+def test_a_directory_is_not_a_data_file(tmp_path):
+    with pytest.raises(DataError, match=r"data\.path`: a directory, not a data file"):
+        load(DataSpec(path=str(tmp_path), target="y"))

@@ -136,3 +136,41 @@ def test_shift_is_sweepable_and_test_path_needs_path():
         ExperimentSpec.from_dict(tiny_spec_dict(data={"test_path": "t.csv"}))
     with pytest.raises(SpecError, match=r"Received: folds=1"):
         ExperimentSpec.from_dict(tiny_spec_dict(data={"folds": 1}))
+
+
+# -- messages that read right (issue 17.9) ---------------------------------------------------------
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"model": {"l2": "abc"}},
+     "Invalid value for `model.l2`: expected a rate >= 0, or a list of rates (one per layer). Received: l2='abc'"),
+    ({"grid": {"l2": 0.001}}, "Invalid value for `grid.l2`: grid values are lists: `l2 = [0.001]`. Received: l2=0.001"),
+    ({"model": {"l2": "1e-3"}}, "Received: l2='1e-3'"),
+    ({"training": {"learning_rate": "1e-3"}}, "Invalid value for `training.learning_rate`: expected a number"),
+    ({"early_stopping": {"enabled": "no"}}, "Invalid value for `early_stopping.enabled`: expected true or false. "
+                                            "Received: enabled='no'"),
+    ({"grid": {"early_stopping": ["no", True]}}, "expected true or false. Received: early_stopping='no'"),
+    ({"model": {"hiden": [3]}}, "Unknown key `model.hiden`; did you mean `hidden`?"),
+    ({"grid": {"l3": [0.1]}}, "Unknown parameter `l3` in grid; did you mean `l2`? Expected one of"),
+    ({"seeds": "three"}, "Invalid value for `seeds`: expected a count >= 1 or a list of seeds. "
+                         "Received: seeds='three'"),
+    ({"data": {"train_size": "half"}}, "Invalid value for `data.train_size`: expected a fraction in (0, 1] or a count"),
+])
+def test_messages_name_the_field_say_what_is_allowed_and_refuse_strings_for_numbers(overrides, message):
+    with pytest.raises(SpecError) as e:
+        ExperimentSpec.from_dict(tiny_spec_dict(**overrides))
+    assert message in str(e.value)
+    assert "tuple[" not in str(e.value) and ".float`" not in str(e.value)
+
+
+def test_numbers_and_booleans_of_the_right_kind_are_taken():
+    spec = ExperimentSpec.from_dict(tiny_spec_dict(model={"l2": 0, "hidden": [4, 2]}, training={"learning_rate": 1},
+                                                   early_stopping={"enabled": False}, grid={"l1": [0, 1e-3]}))
+    assert spec.model.l2 == 0.0 and spec.training.learning_rate == 1.0 and spec.model.hidden == (4, 2)
+
+
+def test_a_builder_that_cannot_be_imported_is_named_with_the_file(tmp_path):
+    from tests.conftest import mlreg_cli
+
+    spec = write_toml(tmp_path / "e.toml", tiny_spec_dict(model={"builder": "no_such_module:build"}))
+    for command in ("validate", "run"):
+        out = mlreg_cli(command, str(spec), *(["--out", str(tmp_path / "o")] if command == "run" else []))
+        assert out.returncode == 2 and out.stderr.startswith(f"mlreg: error: {spec}: Invalid value for `model.builder`")
