@@ -240,9 +240,12 @@ def _plot(args: argparse.Namespace) -> int:
     import matplotlib.pyplot as plt
 
     from mlreg.analysis.plots import figures
-    from mlreg.spec import PLOT_KINDS
+    from mlreg.spec import PLOT_KINDS, InputError
 
     out = Path(args.out or _default_out(args.dirs, "plots"))
+    if out.exists() and not out.is_dir():
+        raise InputError(f"Invalid value for `--out`: {out} is a file, not a folder for the plots. "
+                         f"Received: out={str(out)!r}")
     figs = figures(_load(args.dirs), args.kind or PLOT_KINDS)
     out.mkdir(parents=True, exist_ok=True)
     for stem, fig in figs.items():
@@ -259,6 +262,11 @@ def _report(args: argparse.Namespace) -> int:
     from mlreg.analysis.report import write
 
     out = args.out or _default_out(args.dirs, "report.html")
+    if Path(out).is_dir():
+        from mlreg.spec import InputError
+
+        raise InputError(f"Invalid value for `--out`: {out} is a folder; name the HTML file. "
+                         f"Received: out={str(out)!r}")
     path = write(_load(args.dirs), out, metric=args.metric, baseline=args.baseline, adjust=args.adjust)
     print(f"wrote {path}")
     return 0

@@ -358,6 +358,7 @@ def _load_file(path: Path, target: str | tuple[str, ...] | None) -> Arrays:
     if not path.is_file():
         raise DataError(f"Invalid value for `data.path`: no such file. Received: path={str(path)!r}")
     suffix = path.suffix.lower()
+    _check_readable(path, suffix)
     try:
         if suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
@@ -414,6 +415,47 @@ def _columns(frame: Any, path: Path, target: str | tuple[str, ...] | None) -> tu
                         "replace or drop them first")
     y = frame[targets[0]].to_numpy() if len(targets) == 1 else frame[targets].to_numpy()
     return features.to_numpy(dtype="float32"), y
+
+
+MEMORY_FACTOR = 4
+"""A data file is refused when this many times its (uncompressed) size exceeds the memory
+available: pandas needs several times a CSV's size to parse it."""
+
+
+def _check_readable(path: Path, suffix: str) -> None:
+    """Refuses, before reading, a file that is not what its name says (binary bytes in a .csv)
+    or that this machine cannot load (more than `1 / MEMORY_FACTOR` of the available memory),
+    so that no data file is read with unbounded memory."""
+    if suffix == ".csv":
+        with path.open("rb") as f:
+            head = f.read(1 << 16)
+        if b"\x00" in head:
+            raise DataError(f"{path.name}: not a CSV file: binary content (zero bytes) in its first "
+                            f"{len(head):,} bytes")
+    size = path.stat().st_size
+    if suffix == ".npz":
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(path) as z:
+                size = sum(info.file_size for info in z.infolist())
+        except zipfile.BadZipFile:
+            raise DataError(f"{path.name}: not an NPZ file (not a zip archive of arrays)") from None
+    available = _available_memory()
+    if available is not None and size * MEMORY_FACTOR > available:
+        raise DataError(f"{path.name}: {size / 1e9:.1f} GB of data, too much for the {available / 1e9:.1f} GB of "
+                        "memory available here; use a smaller file (or a machine with more memory)")
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available now (Linux's MemAvailable), or `None` where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 def _rows(n: int) -> str:

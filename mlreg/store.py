@@ -104,6 +104,8 @@ class ResultsStore:
                 foreign files, or another process is writing to it.
         """
         root = Path(root)
+        if root.exists() and not root.is_dir():
+            raise StoreError(f"{root} is a file, not a results directory; choose another --out")
         if root.exists() and any(root.iterdir()):
             if not (root / SPEC).is_file():
                 if not fresh:

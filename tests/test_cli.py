@@ -380,3 +380,19 @@ def test_only_bad_input_exits_2(tmp_path, capsys, monkeypatch):
     spec = write_toml(tmp_path / "e.toml", tiny_spec_dict())
     assert main(["run", str(spec), "--out", str(tmp_path / "o")]) == 1
     assert "ValueError: an internal bug" in capsys.readouterr().err
+
+
+def test_an_out_that_is_a_file_is_one_line_and_exit_2(tmp_path, capsys):
+    """Issue 17.7: `--out` naming a file gave a NotADirectoryError traceback and exit 1."""
+    spec = write_toml(tmp_path / "e.toml", tiny_spec_dict())
+    (tmp_path / "file").write_text("mine")
+    assert main(["run", str(spec), "--out", str(tmp_path / "file")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"mlreg: error: {tmp_path / 'file'} is a file, not a results directory; choose another --out\n"
+    assert (tmp_path / "file").read_text() == "mine"
+    from tests.conftest import make_results
+
+    results = make_results(tmp_path / "res", {0.0: [0.5, 0.6]})
+    assert main(["plot", str(results), "--out", str(tmp_path / "file")]) == 2
+    assert main(["report", str(results), "--out", str(tmp_path)]) == 2
+    assert "Traceback" not in capsys.readouterr().err

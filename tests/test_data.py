@@ -242,3 +242,25 @@ def test_npz_refusals_name_the_array(tmp_path):
 def test_a_directory_is_not_a_data_file(tmp_path):
     with pytest.raises(DataError, match=r"data\.path`: a directory, not a data file"):
         load(DataSpec(path=str(tmp_path), target="y"))
+
+
+def test_binary_and_huge_files_are_refused_without_reading_them(tmp_path, monkeypatch):
+    """Issue 17.8: a 2 GB sparse file named .csv took 46 s and 14.5 GB before 'the file has no rows'."""
+    import time
+
+    from mlreg import data
+
+    big = tmp_path / "big.csv"
+    with big.open("wb") as f:
+        f.truncate(2 << 30)  # 2 GB of zero bytes, sparse on disk
+    t0 = time.perf_counter()
+    with pytest.raises(DataError, match=r"big\.csv: not a CSV file: binary content"):
+        load(DataSpec(path=str(big), target="y"))
+    assert time.perf_counter() - t0 < 2
+    pd.DataFrame({"a": np.arange(1000.0), "y": np.arange(1000) % 2}).to_csv(tmp_path / "ok.csv", index=False)
+    monkeypatch.setattr(data, "_available_memory", lambda: 10_000)
+    with pytest.raises(DataError, match=r"ok\.csv: 0\.0 GB of data, too much for the 0\.0 GB of memory"):
+        load(DataSpec(path=str(tmp_path / "ok.csv"), target="y"))
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match=r"bad\.npz: not an NPZ file"):
+        load(DataSpec(path=str(tmp_path / "bad.npz")))
