@@ -121,7 +121,7 @@ class ResultsStore:
                     store = cls(root, columns, lock_fd)
                     try:
                         store._repair()
-                        store._check_manifest(must_match or {}, assume or {})
+                        store._check_manifest(manifest, must_match or {}, assume or {})
                         store._take_over(spec_toml, manifest, plan, describe_change)
                     except BaseException:
                         store.close()
@@ -205,11 +205,14 @@ class ResultsStore:
         finally:
             os.close(fd)
 
-    def _check_manifest(self, must_match: dict[str, Any], assume: dict[str, Any]) -> None:
+    def _check_manifest(self, manifest: dict[str, Any], must_match: dict[str, Any], assume: dict[str, Any]) -> None:
+        """Refuses a directory whose manifest says its runs were made otherwise (`must_match`);
+        a manifest that was deleted or damaged is written anew, whole."""
         try:
             old = json.loads((self.root / MANIFEST).read_text())
         except (OSError, ValueError):
-            old = {}
+            _write_atomic(self.root / MANIFEST, json.dumps(manifest | must_match, indent=2) + "\n")
+            return
         for key, value in must_match.items():
             was = old.get(key, assume.get(key))
             if was is not None and was != value:
@@ -288,6 +291,10 @@ def _create(root: Path, spec_toml: str, manifest: dict[str, Any]) -> int:
     """Builds a new results directory beside `root` and renames it into place (all or
     nothing); returns the descriptor holding its lock."""
     root.parent.mkdir(parents=True, exist_ok=True)
+    for stale in root.parent.glob(f".{root.name}.new-*"):  # left by a process that died while creating it
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = root.with_name(f".{root.name}.new-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -305,6 +312,16 @@ def _create(root: Path, spec_toml: str, manifest: dict[str, Any]) -> int:
             raise StoreError(f"another mlreg process is writing to {root}; wait for it to finish") from None
         raise
     return fd
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -214,3 +214,39 @@ def test_an_experiment_that_grew_keeps_its_runs_and_other_changes_are_named(tmp_
     assert "updated_at" in json.loads((root / "manifest.json").read_text())
     with pytest.raises(StoreError, match=r"1 of its 1 runs are not in this one, which differs in seeds \(2 -> 3\)"):
         _open(root, spec="seeds = 3\n", plan={"c"}, describe_change=lambda a, b: "seeds (2 -> 3)")
+
+
+def test_stale_creations_are_cleaned_and_a_deleted_manifest_is_rebuilt_whole(tmp_path):
+    """Issue 17.13: a crash during creation left `.NAME.new-PID/` forever; a deleted
+    manifest.json was rewritten with its data hash alone."""
+    import json
+    import subprocess
+
+    dead = subprocess.Popen(["true"])  # a process that has ended: its pid is free
+    dead.wait()
+    stale = tmp_path / f".r.new-{dead.pid}"
+    stale.mkdir()
+    (stale / "spec.toml").write_text("half made")
+    with _open(tmp_path / "r") as store:
+        store.append(_result("a"))
+    assert not stale.exists()
+    (tmp_path / "r" / "manifest.json").unlink()
+    manifest = {"swept": ["l2"], "experiment": "x", "backend": "jax"}
+    with ResultsStore.open(tmp_path / "r", spec_toml="name = 'x'\n", manifest=manifest, columns=COLUMNS,
+                           must_match={"data_hash": "abc", "backend": "jax"}, assume={"backend": "tensorflow"}):
+        pass
+    assert json.loads((tmp_path / "r" / "manifest.json").read_text()) == manifest | {"data_hash": "abc"}
+
+
+def test_a_directory_without_runs_is_one_clear_line(tmp_path, capsys):
+    """Issue 17.13: a header-only runs.csv: compare and report said 'try one of []', plot drew nothing."""
+    from mlreg.cli import main
+
+    with _open(tmp_path / "r"):
+        pass
+    (tmp_path / "r" / RUNS).write_text(",".join(COLUMNS[RUNS]) + "\n")
+    for command in ("compare", "plot", "report"):
+        assert main([command, str(tmp_path / "r")]) == 2, command
+        err = capsys.readouterr().err
+        assert "no runs recorded yet (runs.csv holds its header only)" in err and "[]" not in err
+    assert not (tmp_path / "r" / "plots").exists()

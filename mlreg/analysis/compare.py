@@ -88,6 +88,10 @@ def combined_runs(results: Results | Sequence[Results]) -> tuple[pd.DataFrame, l
     import pandas as pd
 
     items = as_list(results)
+    empty = [str(r.root) for r in items if r.runs.empty]
+    if empty:
+        raise InputError(f"{', '.join(empty)}: no runs recorded yet (runs.csv holds its header only); "
+                         "run the experiment first")
     frames, params = [], []
     for res, name in zip(items, experiment_names(items), strict=True):
         frames.append(res.runs.assign(experiment=name))
