@@ -161,3 +161,38 @@ def test_a_boolean_setting_can_be_the_baseline(tmp_path):
         assert table.loc[True, "diff"] == pytest.approx(-0.1) and table.loc[False, "verdict"] == "baseline"
     with pytest.raises(ValueError, match="true or false"):
         compare(res, baseline="early_stopping=maybe")
+
+
+def _two_params(tmp_path, runs_data_hash=None):
+    import pandas as pd
+
+    from mlreg.store import Results
+
+    rows = [{"run_id": f"{l2}-{d}-{s}", "status": "ok", "seed": s, "l2": l2, "dropout": d,
+             "best_val_data_loss": 0.5 - l2 * 10 - d / 10 + s / 100} for l2 in (0.0, 0.01) for d in (0.0, 0.5)
+            for s in range(3)]
+    manifest = {"swept": ["l2", "dropout"]} | ({"data_hash": runs_data_hash} if runs_data_hash else {})
+    return Results(tmp_path, pd.DataFrame(rows), pd.DataFrame(columns=["run_id", "epoch"]),
+                   pd.DataFrame(columns=["run_id", "layer", "bin_left", "bin_right", "count"]), ["l2", "dropout"],
+                   manifest, "")
+
+
+def test_a_baseline_of_two_parameters_with_spaces_or_commas(tmp_path):
+    """Issue 17.12: only "l2=0,dropout=0" worked; a baseline matching several settings said nothing of the syntax."""
+    res = _two_params(tmp_path)
+    for text in ("l2=0 dropout=0", "l2=0,dropout=0", "l2=0, dropout=0"):
+        table = compare(res, baseline=text)
+        assert (table.verdict == "baseline").sum() == 1, text
+    with pytest.raises(ValueError, match=r"matches 2 settings.*differ in \['l2', 'dropout'\].*--baseline \"l2="):
+        compare(res, baseline="l2=0")
+
+
+def test_directories_on_different_data_are_listed_but_never_paired(tmp_path):
+    """Issue 17.11: a tabular and an image experiment were ranked together with paired verdicts."""
+    a = _two_params(tmp_path / "a", runs_data_hash="1111")
+    b = _two_params(tmp_path / "b", runs_data_hash="2222")
+    object.__setattr__(b, "root", tmp_path / "b")
+    table = compare([a, b])  # side by side is fine
+    assert len(table) == 8
+    with pytest.raises(ValueError, match=r"trained on different data \(data hash .*1111.*2222\).*without a baseline"):
+        compare([a, b], baseline="l2=0 dropout=0")

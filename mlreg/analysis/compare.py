@@ -111,13 +111,13 @@ def independent(runs: pd.DataFrame, by: Sequence[str]) -> list[str]:
 
 
 def parse_setting(text: str) -> dict[str, str]:
-    """`"l2=0,dropout=0.5"` -> `{"l2": "0", "dropout": "0.5"}`."""
+    """`"l2=0 dropout=0.5"` (or with commas) -> `{"l2": "0", "dropout": "0.5"}`."""
     out = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
+    for part in text.replace(",", " ").split():
         key, sep, value = part.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"Invalid value for `baseline`: expected 'param=value[,param=value]'. "
-                             f"Received: baseline={text!r}")
+        if not sep or not key.strip() or not value.strip():
+            raise InputError(f"Invalid value for `baseline`: expected 'param=value', several separated by spaces "
+                             f"or commas (\"l2=0 dropout=0\"). Received: baseline={text!r}")
         out[key.strip()] = value.strip()
     return out
 
@@ -219,6 +219,12 @@ def compare(
         raise InputError(f"Invalid value for `adjust`: expected one of {list(ADJUSTMENTS)}. "
                          f"Received: adjust={adjust!r}")
     if baseline is not None:
+        hashes = {r.name: r.manifest.get("data_hash") for r in as_list(results)}
+        if len(set(hashes.values())) > 1:
+            raise InputError(f"Invalid value for `baseline`: these results were trained on different data (data "
+                             f"hash {', '.join(f'{n}: {h}' for n, h in hashes.items())}), so runs of one cannot be "
+                             "paired with runs of another; compare them without a baseline to list them side by "
+                             f"side. Received: baseline={baseline!r}")
         table = _with_baseline(table, runs, by, metric, baseline, ascending, adjust)
     return table.sort_values(["rank"], kind="stable", na_position="last").reset_index(drop=True)
 
@@ -232,8 +238,10 @@ def _with_baseline(
     setting = parse_setting(baseline) if isinstance(baseline, str) else dict(baseline)
     base_rows = table[_matches(table, setting)]
     if len(base_rows) != 1:
-        raise InputError(f"Invalid value for `baseline`: matches {len(base_rows)} settings, expected 1 "
-                         f"(settings differ in {by}). Received: baseline={baseline!r}")
+        example = " ".join(f"{c}={table.iloc[0][c]}" for c in by)
+        raise InputError(f"Invalid value for `baseline`: matches {len(base_rows)} settings, expected 1; settings "
+                         f"differ in {by}, so give a value for each: --baseline \"{example}\". "
+                         f"Received: baseline={baseline!r}")
     if base_rows.iloc[0]["n"] == 0:
         raise InputError(f"Invalid value for `baseline`: the baseline has no ok runs (all diverged or failed). "
                          f"Received: baseline={baseline!r}")
