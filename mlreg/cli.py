@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
 
     c = command("compare", help="rank settings over seeds from saved results")
     c.add_argument("dirs", nargs="+", metavar="DIR", help="results directories")
-    c.add_argument("--metric", default="best_val_data_loss", help="a runs.csv column")
+    c.add_argument("--metric", help="a runs.csv column (default: best_val_data_loss, else the validation metric)")
     c.add_argument("--by", nargs="+", metavar="PARAM", help="columns defining a setting")
     c.add_argument("--baseline", help='the setting to compare against, e.g. "l2=0"')
     c.add_argument("--adjust", choices=ADJUSTMENTS, default="none",
@@ -92,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     rp = command("report", help="write one self-contained HTML report")
     rp.add_argument("dirs", nargs="+", metavar="DIR", help="results directories")
     rp.add_argument("--out", help="the HTML file (default: DIR/report.html, or ./report.html)")
-    rp.add_argument("--metric", default="best_val_data_loss", help="the runs.csv column to rank by")
+    rp.add_argument("--metric", help="the runs.csv column to rank by (default: as compare)")
     rp.add_argument("--baseline", help='the setting to compare against, e.g. "l2=0"')
     rp.add_argument("--adjust", choices=ADJUSTMENTS, default="none",
                     help="adjust the baseline comparisons' p-values for their number (Holm)")
@@ -144,7 +144,7 @@ def _run(args: argparse.Namespace) -> int:
                  verbose=args.verbose, **limits)
     print(report)
     if not args.quiet:
-        _print_compare([report.out], metric="best_val_data_loss")
+        _print_compare([report.out], metric=None)
     return 0
 
 
@@ -204,12 +204,12 @@ def _datasets(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_compare(dirs: Sequence[str | Path], *, metric: str, by: Sequence[str] | None = None,
+def _print_compare(dirs: Sequence[str | Path], *, metric: str | None, by: Sequence[str] | None = None,
                    baseline: str | None = None, adjust: str = "none", csv: str | None = None) -> None:
     from mlreg.analysis.compare import compare, format_table
 
     table = compare(_load(dirs), metric=metric, by=by, baseline=baseline, adjust=adjust)
-    print(format_table(table, metric=metric))
+    print(format_table(table))
     if csv:
         table.to_csv(csv, index=False)
         print(f"wrote {csv}")
@@ -281,8 +281,8 @@ def _import(args: argparse.Namespace) -> int:
                                name=args.name)
     print(f"imported {n} run{'s' * (n != 1)} into {args.out} ({len(args.files) - n} already there)")
     print(f"these runs lack {', '.join(lacks)}: Keras's loss and val_loss include the penalty, so no "
-          "honest column is derived from them. Their best epoch is the lowest val_loss; compare them with "
-          "--metric val_accuracy_at_best (or val_mae_at_best)")
+          "honest column is derived from them. Their best epoch is the lowest val_loss; compare, plot and "
+          "report rank them by val_accuracy_at_best (or val_mae_at_best) and draw their val_loss")
     return 0
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import os
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -248,6 +248,17 @@ HIGHER_IS_BETTER = ("accuracy", "auc", "precision", "recall", "r2")
 def higher_is_better(column: str) -> bool:
     """Whether larger values of a column are better (accuracy-like names, not losses)."""
     return any(word in column for word in HIGHER_IS_BETTER) and "loss" not in column
+
+
+RANKED_BY = ("best_val_data_loss", "val_accuracy_at_best", "val_mae_at_best")
+"""What settings are ranked by when no metric is named: the honest validation loss, else (runs
+imported from Keras's CSVLogger files lack the honest columns) the validation metric at the
+best epoch: the first of these a results directory has values of."""
+
+
+def default_metric(columns_with_values: Collection[str]) -> str:
+    """The column settings are ranked by, among those a results directory has values of."""
+    return next((m for m in RANKED_BY if m in columns_with_values), RANKED_BY[0])
 
 
 def monitor_mode(monitor: str) -> Literal["min", "max"]:

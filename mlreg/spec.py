@@ -675,10 +675,16 @@ class RunSpec:
 
 
 def format_value(v: Any) -> Any:
-    """How a parameter value is written in CSVs and labels: `(64, 32)` -> `"64x32"`."""
+    """How a parameter value is written in CSVs: `(64, 32)` -> `"64x32"`; anything else as it is."""
     if isinstance(v, tuple):
         return "x".join(str(x) for x in v)
     return v
+
+
+def label(v: Any) -> str:
+    """How a parameter value is shown in tables, legends and messages: `0.001`, `64x32`, `True`."""
+    v = format_value(v)
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def describe_change(old_toml: str, new_toml: str) -> str:

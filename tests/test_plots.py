@@ -25,8 +25,8 @@ def test_loss_curves(res):
     dashed = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
     markers = [ln for ln in ax.get_lines() if ln.get_marker() == "o"]
     assert len(solid) == len(dashed) == len(markers) == 3
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["0", "0.001", "0.1", "validation", "training",
-                                                                    "best epoch (median)"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["0", "0.001", "0.1", "validation (band: ±1 std)",
+                                                                    "training", "best epoch (median)"]
     assert ax.get_xlabel() == "epoch" and ax.get_yscale() == "log"
     ax.figure.canvas.draw()
     assert all(float(t).is_integer() for t in ax.get_xticks())  # epochs are whole
@@ -77,7 +77,6 @@ def test_two_swept_parameters_give_one_line_per_value(tmp_path):
     assert len(lines) == 4 and [ln.get_linestyle() for ln in lines] == ["-", "--", "-", "--"]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["train_size=100", "train_size=1000"]
     assert lines[0].get_color() == lines[1].get_color() != lines[2].get_color() == lines[3].get_color()
-    assert "solid: validation, dashed: training" in ax.get_title()
 
 
 def test_gap_weights_sparsity_stopping(res):
@@ -150,3 +149,71 @@ def test_several_directories_keep_each_best_setting_and_leave_out_missing_parame
     assert not any("nan" in label for label in labels)
     ax = plots.validation_curve([many, other], param="dropout")
     assert len(ax.collections[-1].get_offsets()) == 2  # only the runs that have a dropout
+
+
+# -- issue 17: imported runs, axes, a user's own figure -------------------------------------------
+@pytest.fixture
+def imported(tmp_path):
+    """Runs imported from Keras's CSVLogger files: no honest columns, no weights."""
+    import pandas as pd
+
+    from mlreg.recorder import import_csv_logs
+
+    for l2 in (0.0, 0.01):
+        for seed in (0, 1):
+            pd.DataFrame({"epoch": range(5), "loss": [1.0, 0.8, 0.6, 0.5, 0.45], "accuracy": [0.5, 0.6, 0.7, 0.8, 0.85],
+                          "val_loss": [1.1, 0.9, 0.8 + l2, 0.85, 0.9], "val_accuracy": [0.5, 0.6, 0.7 - l2, 0.68, 0.66]}
+                         ).to_csv(tmp_path / f"run_l2={l2}_seed={seed}.csv", index=False)
+    import_csv_logs(sorted(tmp_path.glob("run_*.csv")), tmp_path / "imported", pattern="run_l2={l2}_seed={seed}.csv")
+    return load_results(tmp_path / "imported")
+
+
+def test_imported_runs_are_drawn_with_the_columns_they_have(imported, capsys):
+    """Issue 17.10: report and loss curves failed on all-NA columns, validation curves could not be
+    log-scaled, gap, sparsity and weights drew empty plots, compare said 'no ok runs'."""
+    from mlreg.analysis.compare import compare, format_table
+    from mlreg.analysis.report import render
+    from mlreg.cli import main
+
+    table = compare(imported)
+    assert table.attrs["metric"] == "val_accuracy_at_best" and list(table.n) == [2, 2]
+    text = format_table(table)
+    assert "mean val_accuracy_at_best" in text and "no ok runs" not in text and "ranked by val_accuracy_at_best" in text
+    figs = plots.figures(imported)
+    assert set(figs) == {"loss_curves", "validation_curve_l2", "stopping_epoch_l2"}
+    assert figs["loss_curves"].axes[0].get_ylabel() == "loss as Keras reports it (with the penalty)"
+    assert len(figs["validation_curve_l2"].axes[0].get_lines()) >= 1
+    assert "val_accuracy_at_best" in render(imported)
+    for argv in (["compare", str(imported.root)], ["plot", str(imported.root)], ["report", str(imported.root)]):
+        assert main(argv) == 0, argv
+    assert "ranked by val_accuracy_at_best" in capsys.readouterr().out
+
+
+def test_zero_and_rates_a_decade_apart_get_a_symlog_axis(tmp_path):
+    """Issue 17.14: l2 = [0, 1e-3, 1e-2] got a linear axis, so 0 and 1e-3 overlapped."""
+    res = load_results(make_results(tmp_path / "a", {0.0: [0.5], 1e-3: [0.4], 1e-2: [0.45]}))
+    assert plots.validation_curve(res, param="l2").get_xscale() == "symlog"
+    res = load_results(make_results(tmp_path / "b", {0.0: [0.5], 0.2: [0.4], 0.5: [0.45]}, param="dropout"))
+    assert plots.validation_curve(res, param="dropout").get_xscale() == "linear"
+
+
+def test_plots_in_a_users_own_figure_keep_legends_inside_and_titles_short(res):
+    """Issue 17.15: legends placed outside each axes overlapped the next; long titles ran together."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4), layout="constrained")
+    plots.loss_curves(res, ax=axes[0])
+    plots.validation_curve(res, param="l2", ax=axes[1], lw=3)
+    plots.generalization_gap(res, param="l2", ax=axes[2], legend=False)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in axes[:2]:
+        box, frame = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1, ax.get_title()
+    assert axes[2].get_legend() is None
+    assert all(len(ax.get_title()) <= 55 for ax in axes), [ax.get_title() for ax in axes]
+    assert axes[1].get_lines()[0].get_linewidth() == 3  # **line_kw reaches the lines
+    assert axes[1].get_xlabel() == "l2"  # a parameter keeps its one name
+
+
+def test_the_plots_module_shows_only_what_it_offers():
+    names = dir(plots)
+    assert "validation_curve" in names and not {"np", "dataclass", "Any", "annotations"} & set(names)

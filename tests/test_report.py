@@ -29,7 +29,7 @@ def test_report_lists_diverged_and_failed_runs_with_their_errors(tmp_path):
     assert "Diverged and failed runs (1)" in html and "<td>failed</td>" in html
 
 
-BLOCK_TF = "import sys; sys.modules['tensorflow'] = None; sys.modules['keras'] = None\n"
+BLOCK_TF = "import sys; sys.modules['tensorflow'] = None; sys.modules['keras'] = None; sys.modules['jax'] = None\n"
 
 
 def test_compare_plot_report_work_without_tensorflow_or_keras(tmp_path):

@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from mlreg.records import higher_is_better
+from mlreg.records import default_metric, higher_is_better
 from mlreg.spec import ADJUSTMENTS, InputError
 
 if TYPE_CHECKING:
@@ -101,6 +101,23 @@ def combined_runs(results: Results | Sequence[Results]) -> tuple[pd.DataFrame, l
     return runs, by
 
 
+def over_seeds(frame: pd.DataFrame, by: Sequence[str], columns: Sequence[str],
+               stats: Sequence[str] = ("count", "mean", "std", "min", "max")) -> pd.DataFrame:
+    """Statistics of `columns` over the seeds (and splits, folds) of each group of `by`: the one
+    place where mlreg aggregates over repeats, for the table, the plots and the notebook view.
+    `frame` is runs (one row each; settings as `by`) or history (`by` then ends with `epoch`).
+    Returns one row per group (keyed by `by`, in order of appearance), one column per
+    `(column, statistic)`; a column without values gives NaN, not an error."""
+    present = [c for c in columns if c in frame]
+    grouped = frame.groupby(list(by), sort=False, dropna=False)[present]
+    out = grouped.agg(list(stats))
+    for c in columns:
+        if c not in present:
+            for st in stats:
+                out[(c, st)] = 0 if st == "count" else float("nan")
+    return out
+
+
 def independent(runs: pd.DataFrame, by: Sequence[str]) -> list[str]:
     """The grouping columns that vary on their own: those set by the named variants (constant
     within each variant) are implied by the variant's name and left out."""
@@ -149,7 +166,7 @@ def _matches(frame: pd.DataFrame, setting: dict[str, str]) -> pd.Series:
 def compare(
     results: Results | Sequence[Results],
     *,
-    metric: str = "best_val_data_loss",
+    metric: str | None = None,
     by: Sequence[str] | None = None,
     baseline: str | dict[str, str] | None = None,
     adjust: str = "none",
@@ -159,7 +176,9 @@ def compare(
     Args:
         results: from `mlreg.load_results` (one, or a list to compare experiments).
         metric: any numeric `runs.csv` column. Lower is better, except for
-            accuracy-like columns. Defaults to `"best_val_data_loss"`.
+            accuracy-like columns. Defaults to `best_val_data_loss`, or, for runs without it
+            (imported from Keras's CSVLogger files), the validation metric at the best epoch
+            (`records.default_metric`); `table.attrs["metric"]` says which.
         by: the columns that define a setting. Defaults to the swept parameters
             (and `experiment` when several directories are given).
         baseline: a setting such as `"l2=0"`: adds the mean paired difference to it
@@ -186,6 +205,7 @@ def compare(
 
     runs, default_by = combined_runs(results)
     by = list(by) if by else default_by
+    metric = metric or metric_of(runs)
     if metric not in runs.columns or not pd.api.types.is_numeric_dtype(runs[metric].dropna()):
         numeric = [c for c in runs.columns if pd.api.types.is_numeric_dtype(runs[c])]
         raise InputError(f"Invalid value for `metric`: not a numeric column of runs.csv (try one of "
@@ -198,16 +218,15 @@ def compare(
         by = ["setting"]
     ok = runs[runs["status"] == "ok"]
     keys = runs[by].drop_duplicates().reset_index(drop=True)
-    stats = ok.groupby(by, sort=False, dropna=False).agg(
-        n=(metric, "count"), mean=(metric, "mean"), std=(metric, "std"), min=(metric, "min"),
-        max=(metric, "max"),
-        gap=("gap", "mean") if "gap" in ok else (metric, lambda s: np.nan),
-        best_epoch=("best_epoch", "mean") if "best_epoch" in ok else (metric, lambda s: np.nan),
-    )
+    agg = over_seeds(ok, by, [metric, "gap", "best_epoch"])
+    stats = pd.DataFrame({"n": agg[(metric, "count")], "mean": agg[(metric, "mean")], "std": agg[(metric, "std")],
+                          "min": agg[(metric, "min")], "max": agg[(metric, "max")], "gap": agg[("gap", "mean")],
+                          "best_epoch": agg[("best_epoch", "mean")]})
     status = runs.groupby(by, sort=False, dropna=False)["status"]
     counted = pd.DataFrame({
         "diverged": status.apply(lambda s: int((s == "diverged").sum())),
         "failed": status.apply(lambda s: int((s == "failed").sum())),
+        "_ok": status.apply(lambda s: int((s == "ok").sum())),  # for the display only (`mark_empty`)
     })
     table = keys.merge(stats.reset_index(), on=by, how="left").merge(counted.reset_index(), on=by, how="left")
     table["n"] = table["n"].fillna(0).astype(int)
@@ -226,7 +245,15 @@ def compare(
                              "paired with runs of another; compare them without a baseline to list them side by "
                              f"side. Received: baseline={baseline!r}")
         table = _with_baseline(table, runs, by, metric, baseline, ascending, adjust)
-    return table.sort_values(["rank"], kind="stable", na_position="last").reset_index(drop=True)
+    table = table.sort_values(["rank"], kind="stable", na_position="last").reset_index(drop=True)
+    table.attrs["metric"] = metric
+    table.attrs["ok_runs"] = table.pop("_ok").fillna(0).astype(int).tolist()
+    return table
+
+
+def metric_of(runs: pd.DataFrame) -> str:
+    """The metric settings are ranked by when none is named (see `records.default_metric`)."""
+    return default_metric([c for c in runs.columns if runs[c].notna().any()])
 
 
 def _with_baseline(
@@ -255,7 +282,8 @@ def _with_baseline(
         if (row[by].values == base_key.values).all():
             values, kind = (0.0, np.nan, np.nan, np.nan), "baseline"
         elif row["n"] == 0:
-            values, kind = (np.nan,) * 4, "no ok runs"
+            values, kind = (np.nan,) * 4, "no values" if len(ok[(ok[by] == row[by].values).all(axis=1)]) else \
+                "no ok runs"
         else:
             mine = ok[(ok[by] == row[by].values).all(axis=1)].groupby(pair_on)[metric].mean()
             values, kind = paired_test((mine - base).dropna(), ratio), "compared"
@@ -298,12 +326,15 @@ def mark_empty(table: pd.DataFrame) -> pd.DataFrame:
 
     if "verdict" in table:
         return table
-    mean = [m if n else "no ok runs" for m, n in zip(table["mean"], table["n"], strict=True)]
+    ok_runs = table.attrs.get("ok_runs", table["n"].tolist())
+    mean = [m if n else ("no values" if ok else "no ok runs")
+            for m, n, ok in zip(table["mean"], table["n"], ok_runs, strict=True)]
     return table.assign(mean=pd.Series(mean, index=table.index, dtype=object))
 
 
-def format_table(table: pd.DataFrame, *, metric: str = "best_val_data_loss") -> str:
+def format_table(table: pd.DataFrame, *, metric: str | None = None) -> str:
     """A readable terminal table of `compare`'s output."""
+    metric = metric or table.attrs.get("metric", "best_val_data_loss")
     shown = table.copy()
     for col in ("mean", "std", "min", "max", "gap", "diff", "ci_low", "ci_high", "p", "p_holm"):
         if col in shown:
@@ -311,14 +342,22 @@ def format_table(table: pd.DataFrame, *, metric: str = "best_val_data_loss") -> 
     if "best_epoch" in shown:
         shown["best_epoch"] = shown["best_epoch"].map(lambda v: "" if v != v else f"{v:.1f}")
     shown = mark_empty(shown).rename(columns={"mean": f"mean {metric}"})
-    return shown.to_string(index=False) + baseline_note(table)
+    return shown.to_string(index=False) + baseline_note(table) + metric_note(metric)
+
+
+def metric_note(metric: str) -> str:
+    """A line saying why settings are ranked by another column than the honest validation loss."""
+    if metric == "best_val_data_loss" or metric not in ("val_accuracy_at_best", "val_mae_at_best"):
+        return ""
+    return (f"\nranked by {metric}: these runs have no best_val_data_loss (runs imported from Keras's "
+            "CSVLogger files lack the honest columns)")
 
 
 def baseline_note(table: pd.DataFrame) -> str:
     """The line under a table with a baseline: what the intervals and verdicts are."""
     if "verdict" not in table:
         return ""
-    m = int((~table["verdict"].isin(["baseline", "no ok runs"])).sum())
+    m = int((~table["verdict"].isin(["baseline", "no ok runs", "no values"])).sum())
     pairs = table.attrs.get("pairing", {"on": ["seed"], "nadeau_bengio": 0.0})
     over = "shared seeds (one fixed split: seed noise only)" if pairs["on"] == ["seed"] else (
         f"shared ({', '.join(pairs['on'])}), Nadeau-Bengio corrected for overlapping training sets "

@@ -1,8 +1,12 @@
-"""Comparison plots from saved results (matplotlib + pandas, no TensorFlow).
+"""Comparison plots from saved results (matplotlib + pandas, no TensorFlow or JAX).
 
-Each function takes results (one `Results`, or a list of them) and an optional
-`ax`, draws, and returns the `Axes`. Nothing here shows or saves a figure: that
-is the CLI's job (`mlreg plot`). One colour per setting in every plot.
+Each function takes results (one `Results`, or a list of them) and an optional `ax`, draws
+what `mlreg.analysis.compare.over_seeds` computes (means and spreads over seeds), and returns
+the `Axes`. Nothing here shows or saves a figure: that is the CLI's job (`mlreg plot`). One
+colour per setting in every plot; legends inside the axes they describe (`legend="outside"`
+puts them on the right, as `mlreg plot` does for its own figures); `**line_kw` goes to the
+main lines. Runs imported from Keras's CSVLogger files, which lack the honest columns, are
+drawn with the columns they have (`val_loss`, the validation metric), and the labels say so.
 
 Example:
     >>> res = mlreg.load_results("results/l2_rate")  # doctest: +SKIP
@@ -17,14 +21,23 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlreg.analysis.compare import as_list, combined_runs, experiment_names, higher_is_better, independent
-from mlreg.spec import PLOT_KINDS, InputError
+from mlreg.analysis.compare import as_list, combined_runs, experiment_names, independent, metric_of, over_seeds
+from mlreg.records import higher_is_better
+from mlreg.spec import PLOT_KINDS, InputError, label
 
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.axes import Axes
 
     from mlreg.store import Results
+
+__all__ = ["MAX_CURVES", "KINDS", "figures", "frames", "generalization_gap", "loss_curves", "metric_against",
+           "set_param_scale", "stopping_epoch", "validation_curve", "weight_histograms", "weight_stat"]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
 
 MAX_CURVES = 10
 """Loss curves and histograms draw at most this many settings (spread over the grid, best included)."""
@@ -41,10 +54,8 @@ LABELS = {
     "weight_l1": "Σ|w| over kernels",
     "sparsity": "fraction of kernel weights with |w| < 1e-3",
     "epochs_run": "epochs trained (early stopping)",
-    "learning_rate": "learning rate",
-    "batch_size": "batch size",
-    "train_size": "training-set size",
 }
+"""Axis labels of the metrics; a parameter's axis is labelled with its one name (`l2`, `learning_rate`)."""
 
 
 @dataclass(frozen=True)
@@ -93,21 +104,15 @@ def _labels(runs: pd.DataFrame, by: list[str]) -> pd.Series:
     if not by:
         return runs["experiment"].astype(str)
     if len(by) == 1 and by[0] != "experiment":
-        return runs[by[0]].map(_fmt)
+        return runs[by[0]].map(label)
     return runs[by].apply(lambda row: _join(row.items()), axis=1)
 
 
 def _join(pairs: Any) -> str:
     """`l2=0.001, dropout=0.5`; experiments and variants go by their names alone, and a
     parameter a run does not have (another directory's) is left out."""
-    return ", ".join(str(v) if k in ("experiment", "variant") else f"{k}={_fmt(v)}"
+    return ", ".join(str(v) if k in ("experiment", "variant") else f"{k}={label(v)}"
                      for k, v in pairs if not (v is None or v != v))
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:g}"
-    return str(v)
 
 
 def setting_colors(runs: pd.DataFrame, by: list[str]) -> dict[str, Any]:
@@ -138,11 +143,12 @@ def _ax(ax: Axes | None) -> Axes:
 
 
 def set_param_scale(ax: Axes, values: Sequence[float], axis: str = "x") -> str:
-    """A log scale when positive values span more than a decade, symlog when 0 is among
-    them; linear otherwise. Returns the scale chosen."""
+    """A log scale when the positive values span a decade or more, symlog when 0 is among
+    them (so 0 and the smallest rate stand apart); linear otherwise (a dropout of 0, 0.2, 0.5).
+    Returns the scale chosen."""
     values = np.asarray([v for v in values if np.isfinite(v)], dtype=float)
     positive = values[values > 0]
-    if len(positive) < 2 or positive.max() / positive.min() <= 10 or (values < 0).any():
+    if len(positive) < 2 or positive.max() / positive.min() < 10 or (values < 0).any():
         return "linear"
     setter = ax.set_xscale if axis == "x" else ax.set_yscale
     if (values == 0).any():
@@ -171,12 +177,13 @@ def _ordered_settings(f: Frames) -> list[str]:
     return list(order["setting"])
 
 
-def _best_settings(f: Frames, metric: str = "best_val_data_loss") -> list[str]:
+def _best_settings(f: Frames, metric: str | None = None) -> list[str]:
     """The best setting of each experiment (results directory) by a metric's mean."""
     ok = f.runs[f.runs["status"] == "ok"]
-    if ok.empty or metric not in ok:
+    metric = metric or metric_of(ok)
+    means = over_seeds(ok, ["experiment", "setting"], [metric])[(metric, "mean")].dropna()
+    if means.empty:
         return []
-    means = ok.groupby(["experiment", "setting"])[metric].mean()
     best = means.groupby(level=0).idxmax() if higher_is_better(metric) else means.groupby(level=0).idxmin()
     return [setting for _, setting in best]
 
@@ -194,16 +201,20 @@ def _no_runs(ax: Axes) -> Axes:
     return ax
 
 
-def _legend(ax: Axes, title: str | None, styles: Sequence[tuple[str, dict]] = (), **kw: Any) -> None:
-    """The legend of the settings, then an entry per line style (`(label, Line2D kwargs)`)."""
+def _legend(ax: Axes, title: str | None, legend: bool | str, styles: Sequence[tuple[str, dict]] = ()) -> None:
+    """The legend of the settings, then an entry per line style (`(label, Line2D kwargs)`):
+    inside the axes (`True`, at matplotlib's best place), `"outside"` on their right, or none."""
     from matplotlib.lines import Line2D
 
+    if not legend:
+        return
     handles, labels = ax.get_legend_handles_labels()
-    for label, style in styles:
+    for text, style in styles:
         handles.append(Line2D([], [], color="grey", **style))
-        labels.append(label)
+        labels.append(text)
     if handles:
-        ax.legend(handles, labels, title=title, fontsize="small", title_fontsize="small", **kw)
+        where = {"loc": "upper left", "bbox_to_anchor": (1.01, 1)} if legend == "outside" else {"loc": "best"}
+        ax.legend(handles, labels, title=title, fontsize="small", title_fontsize="small", framealpha=0.8, **where)
 
 
 def _readable_log(ax: Axes) -> None:
@@ -220,12 +231,22 @@ def _readable_log(ax: Axes) -> None:
 
 
 # -- the plots ------------------------------------------------------------------------------
+def _loss_columns(history: pd.DataFrame) -> tuple[str, str, str]:
+    """The validation and training loss columns a history has values of, and the axis label:
+    the honest data losses, or (runs imported from Keras's CSVLogger files) Keras's own."""
+    if "val_data_loss" in history and history["val_data_loss"].notna().any():
+        return "val_data_loss", "train_data_loss", "data loss (no penalty)"
+    return "val_loss", "loss", "loss as Keras reports it (with the penalty)"
+
+
 def loss_curves(
     results: Results | Sequence[Results],
     *,
     by: Sequence[str] | None = None,
     ax: Axes | None = None,
     max_settings: int = MAX_CURVES,
+    legend: bool | str = True,
+    **line_kw: Any,
 ) -> Axes:
     """Validation (solid) and training (dashed) data loss against epoch, per setting.
 
@@ -238,40 +259,44 @@ def loss_curves(
         by: the columns that define a setting. Defaults to the swept parameters.
         ax: where to draw. Defaults to a new figure.
         max_settings: draw at most this many settings. Defaults to `MAX_CURVES`.
+        legend: inside the axes (`True`), `"outside"` on their right, or `False`. Defaults to `True`.
+        **line_kw: passed to the validation lines (`lw`, `alpha`, ...).
 
     Returns:
         The `Axes`.
     """
+    from matplotlib import ticker
+
     f = frames(results, by)
     ax = _ax(ax)
     ok_runs = f.runs[f.runs["status"] == "ok"]
     hist = f.history[f.history["run_id"].isin(ok_runs["run_id"])]
-    if hist.empty:
+    val_col, train_col, ylabel = _loss_columns(hist)
+    if hist.empty or hist[val_col].isna().all():
         return _no_runs(ax)
     present = set(hist["setting"].unique())
     settings = _pick([s for s in _ordered_settings(f) if s in present], _best_settings(f), max_settings)
-    stats = hist.groupby(["setting", "epoch"])[["val_data_loss", "train_data_loss"]].agg(["mean", "std"])
+    stats = over_seeds(hist, ["setting", "epoch"], [val_col, train_col], ("mean", "std"))
+    best_epochs = over_seeds(ok_runs, ["setting"], ["best_epoch"], ("median",))[("best_epoch", "median")]
     for s in settings:
-        st = stats.loc[s]
+        st = stats.loc[s].sort_index()
         epochs, color = st.index.to_numpy(), f.colors[s]
-        val, sd = st[("val_data_loss", "mean")].to_numpy(), st[("val_data_loss", "std")].fillna(0).to_numpy()
-        ax.plot(epochs, val, color=color, lw=1.6, label=s)
+        val, sd = st[(val_col, "mean")].to_numpy(), st[(val_col, "std")].fillna(0).to_numpy()
+        ax.plot(epochs, val, **{"color": color, "lw": 1.6, "label": s} | line_kw)
         ax.fill_between(epochs, val - sd, val + sd, color=color, alpha=0.15, lw=0)
-        ax.plot(epochs, st[("train_data_loss", "mean")].to_numpy(), color=color, lw=1.2, ls="--")
-        best = int(np.median(ok_runs.loc[ok_runs["setting"] == s, "best_epoch"]))
-        if best in st.index:
-            ax.plot([best], [st.loc[best, ("val_data_loss", "mean")]], "o", color=color, ms=5, mec="black",
+        ax.plot(epochs, st[(train_col, "mean")].to_numpy(), color=color, lw=1.2, ls="--")
+        best = best_epochs.get(s)
+        if best == best and int(best) in st.index:
+            ax.plot([int(best)], [st.loc[int(best), (val_col, "mean")]], "o", color=color, ms=5, mec="black",
                     mew=0.6)
-    from matplotlib import ticker
-
     ax.set_yscale("log")
     ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
-    ax.set_ylabel("data loss (no penalty)")
-    ax.set_title("Data loss per epoch, mean over seeds (band: ± 1 std of validation)", fontsize="medium")
-    styles = [("validation", {"lw": 1.6}), ("training", {"lw": 1.2, "ls": "--"}),
+    ax.set_ylabel(ylabel)
+    ax.set_title("Loss per epoch, mean over seeds", fontsize="medium")
+    styles = [("validation (band: ±1 std)", {"lw": 1.6}), ("training", {"lw": 1.2, "ls": "--"}),
               ("best epoch (median)", {"ls": "none", "marker": "o", "mec": "black", "mew": 0.6})]
-    _legend(ax, _legend_title(f, len(settings)), styles, loc="upper left", bbox_to_anchor=(1.01, 1))
+    _legend(ax, _legend_title(f, len(settings)), legend, styles)
     _readable_log(ax)
     return ax
 
@@ -287,20 +312,24 @@ def _param_values(f: Frames, param: str) -> tuple[pd.Series, bool]:
 
 
 def _against_param(
-    f: Frames, param: str, metrics: list[tuple[str, str, str]], ax: Axes, *, scatter: bool = True,
+    f: Frames, param: str, metrics: list[tuple[str, str, str]], ax: Axes, *, legend: bool | str = True,
+    line_kw: dict[str, Any] | None = None,
 ) -> Axes:
-    """Draws mean ± std over seeds of metrics (column, label suffix, line style) against a
-    parameter; one line per value of a second swept parameter."""
+    """Draws mean ± std over seeds of metrics (column, label, line style) against a parameter,
+    each run a dot; one line per value of a second swept parameter. The first metric is drawn
+    in full; the others (a training counterpart) as a thin line without band or dots, so that
+    the two can cross without hiding each other."""
     col, numeric = _param_values(f, param)
     col = col.dropna()  # runs of another directory, without this parameter
     ok = f.runs[(f.runs["status"] == "ok") & f.runs[param].notna()].copy()
-    if ok.empty:
+    metrics = [m for m in metrics if m[0] in ok and ok[m[0]].notna().any()]
+    if ok.empty or not metrics:
         return _no_runs(ax)
     if not numeric:
         cats = list(dict.fromkeys(col))
         ok["_x"] = ok[param].map({c: i for i, c in enumerate(cats)})
         crowded = len(cats) > 4
-        ax.set_xticks(range(len(cats)), [_fmt(c) for c in cats], rotation=30 if crowded else 0,
+        ax.set_xticks(range(len(cats)), [label(c) for c in cats], rotation=30 if crowded else 0,
                       ha="right" if crowded else "center")
     else:
         ok["_x"] = ok[param]
@@ -313,27 +342,33 @@ def _against_param(
         key = key if isinstance(key, tuple) else (key,)
         group_label = _join(zip(others, key, strict=True))
         color = f.colors.get(part["setting"].iloc[0]) if not others else None
-        for i, (metric, suffix, style) in enumerate(metrics):
-            stats = part.groupby("_x")[metric].agg(["mean", "std", "min", "max"]).sort_index()
-            x = stats.index.to_numpy(dtype=float)
-            label = (group_label if i == 0 else None) if group_label else (suffix or None)
-            sd = stats["std"].fillna(0)
-            if numeric:  # a line over an ordered axis, with a ±std band kept within the runs' range
-                (line,) = ax.plot(x, stats["mean"], style, color=color, marker="o", ms=4, lw=1.6, label=label)
-                low, high = np.maximum(stats["mean"] - sd, stats["min"]), np.minimum(stats["mean"] + sd, stats["max"])
+        stats = over_seeds(part, ["_x"], [m for m, _, _ in metrics]).sort_index()
+        x = stats.index.to_numpy(dtype=float)
+        for i, (metric, text, style) in enumerate(metrics):
+            mean, sd = stats[(metric, "mean")], stats[(metric, "std")].fillna(0)
+            name = (group_label if i == 0 else None) if group_label else text
+            main = i == 0
+            if numeric and main:  # a line over an ordered axis, with a ±std band kept within the runs' range
+                kw = {"color": color, "marker": "o", "ms": 4, "lw": 1.6, "label": name} | (line_kw or {})
+                (line,) = ax.plot(x, mean, style, **kw)
+                low = np.maximum(mean - sd, stats[(metric, "min")])
+                high = np.minimum(mean + sd, stats[(metric, "max")])
                 ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15, lw=0)
-            else:  # categories have no order: points with error bars, training ones hollow
-                line = ax.errorbar(x, stats["mean"], yerr=sd, fmt="o", ls="none", capsize=3, color=color,
-                                   mfc=None if style == "-" else "white", label=label).lines[0]
-            if scatter:
                 ax.scatter(part["_x"], part[metric], s=8, color=line.get_color(), alpha=0.5, lw=0)
+            elif numeric:
+                (line,) = ax.plot(x, mean, style, color=color, lw=1.0, alpha=0.8, label=name)
+            else:  # categories have no order: points with error bars, the training ones hollow
+                line = ax.errorbar(x, mean, yerr=sd, fmt="o", ls="none", capsize=3, color=color,
+                                   mfc=None if main else "white", label=name).lines[0]
+                if main:
+                    ax.scatter(part["_x"], part[metric], s=8, color=line.get_color(), alpha=0.5, lw=0)
             color = line.get_color()
     if numeric:
         set_param_scale(ax, col.dropna().unique())
-    ax.set_xlabel(LABELS.get(param, param))
+    ax.set_xlabel(param)
     shown = len(keep) if others else 0
-    _legend(ax, ", ".join(others) + (f" ({shown} of {len(groups)})" if shown < len(groups) else "") if others else None,
-            loc="upper left", bbox_to_anchor=(1.01, 1))
+    title = (", ".join(others) + (f" ({shown} of {len(groups)})" if shown < len(groups) else "")) if others else None
+    _legend(ax, title, legend)
     _readable_log(ax)
     return ax
 
@@ -342,76 +377,83 @@ def validation_curve(
     results: Results | Sequence[Results],
     *,
     param: str,
-    metric: str = "best_val_data_loss",
+    metric: str | None = None,
     train_metric: str | None = None,
     ax: Axes | None = None,
+    legend: bool | str = True,
+    **line_kw: Any,
 ) -> Axes:
-    """The metric at the best epoch against a swept parameter: validation (solid) and
-    training (dashed), mean ± std over seeds (kept within the runs' range), each run as a dot. A log x axis when the
-    values span more than a decade, symlog when 0 is among them. With a second swept
-    parameter, one pair of lines per value of it.
+    """The metric at the best epoch against a swept parameter: validation (solid, with a band
+    of ± one std over seeds kept within the runs' range, each run a dot) and training (a thin
+    dashed line). A log x axis when the values span a decade or more, symlog when 0 is among
+    them. With a second swept parameter, one pair of lines per value of it.
 
     Args:
         results: one `Results` or a list.
         param: the parameter on the x axis, e.g. `"l2"`.
-        metric: a `runs.csv` column. Defaults to `"best_val_data_loss"`.
+        metric: a `runs.csv` column. Defaults to `best_val_data_loss`, or the validation metric
+            for runs without it (imported from Keras's CSVLogger files).
         train_metric: its training counterpart. Defaults to the matching `train_*` column.
         ax: where to draw. Defaults to a new figure.
+        legend: inside the axes (`True`), `"outside"` on their right, or `False`. Defaults to `True`.
+        **line_kw: passed to the validation lines.
 
     Returns:
         The `Axes`.
     """
     f = frames(results)
     ax = _ax(ax)
+    metric = metric or metric_of(f.runs[f.runs["status"] == "ok"])
     if train_metric is None:
         guess = {"best_val_data_loss": "train_data_loss_at_best"}.get(metric, metric.replace("val_", "train_", 1))
-        train_metric = guess if guess in f.runs and guess != metric else None
+        train_metric = guess if guess in f.runs and guess != metric and f.runs[guess].notna().any() else None
     lines = [(metric, "validation", "-")] + ([(train_metric, "training", "--")] if train_metric else [])
-    _against_param(f, param, lines, ax)
+    _against_param(f, param, lines, ax, legend=legend, line_kw=line_kw)
     ax.set_ylabel(LABELS.get(metric, metric).replace("validation ", ""))
     if "loss" in metric:
         ax.set_yscale("log")
         _readable_log(ax)
-    numeric = _param_values(f, param)[1]
-    styles = (" (solid: validation, dashed: training)" if numeric else " (filled: validation, hollow: training)")
-    styles = styles if train_metric else ""
-    ax.set_title(f"Validation curve against {param}{styles}", fontsize="medium")
+    ax.set_title(f"{LABELS.get(metric, metric).capitalize()}, against {param}", fontsize="medium")
     return ax
 
 
 def metric_against(
     results: Results | Sequence[Results], *, param: str, metric: str, title: str | None = None,
-    ax: Axes | None = None,
+    ax: Axes | None = None, legend: bool | str = True, **line_kw: Any,
 ) -> Axes:
     """Any `runs.csv` column against a parameter: mean ± std over seeds, each run a dot."""
-    ax = _against_param(frames(results), param, [(metric, "", "-")], _ax(ax))
+    ax = _against_param(frames(results), param, [(metric, "", "-")], _ax(ax), legend=legend, line_kw=line_kw)
     ax.set_ylabel(LABELS.get(metric, metric))
-    ax.set_title(title or f"{LABELS.get(metric, metric)} against {param}", fontsize="medium")
+    ax.set_title(title or f"{metric} against {param}", fontsize="medium")
     return ax
 
 
-def generalization_gap(results: Results | Sequence[Results], *, param: str, ax: Axes | None = None) -> Axes:
+def generalization_gap(results: Results | Sequence[Results], *, param: str, ax: Axes | None = None,
+                       legend: bool | str = True, **line_kw: Any) -> Axes:
     """The gap `val_data_loss - train_data_loss` at the best epoch against a parameter."""
-    ax = metric_against(results, param=param, metric="gap", title=f"Generalization gap against {param}", ax=ax)
+    ax = metric_against(results, param=param, metric="gap", title=f"Generalization gap against {param}", ax=ax,
+                        legend=legend, **line_kw)
     ax.axhline(0, color="grey", lw=0.8)
     return ax
 
 
 def weight_stat(
-    results: Results | Sequence[Results], *, param: str, stat: str = "sparsity", ax: Axes | None = None
+    results: Results | Sequence[Results], *, param: str, stat: str = "sparsity", ax: Axes | None = None,
+    legend: bool | str = True, **line_kw: Any,
 ) -> Axes:
     """A final-weight statistic (`sparsity`, `weight_l2` or `weight_l1`) against a parameter."""
-    ax = metric_against(results, param=param, metric=stat, ax=ax)
+    ax = metric_against(results, param=param, metric=stat, ax=ax, legend=legend, **line_kw)
     if stat in ("weight_l2", "weight_l1"):
         ax.set_yscale("log")
         _readable_log(ax)
     return ax
 
 
-def stopping_epoch(results: Results | Sequence[Results], *, param: str, ax: Axes | None = None) -> Axes:
+def stopping_epoch(results: Results | Sequence[Results], *, param: str, ax: Axes | None = None,
+                   legend: bool | str = True, **line_kw: Any) -> Axes:
     """The number of epochs trained (where early stopping stopped) against a parameter."""
-    ax = metric_against(results, param=param, metric="epochs_run", ax=ax,
-                        title=f"Where early stopping stopped, against {param}")
+    ax = metric_against(results, param=param, metric="epochs_run", ax=ax, legend=legend,
+                        title=f"Epochs trained against {param}", **line_kw)
     ax.set_ylim(bottom=0)
     return ax
 
@@ -423,6 +465,8 @@ def weight_histograms(
     layer: str | None = None,
     ax: Axes | None = None,
     max_settings: int = MAX_CURVES,
+    legend: bool | str = True,
+    **line_kw: Any,
 ) -> Axes:
     """Histograms of the final kernel weights per setting (all seeds and layers pooled,
     or one `layer`), as densities on a log y axis: the L1 spike at zero against the L2 bell.
@@ -434,6 +478,8 @@ def weight_histograms(
     ax = _ax(ax)
     w = f.weights if layer is None else f.weights[f.weights["layer"] == layer]
     w = w[np.isfinite(w["bin_left"]) & np.isfinite(w["bin_right"])]  # the overflow bins are not drawn
+    if w.empty:
+        return _no_runs(ax)
     present = set(w["setting"].unique())
     settings = _pick([s for s in _ordered_settings(f) if s in present], _best_settings(f), max_settings)
     counts = w.groupby(["setting", "bin_left"])["count"].sum()
@@ -441,15 +487,15 @@ def weight_histograms(
     grid = np.unique(np.concatenate([w["bin_left"], w["bin_right"]]))  # the fixed bins (only non-empty are stored)
     for s in settings:
         per_bin = counts.loc[s].reindex(grid[:-1], fill_value=0).to_numpy()
-        ax.stairs(per_bin / totals[s] / np.diff(grid), grid, color=f.colors[s], lw=1.4, label=s)
+        ax.stairs(per_bin / totals[s] / np.diff(grid), grid, **{"color": f.colors[s], "lw": 1.4, "label": s} | line_kw)
     ax.set_yscale("log")
-    reach = float(np.abs(w.loc[w["count"] > 0, ["bin_left", "bin_right"]].to_numpy()).max()) if len(w) else 1.0
+    reach = float(np.abs(w.loc[w["count"] > 0, ["bin_left", "bin_right"]].to_numpy()).max())
     ax.set_xlim(-1.05 * reach, 1.05 * reach)
     ax.set_xlabel("final kernel weight" + (f" ({layer})" if layer else ""))
     ax.set_ylabel("density (log)")
-    where = f"layer {layer}" if layer else "all layers"
-    ax.set_title(f"Final kernel weights per setting (all seeds, {where})", fontsize="medium")
-    _legend(ax, ", ".join(f.axes) or None, loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.set_title(f"Final kernel weights ({f'layer {layer}' if layer else 'all layers'}, all seeds)",
+                 fontsize="medium")
+    _legend(ax, ", ".join(f.axes) or None, legend)
     return ax
 
 
@@ -468,7 +514,8 @@ KINDS: dict[str, tuple[str, Any, dict[str, str]]] = {
 
 def figures(results: Results | Sequence[Results], kinds: Sequence[str] = PLOT_KINDS) -> dict[str, Any]:
     """Every figure of `mlreg plot` as `{file stem: Figure}`: one per kind, and per swept
-    parameter for the kinds drawn against a parameter."""
+    parameter for the kinds drawn against a parameter; a kind whose column has no values (the
+    weights of runs imported from Keras's CSVLogger files) is left out."""
     import matplotlib.pyplot as plt
 
     unknown = [k for k in kinds if k not in KINDS]
@@ -476,13 +523,16 @@ def figures(results: Results | Sequence[Results], kinds: Sequence[str] = PLOT_KI
         raise InputError(f"Invalid value for `kind`: expected some of {list(PLOT_KINDS)}. Received: kind={unknown}")
     f = frames(results)
     params = [p for p in f.axes if p != "experiment"] or (["experiment"] if "experiment" in f.axes else [])
+    has = {c for c in f.runs if f.runs[c].notna().any()} | ({"weights"} if not f.weights.empty else set())
     out: dict[str, Any] = {}
     for kind in kinds:
         stem, draw, kw = KINDS[kind]
-        if kind == "weights" and f.weights.empty:
+        needs = {"gap": "gap", "weights": "weights", "sparsity": "sparsity", "weight_l2": "weight_l2",
+                 "stopping": "epochs_run"}.get(kind)
+        if needs is not None and needs not in has:
             continue
         for p in params if "{p}" in stem else [None]:
-            fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
-            draw(f, ax=ax, **kw, **({"param": p} if p else {}))
+            fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
+            draw(f, ax=ax, legend="outside", **kw, **({"param": p} if p else {}))
             out[stem.format(p=p)] = fig
     return out

@@ -19,6 +19,8 @@ from mlreg.spec import PLOT_KINDS
 from mlreg.store import ERRORS
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from mlreg.store import Results
 
 _STYLE = """
@@ -29,7 +31,7 @@ table { border-collapse: collapse; font-size: 0.85rem; } td, th { padding: 0.2re
 td { white-space: nowrap; } table.problems td:last-child { text-align: left; white-space: normal; min-width: 20rem; }
 tr:nth-child(even) { background: #f5f5f5; } th { background: #e8e8e8; position: sticky; top: 0; }
 pre { background: #f7f7f7; padding: 0.8rem; overflow-x: auto; font-size: 0.8rem; }
-figure { display: inline-block; vertical-align: top; margin: 0.5rem; width: 520px; }
+figure { display: block; margin: 1rem 0; max-width: 900px; }
 figure img { width: 100%; border: 1px solid #eee; cursor: zoom-in; }
 figcaption { font-size: 0.85rem; color: #444; }
 figure.zoom { position: fixed; inset: 0; margin: 0; width: auto; background: rgba(0, 0, 0, 0.85); z-index: 9;
@@ -62,7 +64,7 @@ GLOSSARY = {
 
 def png_data_uri(fig: object) -> str:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)  # type: ignore[attr-defined]
+    fig.savefig(buf, format="png", dpi=130)  # type: ignore[attr-defined]
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
@@ -84,13 +86,13 @@ def caption(stem: str) -> str:
     return stem
 
 
-def render(results: Results | Sequence[Results], *, metric: str = "best_val_data_loss",
+def render(results: Results | Sequence[Results], *, metric: str | None = None,
            baseline: str | None = None, adjust: str = "none", kinds: Sequence[str] = PLOT_KINDS) -> str:
     """The report as an HTML string.
 
     Args:
         results: one `Results` or a list.
-        metric: the column the table ranks by. Defaults to `"best_val_data_loss"`.
+        metric: the column the table ranks by. Defaults to `compare`'s default.
         baseline: a setting to compare against, e.g. `"l2=0"`. Defaults to `None`.
         adjust: `"none"` or `"holm"` (see `mlreg.compare`). Defaults to `"none"`.
         kinds: which plots. Defaults to all of `mlreg.spec.PLOT_KINDS`.
@@ -99,18 +101,17 @@ def render(results: Results | Sequence[Results], *, metric: str = "best_val_data
 
     items = as_list(results)
     table = compare(results, metric=metric, baseline=baseline, adjust=adjust)
+    metric = table.attrs["metric"]
     title = " vs ".join(r.name for r in items)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>mlreg: {html.escape(title)}</title>",
              f"<style>{_STYLE}</style></head><body>", f"<h1>mlreg report: {html.escape(title)}</h1>"]
     for r in items:
         statuses = ", ".join(f"{n} {s}" for s, n in r.runs["status"].value_counts().items())
-        parts.append(f"<p>{html.escape(r.manifest.get('description', ''))} — {len(r.runs)} runs ({statuses}); "
+        description = r.manifest.get("description") or ""
+        parts.append(f"<p>{html.escape(description) + ' — ' if description else ''}{len(r.runs)} runs ({statuses}); "
                      f"swept: {html.escape(', '.join(r.params) or 'nothing')}</p>")
     parts.append(f"<h2>Settings ranked by {html.escape(metric)} (mean over seeds; * = best)</h2>")
-    first = [c for c in ("n", "mean", "std", "diff", "ci_low", "ci_high", "p", "p_holm", "verdict") if c in table]
-    at = table.columns.get_loc("n")  # the setting's columns, then what answers the question, then the rest
-    order = [*table.columns[:at], *first, *(c for c in table.columns[at:] if c not in first)]
-    shown = mark_empty(table[order]).to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0)
+    shown = mark_empty(_for_reading(table)).to_html(index=False, na_rep="", border=0)
     parts.append(f"<div class='scroll'>{shown}</div>")
     if baseline is not None:
         parts.append(f"<p>{html.escape(baseline_note(table).strip())}.</p>")
@@ -129,6 +130,39 @@ def render(results: Results | Sequence[Results], *, metric: str = "best_val_data
         parts.append(f"<h2>Manifest</h2><pre>{html.escape(json.dumps(r.manifest, indent=2))}</pre>")
     parts.append(f"<script>{_SCRIPT}</script></body></html>")
     return "\n".join(parts)
+
+
+SIGNIFICANT = 3
+"""Significant digits of every number in the report's table, the same down each column."""
+
+
+def _for_reading(table: pd.DataFrame) -> pd.DataFrame:
+    """The table as the report shows it: `rank` and `best` first, then the setting, then what
+    answers the question (mean, spread, the comparison with the baseline), then the rest; each
+    column of numbers with one count of decimals, `SIGNIFICANT` digits for its typical value
+    (p-values, which span orders of magnitude, with `SIGNIFICANT` significant digits each)."""
+    import numpy as np
+    import pandas as pd
+
+    first = ["rank", "best"]
+    answer = [c for c in ("n", "mean", "std", "diff", "ci_low", "ci_high", "p", "p_holm", "verdict") if c in table]
+    setting = [c for c in table.columns[:table.columns.get_loc("n")] if c not in first]
+    order = [*first, *setting, *answer, *(c for c in table.columns if c not in {*first, *setting, *answer})]
+    shown = table[order].copy()
+    for col in shown.columns:
+        values = shown[col]
+        if col in setting or col in ("rank", "n", "diverged", "failed") or not pd.api.types.is_float_dtype(values):
+            continue
+        finite = values[np.isfinite(values)]
+        if finite.empty:
+            continue
+        if col in ("p", "p_holm"):
+            shown[col] = values.map(lambda v: "" if v != v else f"{v:.{SIGNIFICANT}g}")
+            continue
+        typical = float(np.median(np.abs(finite[finite != 0]))) if (finite != 0).any() else 1.0
+        decimals = max(0, SIGNIFICANT - 1 - int(np.floor(np.log10(typical))))
+        shown[col] = values.map(lambda v, d=decimals: "" if v != v else f"{v:.{d}f}")
+    return shown
 
 
 def _problems(results: Results | Sequence[Results]) -> str:
