@@ -222,7 +222,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _load(dirs: Sequence[str | Path]) -> object:
-    from mlreg.store import load_results
+    from mlreg.analysis.results import load_results
 
     results = [load_results(d) for d in dirs]
     return results if len(results) > 1 else results[0]

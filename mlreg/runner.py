@@ -75,6 +75,51 @@ class SweepReport:
         return f"{self.total} run{'s' * (self.total != 1)} in {self.out}{on}: {parts or 'nothing to do'}{resumed}"
 
 
+class Progress:
+    """Progress over a sweep's runs, on stderr: tqdm's bar on a terminal; elsewhere (a log file,
+    CI) one line each time another `STEP` of the plan is done, not one per update.
+
+    Args:
+        name: the experiment's name.
+        total: runs in the plan.
+        done: runs already done (resumed).
+        enabled: show anything at all (notes are printed either way).
+    """
+
+    STEP = 0.05
+
+    def __init__(self, name: str, total: int, done: int, enabled: bool) -> None:
+        self.name, self.total, self.done, self.enabled = name, total, done, enabled
+        self.tty = enabled and sys.stderr.isatty()
+        self.next_line = done + max(1, math.ceil(self.STEP * total))
+        self.bar = None
+        if self.tty:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, initial=done, unit="run", desc=name, dynamic_ncols=True)
+
+    def update(self, counts: Counter[str]) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update()
+            self.bar.set_postfix(counts, refresh=True)
+        elif self.enabled and (self.done >= self.next_line or self.done == self.total):
+            self.next_line = self.done + max(1, math.ceil(self.STEP * self.total))
+            parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+            print(f"{self.name}: {self.done}/{self.total} runs ({self.done / self.total:.0%}); {parts}",
+                  file=sys.stderr, flush=True)
+
+    def write(self, text: str) -> None:
+        (self.bar.write if self.bar is not None else print)(text, file=sys.stderr)
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def default_out(spec: ExperimentSpec) -> Path:
     return Path("results") / spec.name
 
@@ -293,8 +338,6 @@ def run(
     Example:
         >>> report = run(load_spec("experiments/l2_rate.toml"), epochs=2)  # doctest: +SKIP
     """
-    from tqdm.auto import tqdm
-
     from mlreg.records import columns
     from mlreg.spec import describe_change
 
@@ -324,7 +367,7 @@ def run(
 
     def say(text: str) -> None:
         notes.append(text)
-        (bar.write if progress else print)(f"mlreg: {text}", file=sys.stderr)
+        bar.write(f"mlreg: {text}")
 
     store = ResultsStore.open(
         out,
@@ -350,8 +393,7 @@ def run(
         packs, note = engines.plan(todo, engine, max_pack=max_pack, reasons=reasons)
         counts: Counter[str] = Counter()
         failures_in_row = 0
-        bar = tqdm(total=len(plan), initial=len(plan) - len(todo), unit="run", disable=not progress,
-                   desc=spec.name, dynamic_ncols=True)
+        bar = Progress(spec.name, len(plan), len(plan) - len(todo), progress)
         with bar, _signals() as received:
             if retry:
                 say(f"retrying {len(retry)} failed run{'s' * (len(retry) != 1)} (diverged runs are results and stay)")
@@ -362,8 +404,7 @@ def run(
                     raise Interrupted(received.get("signum", signal.SIGINT))
                 store.append(result)
                 counts[result.status] += 1
-                bar.update()
-                bar.set_postfix(counts, refresh=True)
+                bar.update(counts)
                 if result.status == "failed" and counts["failed"] == 1:
                     say(f"run {result.run_id} failed: {result.summary.get('error')}")
                 failures_in_row = failures_in_row + 1 if result.status == "failed" else 0

@@ -17,7 +17,8 @@ that are dropped when the directory is opened again, and the run is trained
 again (resume). Files are never rewritten in place: a repair writes a new file
 and renames it over the old one.
 
-Reading (`load_results`) needs pandas only, never TensorFlow.
+Reading is `mlreg.analysis.results` (pandas only), which checks lines with `parse` as the
+store does.
 """
 
 from __future__ import annotations
@@ -31,27 +32,23 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlreg.records import HISTORY, RUNS, WEIGHT_COLUMNS, WEIGHTS
+from mlreg.records import HISTORY, RUNS, WEIGHTS
 from mlreg.spec import InputError
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from mlreg.records import RunResult
 
 SPEC, MANIFEST, ERRORS = "spec.toml", "manifest.json", "errors"
 
+AGAIN = "--fresh (fresh=True in Python) to move it aside and start anew, or --out (out=) to write elsewhere"
+"""How a refusal says what to do instead, on the command line and in Python."""
+
 
 class StoreError(InputError):
     """The output directory cannot be used as asked."""
-
-
-class ResultsError(InputError):
-    """A folder is not a results directory, or one of its files is damaged."""
 
 
 class ResultsStore:
@@ -105,12 +102,12 @@ class ResultsStore:
         """
         root = Path(root)
         if root.exists() and not root.is_dir():
-            raise StoreError(f"{root} is a file, not a results directory; choose another --out")
+            raise StoreError(f"{root} is a file, not a results directory; choose another --out (out=)")
         if root.exists() and any(root.iterdir()):
             if not (root / SPEC).is_file():
                 if not fresh:
                     raise StoreError(f"{root} is not empty and is not an mlreg results directory; "
-                                     "choose another --out")
+                                     "choose another --out (out=)")
                 _move_aside(root)
             else:
                 lock_fd = _lock(root)
@@ -219,11 +216,9 @@ class ResultsStore:
                 if key == "backend":
                     raise StoreError(f"{self.root}: its runs were trained with the {was} backend, and this run uses "
                                      f"{value}; initial weights and dropout draws differ between backends, so the "
-                                     f"runs would not be comparable. Use --backend {was} to resume, --fresh to move "
-                                     "it aside and start anew, or --out to write elsewhere")
+                                     f"runs would not be comparable. Use --backend {was} (backend=) to resume, {AGAIN}")
                 raise StoreError(f"{self.root}: the data changed since its runs were recorded ({key} {was} -> "
-                                 f"{value}); its runs would mix with runs on other data. Use --fresh to move it "
-                                 "aside and start anew, or --out to write elsewhere")
+                                 f"{value}); its runs would mix with runs on other data. Use {AGAIN}")
         if any(key not in old for key in must_match):
             _write_atomic(self.root / MANIFEST, json.dumps(old | must_match, indent=2) + "\n")
 
@@ -238,8 +233,7 @@ class ResultsStore:
             change = describe_change(old, spec_toml) if describe_change else "its spec.toml"
             raise StoreError(
                 f"{self.root} holds another experiment: {len(outside)} of its {len(recorded)} runs are not in "
-                f"this one, which differs in {change}. Use --fresh to move it aside and start anew, "
-                "or --out to write elsewhere")
+                f"this one, which differs in {change}. Use {AGAIN}")
         try:
             started = json.loads((self.root / MANIFEST).read_text()).get("started_at")
         except (OSError, ValueError):
@@ -345,11 +339,11 @@ def _add_columns(path: Path, header: list[str], columns: list[str]) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", restval="")
     writer.writeheader()
-    writer.writerows(_parse(path)[1])
+    writer.writerows(parse(path)[1])
     _write_atomic(path, buf.getvalue())
 
 
-def _parse(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+def parse(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     """The complete lines of a CSV file written by the store (a cut-off last line left out),
     each with its row. Raises `StoreError` naming the line that is not a row of the header's
     width (hand-damaged: a stray quote, binary bytes)."""
@@ -376,142 +370,14 @@ def _parse(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:
-    return _parse(path)[1] if path.exists() else []
+    return parse(path)[1] if path.exists() else []
 
 
 def _drop_rows(path: Path, keep: Any) -> None:
     """Rewrites a file without a cut-off last line and without the rows `keep` refuses."""
     if not path.exists():
         return
-    lines, rows = _parse(path)
+    lines, rows = parse(path)
     kept = [line for line, row in zip(lines[1:], rows, strict=True) if keep(row)]
     if len(kept) != len(rows) or sum(map(len, lines)) != path.stat().st_size:
         _write_atomic(path, "".join(lines[:1] + kept))
-
-
-# -- reading ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Results:
-    """A results directory as pandas DataFrames.
-
-    Attributes:
-        root: the directory.
-        runs: one row per run (`runs.csv`).
-        history: one row per (run_id, epoch) (`history.csv`).
-        weights: final kernel-weight histograms (`weights.csv`).
-        params: the swept parameters (from `manifest.json`), e.g. `["l2"]`.
-        manifest: the manifest as a dict.
-        spec_toml: the experiment as run.
-    """
-
-    root: Path
-    runs: pd.DataFrame
-    history: pd.DataFrame
-    weights: pd.DataFrame
-    params: list[str]
-    manifest: dict[str, Any]
-    spec_toml: str
-
-    @property
-    def name(self) -> str:
-        return str(self.manifest.get("experiment") or self.root.name)
-
-    def _repr_html_(self) -> str:
-        """In a notebook: what the directory holds, and each setting's mean best validation loss."""
-        import html
-
-        statuses = ", ".join(f"{n} {s}" for s, n in self.runs["status"].value_counts().items()) or "no runs"
-        head = (f"<p><b>{html.escape(self.name)}</b> ({html.escape(str(self.root))}): {len(self.runs)} runs "
-                f"({statuses}); swept: {html.escape(', '.join(self.params) or 'nothing')}</p>")
-        ok = self.runs[self.runs["status"] == "ok"]
-        metric = "best_val_data_loss"
-        if ok.empty or metric not in ok or ok[metric].isna().all():
-            return head
-        by = [p for p in self.params if p in ok] or ["status"]
-        table = ok.groupby(by, dropna=False)[metric].agg(["count", "mean", "std", "min", "max"])
-        return head + table.to_html(float_format=lambda v: f"{v:.4g}", border=0)
-
-
-def _varying_params(runs: pd.DataFrame) -> list[str]:
-    """The parameter columns of `runs.csv` (between `seed` and `engine`) that take more than
-    one value: the swept parameters, when `manifest.json` is missing."""
-    from mlreg.records import columns
-
-    summary = {c for task in ("single_label", "regression") for c in columns(task, [], has_test=True)[RUNS]}
-    cols = list(runs.columns)
-    start = cols.index("seed") + 1
-    end = next((i for i in range(start, len(cols)) if cols[i] in summary), len(cols))
-    return [c for c in cols[start:end] if runs[c].nunique(dropna=False) > 1]
-
-
-def load_results(root: str | os.PathLike[str]) -> Results:
-    """Reads a results directory.
-
-    Args:
-        root: a directory written by `mlreg run`.
-
-    Returns:
-        `Results` with `.runs`, `.history` and `.weights` DataFrames. History and
-        weight rows of runs that never finished (a crash) are left out.
-
-    Raises:
-        ResultsError: not a results directory, or a damaged file (named, with the line).
-
-    Example:
-        >>> res = load_results("results/l2_rate")  # doctest: +SKIP
-        >>> res.runs.groupby("l2").best_val_data_loss.mean()  # doctest: +SKIP
-    """
-    import pandas as pd
-
-    root = Path(root)
-    if not root.is_dir():
-        raise ResultsError(f"{root}: no such directory")
-    if not (root / RUNS).is_file() or not (root / SPEC).is_file():
-        raise ResultsError(f"{root}: not an mlreg results directory (no {RUNS} or {SPEC})")
-    try:
-        manifest = json.loads((root / MANIFEST).read_text()) if (root / MANIFEST).exists() else {}
-    except json.JSONDecodeError as e:
-        raise ResultsError(f"{root / MANIFEST}: damaged JSON at line {e.lineno}: {e.msg}") from None
-
-    def read(name: str, required: list[str]) -> pd.DataFrame:
-        path = root / name
-        if not path.exists():
-            return pd.DataFrame(columns=required)
-        raw = path.read_bytes()
-        try:
-            text = raw.decode()
-        except UnicodeDecodeError as e:
-            line = raw[: e.start].count(b"\n") + 1
-            raise ResultsError(f"{path}: damaged file: bytes that are not text at line {line}") from None
-        text = text[: text.rfind("\n") + 1]  # a cut-off last line is a run still being written
-        if not text:
-            return pd.DataFrame(columns=required)
-        try:
-            frame = pd.read_csv(io.StringIO(text), keep_default_na=True, na_values=[""], low_memory=False)
-        except (pd.errors.ParserError, ValueError):
-            frame = None
-        if frame is None or len(frame) != text.count("\n") - 1:  # a stray quote swallowed lines
-            try:
-                _parse(path)
-            except StoreError as e:
-                raise ResultsError(str(e)) from None
-            raise ResultsError(f"{path}: damaged file: a quote that is not closed")
-        missing = [c for c in required if c not in frame.columns]
-        if missing:
-            raise ResultsError(f"{path}: damaged file: missing columns {missing} in line 1")
-        return frame
-
-    runs = read(RUNS, ["run_id", "status", "seed"])
-    done = set(runs["run_id"])
-    history = read(HISTORY, ["run_id", "epoch"])
-    weights = read(WEIGHTS, WEIGHT_COLUMNS)
-    params = manifest.get("swept") if "swept" in manifest else _varying_params(runs)
-    return Results(
-        root=root,
-        runs=runs,
-        history=history[history["run_id"].isin(done)].reset_index(drop=True),
-        weights=weights[weights["run_id"].isin(done)].reset_index(drop=True),
-        params=list(params),
-        manifest=manifest,
-        spec_toml=(root / SPEC).read_text(),
-    )

@@ -388,7 +388,7 @@ def test_an_out_that_is_a_file_is_one_line_and_exit_2(tmp_path, capsys):
     (tmp_path / "file").write_text("mine")
     assert main(["run", str(spec), "--out", str(tmp_path / "file")]) == 2
     err = capsys.readouterr().err
-    assert err == f"mlreg: error: {tmp_path / 'file'} is a file, not a results directory; choose another --out\n"
+    assert err == f"mlreg: error: {tmp_path / 'file'} is a file, not a results directory; choose another --out (out=)\n"
     assert (tmp_path / "file").read_text() == "mine"
     from tests.conftest import make_results
 
@@ -396,3 +396,14 @@ def test_an_out_that_is_a_file_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["plot", str(results), "--out", str(tmp_path / "file")]) == 2
     assert main(["report", str(results), "--out", str(tmp_path)]) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_without_a_terminal_progress_is_a_line_every_few_percent(tmp_path):
+    """Issue 17.17: without a terminal the progress bar wrote every update."""
+    spec = write_toml(tmp_path / "e.toml", tiny_spec_dict(seeds=100, training={"epochs": 1}))
+    done = mlreg_cli("run", str(spec), "--out", str(tmp_path / "o"))
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "runs (" in line]
+    assert lines[0] == "tiny: 5/100 runs (5%); 5 ok" and lines[-1] == "tiny: 100/100 runs (100%); 100 ok"
+    assert len(lines) == 20  # a line every 5%
+    assert "\r" not in done.stderr and "it/s" not in done.stderr

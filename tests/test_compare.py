@@ -6,7 +6,7 @@ import statistics
 import pytest
 
 from mlreg.analysis.compare import compare, format_table, higher_is_better, holm, parse_setting, t975
-from mlreg.store import load_results
+from mlreg.analysis.results import load_results
 from tests.conftest import make_results
 
 BASE = [0.50, 0.52, 0.48, 0.51]
@@ -166,7 +166,7 @@ def test_a_boolean_setting_can_be_the_baseline(tmp_path):
 def _two_params(tmp_path, runs_data_hash=None):
     import pandas as pd
 
-    from mlreg.store import Results
+    from mlreg.analysis.results import Results
 
     rows = [{"run_id": f"{l2}-{d}-{s}", "status": "ok", "seed": s, "l2": l2, "dropout": d,
              "best_val_data_loss": 0.5 - l2 * 10 - d / 10 + s / 100} for l2 in (0.0, 0.01) for d in (0.0, 0.5)

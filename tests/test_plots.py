@@ -4,7 +4,7 @@ import matplotlib.pyplot as plt
 import pytest
 
 from mlreg.analysis import plots
-from mlreg.store import load_results
+from mlreg.analysis.results import load_results
 from tests.conftest import make_results
 
 
@@ -62,8 +62,9 @@ def test_log_scale_without_zero_and_linear_for_a_small_span(tmp_path):
 
 
 def test_two_swept_parameters_give_one_line_per_value(tmp_path):
+    from mlreg.analysis.results import load_results
     from mlreg.records import RunResult, columns
-    from mlreg.store import ResultsStore, load_results
+    from mlreg.store import ResultsStore
 
     with ResultsStore.open(tmp_path / "r", spec_toml="x", manifest={"swept": ["train_size", "l2"]},
                            columns=columns("single_label", ["train_size", "l2"])) as store:

@@ -113,7 +113,7 @@ def test_export_to_tensorboard_reads_back(tmp_path):
     root = make_results(tmp_path / "l2", {0.0: [0.5, 0.6], 0.01: [0.4, 0.45]})
     assert main(["export", "tensorboard", str(root), "--logdir", str(tmp_path / "tb")]) == 0
     runs = sorted(p for p in (tmp_path / "tb").iterdir() if p.is_dir())
-    assert len(runs) == 4
+    assert [p.name for p in runs] == ["l2=0,seed=0", "l2=0,seed=1", "l2=0.01,seed=0", "l2=0.01,seed=1"]  # 17.17
     acc = EventAccumulator(str(runs[0]))
     acc.Reload()
     assert {"val_data_loss", "train_data_loss", "best_val_data_loss"} <= set(acc.Tags()["scalars"])
@@ -133,6 +133,23 @@ def test_results_show_as_a_table_in_a_notebook(tmp_path):
 
     html = mlreg.load_results(make_results(tmp_path / "l2", {0.0: [0.5, 0.6], 0.01: [0.4, 0.45]}))._repr_html_()
     assert "<table" in html and "4 runs (4 ok)" in html and "swept: l2" in html
+    assert "best_val_data_loss over seeds" in html  # the metric is named (17.17)
+
+
+def test_export_imports_neither_tensorflow_nor_jax(tmp_path):
+    """Issue 17.17: `mlreg export tensorboard` printed TensorFlow's start-up lines."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, make_results
+
+    root = make_results(tmp_path / "l2", {0.0: [0.5]})
+    code = ("import sys\nfrom mlreg.cli import main\n"
+            f"assert main(['export', 'tensorboard', {str(root)!r}, '--logdir', {str(tmp_path / 'tb')!r}]) == 0\n"
+            "print(sorted(m for m in ('tensorflow', 'jax', 'keras') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]" and out.stderr == ""
 
 
 def test_export_without_tensorboard_says_how_to_install_it(tmp_path):

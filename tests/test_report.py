@@ -5,7 +5,7 @@ import sys
 import time
 
 from mlreg.analysis.report import render
-from mlreg.store import load_results
+from mlreg.analysis.results import load_results
 from tests.conftest import ROOT, make_results
 
 

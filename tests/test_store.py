@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from mlreg.analysis.results import ResultsError, load_results
 from mlreg.records import RunResult
-from mlreg.store import HISTORY, RUNS, WEIGHTS, ResultsError, ResultsStore, StoreError, load_results
+from mlreg.store import HISTORY, RUNS, WEIGHTS, ResultsStore, StoreError
 
 COLUMNS = {
     RUNS: ["run_id", "status", "seed", "l2", "best_val_data_loss", "error"],

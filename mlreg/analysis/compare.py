@@ -20,7 +20,7 @@ from mlreg.spec import ADJUSTMENTS, InputError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mlreg.store import Results
+    from mlreg.analysis.results import Results
 
 def t975(df: int) -> float:
     """The 97.5% quantile of Student's t with `df` degrees of freedom (`scipy.stats`)."""

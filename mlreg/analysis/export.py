@@ -9,16 +9,18 @@ the sweep in its Scalars and HParams dashboards.
 from __future__ import annotations
 
 import math
+import sys
 import time
+import types
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlreg.analysis.compare import as_list, combined_runs, experiment_names
-from mlreg.spec import InputError
+from mlreg.spec import InputError, label
 
 if TYPE_CHECKING:
-    from mlreg.store import Results
+    from mlreg.analysis.results import Results
 
 SUMMARY_METRICS = ("best_val_data_loss", "train_data_loss_at_best", "gap", "val_accuracy_at_best", "val_mae_at_best",
                    "test_data_loss", "test_accuracy", "test_mae", "sparsity", "weight_l2", "epochs_run")
@@ -38,6 +40,17 @@ def _value(v: Any) -> Any:
     return v if isinstance(v, bool | int | float | str) else str(v)
 
 
+def _folders(runs: Any, params: list[str]) -> dict[str, str]:
+    """Each run's TensorBoard folder: its setting and seed (and split, fold), as TensorBoard lists
+    them (`l2=0.001,seed=3`); the run id is added where two runs would share a name."""
+    names = {}
+    for _, run in runs.iterrows():
+        parts = [(p, run.get(p)) for p in params + ["seed", "split", "fold"] if p in run]
+        names[run["run_id"]] = ",".join(f"{p}={label(v)}" for p, v in parts if _value(v) is not None) or run["run_id"]
+    repeated = {n for n in names.values() if list(names.values()).count(n) > 1}
+    return {rid: f"{n},{rid}" if n in repeated else n for rid, n in names.items()}
+
+
 def tensorboard(results: Results | Sequence[Results], logdir: str | Path) -> Path:
     """Writes one TensorBoard run per mlreg run under `logdir`: its history as scalars (one tag
     per column, step = epoch) and its swept parameters and seed as HParams, with the
@@ -53,6 +66,8 @@ def tensorboard(results: Results | Sequence[Results], logdir: str | Path) -> Pat
     Raises:
         ExportError: the `tensorboard` package is not installed.
     """
+    if "tensorflow" not in sys.modules:  # TensorBoard's own stub of TensorFlow, its `no_tensorflow` mode
+        sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
     try:
         from tensorboard.compat.proto import event_pb2, summary_pb2
         from tensorboard.plugins.hparams import summary_v2 as hp
@@ -80,8 +95,10 @@ def tensorboard(results: Results | Sequence[Results], logdir: str | Path) -> Pat
                                             metrics=[hp.Metric(m) for m in metrics]))])
     for res, name in zip(items, experiment_names(items), strict=True):
         history = dict(tuple(res.history.groupby("run_id")))
+        folders = _folders(res.runs, [p for p in params if p != "seed"])
         for _, run in res.runs.iterrows():
-            path = logdir / name / run["run_id"] if len(items) > 1 else logdir / run["run_id"]
+            folder = folders[run["run_id"]]
+            path = logdir / name / folder if len(items) > 1 else logdir / folder
             values = {p: _value(run.get(p)) for p in params}
             events: list[tuple[int, Any]] = [(0, hp.hparams_pb({p: v for p, v in values.items() if v is not None},
                                                               trial_id=str(run["run_id"]), start_time_secs=now))]

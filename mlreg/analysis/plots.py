@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.axes import Axes
 
-    from mlreg.store import Results
+    from mlreg.analysis.results import Results
 
 __all__ = ["MAX_CURVES", "KINDS", "figures", "frames", "generalization_gap", "loss_curves", "metric_against",
            "set_param_scale", "stopping_epoch", "validation_curve", "weight_histograms", "weight_stat"]

@@ -21,7 +21,7 @@ from mlreg.store import ERRORS
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mlreg.store import Results
+    from mlreg.analysis.results import Results
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; padding: 0 1rem; color: #222; }

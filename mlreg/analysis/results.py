@@ -1,0 +1,154 @@
+"""A results directory read back as pandas DataFrames (`load_results`), and what a notebook
+shows of it. Pandas only: never TensorFlow, JAX or Keras. Damaged lines are named by the same
+check the store applies when it resumes (`mlreg.store.parse`)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlreg.records import HISTORY, RUNS, WEIGHT_COLUMNS, WEIGHTS, default_metric
+from mlreg.spec import InputError
+from mlreg.store import MANIFEST, SPEC, StoreError, parse
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+class ResultsError(InputError):
+    """A folder is not a results directory, or one of its files is damaged."""
+
+
+@dataclass(frozen=True)
+class Results:
+    """A results directory as pandas DataFrames.
+
+    Attributes:
+        root: the directory.
+        runs: one row per run (`runs.csv`).
+        history: one row per (run_id, epoch) (`history.csv`).
+        weights: final kernel-weight histograms (`weights.csv`).
+        params: the swept parameters (from `manifest.json`), e.g. `["l2"]`.
+        manifest: the manifest as a dict.
+        spec_toml: the experiment as run.
+    """
+
+    root: Path
+    runs: pd.DataFrame
+    history: pd.DataFrame
+    weights: pd.DataFrame
+    params: list[str]
+    manifest: dict[str, Any]
+    spec_toml: str
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest.get("experiment") or self.root.name)
+
+    def _repr_html_(self) -> str:
+        """In a notebook: what the directory holds, and each setting's metric over seeds (the
+        metric `compare` ranks by, named)."""
+        import html
+
+        from mlreg.analysis.compare import over_seeds
+
+        statuses = ", ".join(f"{n} {s}" for s, n in self.runs["status"].value_counts().items()) or "no runs"
+        head = (f"<p><b>{html.escape(self.name)}</b> ({html.escape(str(self.root))}): {len(self.runs)} runs "
+                f"({statuses}); swept: {html.escape(', '.join(self.params) or 'nothing')}</p>")
+        ok = self.runs[self.runs["status"] == "ok"]
+        metric = default_metric([c for c in ok if ok[c].notna().any()])
+        if ok.empty or metric not in ok:
+            return head
+        by = [p for p in self.params if p in ok] or ["status"]
+        table = over_seeds(ok, by, [metric])[metric].rename(columns={"count": "n"})
+        caption = f"<p>{html.escape(metric)} over seeds, per setting:</p>"
+        return head + caption + table.to_html(float_format=lambda v: f"{v:.4g}", border=0)
+
+
+def _varying_params(runs: pd.DataFrame) -> list[str]:
+    """The parameter columns of `runs.csv` (between `seed` and `engine`) that take more than
+    one value: the swept parameters, when `manifest.json` is missing."""
+    from mlreg.records import columns
+
+    summary = {c for task in ("single_label", "regression") for c in columns(task, [], has_test=True)[RUNS]}
+    cols = list(runs.columns)
+    start = cols.index("seed") + 1
+    end = next((i for i in range(start, len(cols)) if cols[i] in summary), len(cols))
+    return [c for c in cols[start:end] if runs[c].nunique(dropna=False) > 1]
+
+
+def load_results(root: str | os.PathLike[str]) -> Results:
+    """Reads a results directory.
+
+    Args:
+        root: a directory written by `mlreg run`.
+
+    Returns:
+        `Results` with `.runs`, `.history` and `.weights` DataFrames. History and
+        weight rows of runs that never finished (a crash) are left out.
+
+    Raises:
+        ResultsError: not a results directory, or a damaged file (named, with the line).
+
+    Example:
+        >>> res = load_results("results/l2_rate")  # doctest: +SKIP
+        >>> res.runs.groupby("l2").best_val_data_loss.mean()  # doctest: +SKIP
+    """
+    import pandas as pd
+
+    root = Path(root)
+    if not root.is_dir():
+        raise ResultsError(f"{root}: no such directory")
+    if not (root / RUNS).is_file() or not (root / SPEC).is_file():
+        raise ResultsError(f"{root}: not an mlreg results directory (no {RUNS} or {SPEC})")
+    try:
+        manifest = json.loads((root / MANIFEST).read_text()) if (root / MANIFEST).exists() else {}
+    except json.JSONDecodeError as e:
+        raise ResultsError(f"{root / MANIFEST}: damaged JSON at line {e.lineno}: {e.msg}") from None
+
+    def read(name: str, required: list[str]) -> pd.DataFrame:
+        path = root / name
+        if not path.exists():
+            return pd.DataFrame(columns=required)
+        raw = path.read_bytes()
+        try:
+            text = raw.decode()
+        except UnicodeDecodeError as e:
+            line = raw[: e.start].count(b"\n") + 1
+            raise ResultsError(f"{path}: damaged file: bytes that are not text at line {line}") from None
+        text = text[: text.rfind("\n") + 1]  # a cut-off last line is a run still being written
+        if not text:
+            return pd.DataFrame(columns=required)
+        try:
+            frame = pd.read_csv(io.StringIO(text), keep_default_na=True, na_values=[""], low_memory=False)
+        except (pd.errors.ParserError, ValueError):
+            frame = None
+        if frame is None or len(frame) != text.count("\n") - 1:  # a stray quote swallowed lines
+            try:
+                parse(path)
+            except StoreError as e:
+                raise ResultsError(str(e)) from None
+            raise ResultsError(f"{path}: damaged file: a quote that is not closed")
+        missing = [c for c in required if c not in frame.columns]
+        if missing:
+            raise ResultsError(f"{path}: damaged file: missing columns {missing} in line 1")
+        return frame
+
+    runs = read(RUNS, ["run_id", "status", "seed"])
+    done = set(runs["run_id"])
+    history = read(HISTORY, ["run_id", "epoch"])
+    weights = read(WEIGHTS, WEIGHT_COLUMNS)
+    params = manifest.get("swept") if "swept" in manifest else _varying_params(runs)
+    return Results(
+        root=root,
+        runs=runs,
+        history=history[history["run_id"].isin(done)].reset_index(drop=True),
+        weights=weights[weights["run_id"].isin(done)].reset_index(drop=True),
+        params=list(params),
+        manifest=manifest,
+        spec_toml=(root / SPEC).read_text(),
+    )
