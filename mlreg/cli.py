@@ -166,7 +166,7 @@ def _check_and_list(spec: Any) -> int:
     from itertools import islice
 
     from mlreg.data import load
-    from mlreg.runner import check_builders, check_models, check_monitor, default_out, prepare_data
+    from mlreg.runner import check_builders, check_ignored, check_models, check_monitor, default_out, prepare_data
     from mlreg.spec import BUILDERS
 
     shown = list(islice(spec.iter_runs(), SHOWN_RUNS))
@@ -179,9 +179,10 @@ def _check_and_list(spec: Any) -> int:
         shape = f"{ds.n_features} features" if len(ds.input_shape) == 1 else f"samples of shape {list(ds.input_shape)}"
         print(f"  data {ds.name}: task {ds.task}, {shape}, "
               f"{len(ds.x_train)} train / {len(ds.x_val)} val{test} samples")
-    check_builders(shown)
+    shown = check_builders(shown)
+    check_ignored(shown, spec.swept)
     if any(r.model.builder not in BUILDERS for r in shown):  # a builder of the user's: build and check its models
-        check_models(shown, prepare_data(shown))
+        check_models(shown, prepare_data(shown), spec.swept)
     swept = [p for p in spec.swept if p != "variant"]
     resampling = list(shown[0].resampling)
     header = ["run_id", "seed", *resampling, *(["variant"] if spec.variants else []), *swept]

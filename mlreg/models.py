@@ -359,6 +359,18 @@ def call_builder(fn: Any, hp: dict[str, Any], ref: str) -> Any:
     return fn(**{k: v for k, v in hp.items() if k in named})
 
 
+def builder_takes(fn: Any) -> tuple[str, ...] | None:
+    """The model parameters (`mlreg.spec.MODEL_PARAMS`) a user's builder names in its signature,
+    or `None` when it takes `**kwargs` (all of them)."""
+    from mlreg.spec import MODEL_PARAMS
+
+    params = inspect.signature(fn).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    names = {p.name for p in params}
+    return tuple(k for k in MODEL_PARAMS if k in names)
+
+
 def builder_arguments(run: RunSpec, data: Dataset) -> dict[str, Any]:
     """The keyword arguments a user's builder can take: the run's parameters (`run.hp()`:
     `l1`, `l2`, `dropout`, `hidden`, `learning_rate`, ...) and what the data decide:

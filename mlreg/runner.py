@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import math
 import platform
 import signal
@@ -13,15 +14,15 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlreg import engines, executors
 from mlreg.backend import PACKAGES, choose_backend, import_keras
 from mlreg.data import Dataset, load
-from mlreg.spec import BUILDERS, ExperimentSpec, RunSpec, SpecError
+from mlreg.spec import BUILDERS, ExperimentSpec, RunSpec, SpecError, label
 from mlreg.store import ResultsStore
 
 if TYPE_CHECKING:
@@ -139,10 +140,11 @@ def data_hash(datasets: dict[str, Dataset]) -> str:
     return hashlib.sha256(" ".join(sorted({d.content_hash for d in datasets.values()})).encode()).hexdigest()[:16]
 
 
-def check_builders(plan: list[RunSpec]) -> None:
+def check_builders(plan: list[RunSpec]) -> list[RunSpec]:
     """Imports every user builder of a plan and checks base-model files, so that a typo
-    is refused before training."""
-    from mlreg.models import user_builder
+    is refused before training. Returns the plan with each run's `takes` (the model
+    parameters its builder takes) read from its builder's signature."""
+    from mlreg.models import builder_takes, user_builder
 
     user_refs = {r.model.builder for r in plan} - set(BUILDERS)
     if user_refs:
@@ -151,25 +153,40 @@ def check_builders(plan: list[RunSpec]) -> None:
         if run.model.base_model and not run.path(run.model.base_model).is_file():
             raise SpecError(f"Invalid value for `model.base_model`: no such file. "
                             f"Received: base_model={run.model.base_model!r}")
-    for ref in user_refs:
-        user_builder(ref)
+    takes = {ref: builder_takes(user_builder(ref)) for ref in user_refs}
+    return [replace(r, takes=takes[r.model.builder]) if r.model.builder in takes else r for r in plan]
 
 
-def check_models(plan: list[RunSpec], datasets: dict[str, Dataset]) -> dict[str, str]:
+def check_ignored(plan: list[RunSpec], swept: list[str]) -> None:
+    """Refuses a swept model parameter that the runs' builder does not take: the settings that
+    differ in it would train identical models."""
+    from mlreg.spec import MODEL_PARAMS
+
+    for run in plan:
+        if run.takes is None and run.model.builder not in BUILDERS:
+            continue
+        ignored = [p for p in swept if p in MODEL_PARAMS and p not in run.params()]
+        if ignored:
+            raise SpecError(f"Invalid value for `grid.{ignored[0]}`: the builder {run.model.builder} does not take "
+                            f"`{ignored[0]}`, so the settings that differ in it would train identical models. "
+                            f"Received: {ignored[0]} swept with builder={run.model.builder!r}")
+
+
+def check_models(plan: list[RunSpec], datasets: dict[str, Dataset], swept: Sequence[str] = ()) -> dict[str, str]:
     """Builds one model per distinct configuration of a user's builder (the per-run values, such
     as the rates, aside) and checks it (`models.check_model`), so that a builder that raises,
     cannot be called, returns something else than a model, or a model that does not fit the
-    task, is refused before anything is trained. Returns, for the runs whose model trains
-    itself, why the fused engine must leave them to `model.fit`.
+    task, is refused before anything is trained; and, for each swept model parameter the
+    builder takes, a model with another value, refusing a parameter that changes nothing.
+    Returns, for the runs whose model trains itself, why the fused engine must leave them to
+    `model.fit`.
 
     Raises:
         SpecError: naming the builder, the setting and the error.
     """
-    from mlreg.backend import set_seed
     from mlreg.engines.fused import pack_key, why_not_model
-    from mlreg.models import build_model, check_model
-    from mlreg.records import error_line
-    from mlreg.spec import InputError
+    from mlreg.models import check_model
+    from mlreg.spec import MODEL_PARAMS
 
     reasons: dict[str, str] = {}
     seen: dict[str, str | None] = {}
@@ -179,20 +196,54 @@ def check_models(plan: list[RunSpec], datasets: dict[str, Dataset]) -> dict[str,
         key = pack_key(run)
         if key not in seen:
             data = datasets[run.data_key]
-            set_seed(run.seed)
-            try:
-                model = build_model(run, data)
-            except InputError:
-                raise
-            except Exception as e:  # noqa: BLE001 - the user's builder: what it says is the message
-                raise SpecError(f"Invalid value for `model.builder`: {run.model.builder} failed to build a model "
-                                f"(run {run.run_id}, seed {run.seed}): {error_line(e)}. "
-                                f"Received: builder={run.model.builder!r}") from None
+            model = _build_checked(run, data)
             check_model(model, data, run.model.builder)
             seen[key] = why_not_model(model)
+            for param in (p for p in swept if p in MODEL_PARAMS and p in run.params()):
+                _check_used(run, param, {r.model.model_dump()[param] for r in plan
+                                         if r.model.builder == run.model.builder}, model, data)
         if seen[key]:
             reasons[run.run_id] = seen[key]  # type: ignore[assignment]
     return reasons
+
+
+def _build_checked(run: RunSpec, data: Dataset) -> Any:
+    """A run's model, built as the engines build it; a builder that raises is a `SpecError`."""
+    from mlreg.backend import set_seed
+    from mlreg.models import build_model
+    from mlreg.records import error_line
+    from mlreg.spec import InputError
+
+    import_keras().backend.clear_session(free_memory=False)  # as the engines build: the same layer names
+    set_seed(run.seed)
+    try:
+        return build_model(run, data)
+    except InputError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the user's builder: what it says is the message
+        raise SpecError(f"Invalid value for `model.builder`: {run.model.builder} failed to build a model "
+                        f"(run {run.run_id}, seed {run.seed}): {error_line(e)}. "
+                        f"Received: builder={run.model.builder!r}") from None
+
+
+def _check_used(run: RunSpec, param: str, values: set[Any], model: Any, data: Dataset) -> None:
+    """Refuses a swept parameter that a user's builder takes but does not use: the model built
+    with another of its values has the same configuration (layers, regularizers, rates)."""
+    from mlreg.backend import without_tensorflow
+
+    def config(m: Any) -> str:
+        with without_tensorflow():
+            return json.dumps(m.get_config(), sort_keys=True, default=str)
+
+    others = [v for v in values if v != run.model.model_dump()[param]]
+    if not others:
+        return
+    other = replace(run, model=run.model.model_copy(update={param: others[0]}))
+    if config(_build_checked(other, data)) == config(model):
+        raise SpecError(f"Invalid value for `grid.{param}`: the builder {run.model.builder} takes `{param}` but "
+                        f"builds the same model for {param}={label(run.model.model_dump()[param])} and "
+                        f"{param}={label(others[0])} (use it, e.g. with mlreg.apply_regularization, or do not sweep "
+                        f"it). Received: {param} swept with builder={run.model.builder!r}")
 
 
 def manifest(spec: ExperimentSpec, task: str, n_runs: int, engine: str, content: str) -> dict[str, object]:
@@ -353,13 +404,14 @@ def run(
     datasets = prepare_data(plan)
     first = next(iter(datasets.values()))
     try:
-        check_builders(plan)
+        plan = check_builders(plan)
+        check_ignored(plan, spec.swept)
         check_monitor(plan, first.task)
         import_keras(verbose)
-        reasons = check_models(plan, datasets)
+        reasons = check_models(plan, datasets, spec.swept)
     except SpecError as e:
         raise spec.named(e) from None
-    params = list(plan[0].params())
+    params = list(dict.fromkeys(k for r in plan for k in r.params()))
     resampling = list(plan[0].resampling)
     content = data_hash(datasets)
     out = Path(out) if out is not None else default_out(spec)

@@ -86,6 +86,21 @@ class InputError(ValueError):
     it; every other exception is mlreg's own failure (exit 1)."""
 
 
+BUILDER_PARAMS = {
+    "mlp": ("hidden", "activation", "dropout", "l1", "l2"),
+    "residual_mlp": ("hidden", "activation", "dropout", "l1", "l2"),
+    "wide_deep": ("hidden", "activation", "dropout", "l1", "l2"),
+    "cnn": ("filters", "kernel_size", "strides", "pool", "activation", "dropout", "l1", "l2"),
+    "transfer": ("l1", "l2"),
+}
+"""The model parameters each built-in builder takes (keyed by `BUILDERS`); `builder` and
+`freeze` (applied by mlreg to any model) always count. `runs.csv` records only these; a user's
+builder takes those its signature names."""
+
+MODEL_PARAMS = ("hidden", "filters", "kernel_size", "strides", "pool", "activation", "dropout", "l1", "l2")
+"""The parameters that only the builder uses: a run records those its builder takes."""
+
+
 class SpecError(InputError):
     """An experiment file (or a value in it) is invalid."""
 
@@ -624,6 +639,9 @@ class RunSpec:
         fold: with `data.folds`, which fold is the validation set; else `None`.
         root: the folder that relative paths of the experiment file are resolved against
             (the file's own); not part of what the run is.
+        takes: the model parameters (`MODEL_PARAMS`) its builder takes: for a built-in
+            builder `BUILDER_PARAMS`'; for a user's, the runner reads its signature. `None`: all.
+            Not part of what the run is.
     """
 
     experiment: str
@@ -636,6 +654,7 @@ class RunSpec:
     split: int | None = None
     fold: int | None = None
     root: str | None = None
+    takes: tuple[str, ...] | None = None
 
     @property
     def run_id(self) -> str:
@@ -663,10 +682,13 @@ class RunSpec:
         return path if path.is_absolute() or self.root is None else Path(self.root) / path
 
     def params(self) -> dict[str, Any]:
-        """Every sweepable parameter with its value, as written to `runs.csv`."""
+        """Every sweepable parameter with its value, as written to `runs.csv`, but the model
+        parameters its builder does not take (`takes`)."""
         out: dict[str, Any] = {"variant": self.variant} if self.variant is not None else {}
+        takes = self.takes if self.takes is not None else BUILDER_PARAMS.get(self.model.builder)
         for key, (section, field) in PARAMS.items():
-            out[key] = format_value(getattr(getattr(self, section), field))
+            if key not in MODEL_PARAMS or takes is None or key in takes:
+                out[key] = format_value(getattr(getattr(self, section), field))
         return out
 
     def hp(self) -> dict[str, Any]:

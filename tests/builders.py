@@ -132,3 +132,28 @@ def fails_for_seed_1(**hp):
     if get_random_seed() == 1 or get_random_seed() >= 1000:
         raise RuntimeError("the database said: " + "x" * 500)
     return everything(**hp)
+
+
+def takes_hp(hp):
+    """A builder written for another tool: one dict of hyperparameters."""
+    return everything(**hp)
+
+
+def returns_dict(**hp):
+    return {"model": everything(**hp)}
+
+
+def returns_layer(**hp):
+    return keras.layers.Dense(3)
+
+
+def seven_linear(input_shape):
+    """7 linear outputs, whatever the task."""
+    inputs = keras.Input(input_shape)
+    return keras.Model(inputs, keras.layers.Dense(7)(inputs))
+
+
+def ignores_l2(input_shape, n_outputs, output_activation, l2):
+    """Takes `l2` and never applies it."""
+    inputs = keras.Input(input_shape)
+    return keras.Model(inputs, keras.layers.Dense(n_outputs, activation=output_activation)(inputs))

@@ -14,6 +14,7 @@ from tests.conftest import ROOT
 
 @pytest.mark.parametrize(("names", "table"), [
     (spec.BUILDERS, models.BUILDERS),
+    (spec.BUILDERS, spec.BUILDER_PARAMS),
     (spec.FREEZE, models.TRAINABLE),
     (spec.OPTIMIZERS, models.OPTIMIZER_CLASSES),
     ([t for t in spec.TASKS if t != "auto"], models.TASK_HEADS),
@@ -21,7 +22,8 @@ from tests.conftest import ROOT
     (spec.PLOT_KINDS, plots.KINDS),
     (spec.ADJUSTMENTS, compare.ADJUST),
     (spec.BACKENDS, backend.PACKAGES),
-], ids=["builders", "freeze", "optimizers", "tasks", "datasets", "plot kinds", "adjustments", "backends"])
+], ids=["builders", "builder params", "freeze", "optimizers", "tasks", "datasets", "plot kinds", "adjustments",
+        "backends"])
 def test_each_table_covers_exactly_its_names(names, table):
     assert list(table) == list(names)
 
