@@ -28,7 +28,6 @@ ROOT = Path(__file__).resolve().parents[1]
 def measure(engine: str, n_runs: int) -> None:
     import mlreg
     from mlreg import engines, executors
-    from mlreg.data import load
 
     spec = mlreg.ExperimentSpec.from_dict({
         "name": f"memory_{engine}", "seeds": n_runs // 10,
@@ -38,10 +37,9 @@ def measure(engine: str, n_runs: int) -> None:
         "grid": {"l2": [i / 1e4 for i in range(10)]},
     })
     runs = spec.expand()
-    data = load(runs[0].data)
     packs, _ = engines.plan(runs, engine)
     t0, seen, at10 = time.perf_counter(), 0, None
-    for result in executors.inline(packs, lambda pack: data):
+    for result in executors.inline(packs):
         assert result.status == "ok", result.summary.get("error")
         seen += 1
         if seen == 10:

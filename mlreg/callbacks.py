@@ -95,7 +95,7 @@ class HonestLogger(keras.callbacks.Callback):
 
 class StopOnSignal(keras.callbacks.Callback):
     """Raises `KeyboardInterrupt` after the batch during which `event` was set (mlreg's sweep
-    sets `mlreg.engines.STOP` on Ctrl-C and SIGTERM), so a run stops at a safe point.
+    sets `mlreg.signals.STOP` on Ctrl-C and SIGTERM), so a run stops at a safe point.
 
     Args:
         event: the event to watch.

@@ -101,12 +101,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from mlreg import signals
+
+    signals.install()  # first: a Ctrl-C while TensorFlow or JAX is imported must not be swallowed or crash it
     args = _parser().parse_args(argv)
     args.verbose = getattr(args, "verbose", False)
     from mlreg.spec import InputError
 
     try:
-        return _COMMANDS[args.command](args)
+        code = _COMMANDS[args.command](args)
+        signals.check()
+        return code
     except InputError as e:
         print(f"mlreg: error: {e}", file=sys.stderr)
         return BAD_INPUT
@@ -165,8 +170,8 @@ def _validate(args: argparse.Namespace) -> int:
 def _check_and_list(spec: Any) -> int:
     from itertools import islice
 
-    from mlreg.data import load
-    from mlreg.runner import check_builders, check_ignored, check_models, check_monitor, default_out, prepare_data
+    from mlreg.data import for_run, load
+    from mlreg.runner import check_builders, check_ignored, check_models, check_monitor, default_out
     from mlreg.spec import BUILDERS
 
     shown = list(islice(spec.iter_runs(), SHOWN_RUNS))
@@ -182,7 +187,7 @@ def _check_and_list(spec: Any) -> int:
     shown = check_builders(shown)
     check_ignored(shown, spec.swept)
     if any(r.model.builder not in BUILDERS for r in shown):  # a builder of the user's: build and check its models
-        check_models(shown, prepare_data(shown), spec.swept)
+        check_models(shown, {r.data_key: for_run(r) for r in shown}, spec.swept)
     swept = [p for p in spec.swept if p != "variant"]
     resampling = list(shown[0].resampling)
     header = ["run_id", "seed", *resampling, *(["variant"] if spec.variants else []), *swept]

@@ -31,7 +31,7 @@ import numpy as np
 from mlreg.spec import InputError
 
 if TYPE_CHECKING:
-    from mlreg.spec import DataSpec
+    from mlreg.spec import DataSpec, RunSpec
 
 DESCRIPTIONS: dict[str, str] = {  # keyed by mlreg.spec.DATASETS
     "digits": "8x8 handwritten digits, 1797 x 64, 10 classes (scikit-learn)",
@@ -98,6 +98,22 @@ class Dataset:
         if self.task == "single_label":
             return int(max(self.y_train.max(), self.y_val.max())) + 1
         return 1 if self.y_train.ndim == 1 else int(self.y_train.shape[1])
+
+
+_LOADED: dict[str, Dataset] = {}
+
+
+def for_run(run: RunSpec) -> Dataset:
+    """The data of a run (its `[data]` section, split, fold and folder), loaded once per process
+    while its files stay as they are: the driver loads each data set of a plan once, before
+    anything is written, and a worker process each one it trains on."""
+    files = [run.path(p) for p in (run.data.path, run.data.test_path) if p]
+    key = run.data_key + repr([(str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files if f.is_file()])
+    if key not in _LOADED:
+        if len(_LOADED) >= 32:  # a sweep over many data configurations keeps memory bounded
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[key] = load(run.data, split=run.split, fold=run.fold, root=run.root)
+    return _LOADED[key]
 
 
 def load_arrays(spec: DataSpec, root: str | Path | None = None) -> Arrays:

@@ -1,12 +1,16 @@
 """Where packs run. An executor moves the packs an engine made to where they train and
-gives back each run's `RunResult`; it never writes files (the store does, in the driver).
+gives back each run's `RunResult`; it never writes files (the store does, in the driver). Every
+executor is a function `packs -> Iterator[RunResult]` that `make` returns for the arguments of
+`mlreg run`.
 
-- `inline`: one pack after another in this process, each run's record as its run ends.
-- `process`: N worker processes on this machine (spawned, TensorFlow imported in the workers
-  only, its threads split between them, each worker recycled after a few packs so that Keras's
-  per-model memory growth stays bounded). A worker that dies (SIGKILL, out of memory) loses
-  only its pack: the pack is retried once in a fresh worker, then its runs are `failed` with
-  the reason.
+- `inline`: one pack after another in this process, each run's record as its run ends; packs
+  that only the keras engine trains go, past a few, to a recycled worker process (Keras grows a
+  few MB per model in one process).
+- `process`: N worker processes on this machine (spawned, Keras imported in the workers on the
+  driver's backend, threads split between them, each worker recycled after a few packs so that
+  Keras's per-model memory growth stays bounded, each ending itself when the driver is gone).
+  A worker that dies (SIGKILL, out of memory) loses only its pack: the pack is retried once in a
+  fresh worker, which is said on stderr, then its runs are `failed` with the reason.
 - `dask`: an existing Dask cluster (`tcp://scheduler:8786`, or a `distributed.Client`), or a
   `LocalCluster` started for the sweep. Workers load each data set once and keep it.
 
@@ -27,21 +31,26 @@ from typing import TYPE_CHECKING, Any
 
 from mlreg import engines
 from mlreg.backend import choose_backend, import_keras
+from mlreg.data import for_run
+from mlreg.signals import STOP
 from mlreg.spec import InputError
 
 if TYPE_CHECKING:
-    from mlreg.data import Dataset
     from mlreg.engines import Pack
     from mlreg.records import RunResult
-    from mlreg.spec import RunSpec
 
-EXECUTORS = ("inline", "process", "dask")
+Executor = Callable[[Iterable["Pack"]], Iterator["RunResult"]]
+"""Trains packs somewhere and yields each run's record as it ends."""
 
 RETRIES = 1
 """A pack whose worker died is trained again this many times before its runs are `failed`."""
 
 RECYCLE_AFTER = 8
 """A process worker is replaced by a fresh one after this many packs (bounded memory)."""
+
+KERAS_INLINE = 4
+"""Runs trained by the keras engine in the driver itself at most: the rest go to a worker process
+recycled every `RECYCLE_AFTER` packs, so that Keras's growth per model stays bounded."""
 
 POLL_S = 0.2
 """How often a waiting driver looks whether Ctrl-C or SIGTERM asked it to stop."""
@@ -51,31 +60,49 @@ class ExecutorError(InputError):
     """An executor cannot be used as asked (a missing optional package, a bad address)."""
 
 
-def inline(packs: Iterable[Pack], data_for: Callable[[Pack], Dataset]) -> Iterator[RunResult]:
-    """Trains each pack here, yielding each record as its run ends."""
-    for pack in packs:
-        yield from engines.train(pack, data_for(pack))
+def make(workers: int | None = None, dask: Any = None, say: Callable[[str], None] | None = None) -> Executor:
+    """The executor for `mlreg run`'s arguments: Dask (`dask` an address, `"local"` or a
+    `distributed.Client`), `workers` processes, or this process.
+
+    Raises:
+        ExecutorError: `workers` below 1, or Dask asked for and not installed; before
+            anything is trained.
+    """
+    say = say or (lambda text: print(f"mlreg: {text}", file=sys.stderr))
+    if workers is not None and workers < 1:
+        raise ExecutorError(f"Invalid value for `workers`: expected a count >= 1. Received: workers={workers}")
+    if dask is not None:
+        require_dask()
+        where = {"client": dask} if not isinstance(dask, str) else {"address": dask}
+        return lambda packs: _dask(packs, workers=workers or 2, say=say, **where)
+    if workers is not None and workers > 1:
+        return lambda packs: process(packs, workers=workers, say=say)
+    return lambda packs: inline(packs, say=say)
+
+
+def inline(packs: Iterable[Pack], say: Callable[[str], None] | None = None) -> Iterator[RunResult]:
+    """Trains each pack here, yielding each record as its run ends; packs of the keras engine
+    beyond `KERAS_INLINE` runs go to a recycled worker process."""
+    packs = list(packs)
+    keras_runs = sum(len(p.runs) for p in packs if p.engine == "keras")
+    here = [p for p in packs if p.engine == "fused" or keras_runs <= KERAS_INLINE]
+    for pack in here:
+        yield from engines.train(pack, for_run(pack.runs[0]))
+    rest = [p for p in packs if p not in here]
+    if rest:
+        yield from process(rest, workers=1, say=say)
 
 
 # -- what a worker runs ---------------------------------------------------------------------
-_DATA: dict[str, Dataset] = {}
-
-
-def _data(run: RunSpec) -> Dataset:
-    """The run's data, loaded once per worker process."""
-    from mlreg.data import load
-
-    if run.data_key not in _DATA:
-        _DATA[run.data_key] = load(run.data, split=run.split, fold=run.fold, root=run.root)
-    return _DATA[run.data_key]
-
-
-def setup_worker(threads: int, backend: str | None = None) -> None:
-    """Prepares a worker process: Ctrl-C is the driver's business; Keras is imported on the
-    driver's backend with TensorFlow's log lines silenced and `threads` threads, so that the
-    workers of one machine do not oversubscribe its cores."""
+def setup_worker(threads: int, backend: str | None = None, driver: int | None = None) -> None:
+    """Prepares a worker process: Ctrl-C is the driver's business; the worker ends itself when
+    the `driver` process is gone, however it died; Keras is imported on the driver's backend
+    with TensorFlow's log lines silenced and `threads` threads, so that the workers of one
+    machine do not oversubscribe its cores."""
     if threading.current_thread() is threading.main_thread():  # a Dask worker runs tasks in a thread
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if driver is not None:
+        threading.Thread(target=_end_without, args=(driver,), daemon=True, name="mlreg-driver-watch").start()
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)
     if threads == 1 and "jax" not in sys.modules:  # XLA's CPU thread pool, for the JAX backend
@@ -96,10 +123,18 @@ def setup_worker(threads: int, backend: str | None = None) -> None:
 def train_pack_task(pack: Pack) -> list[RunResult]:
     """A worker's task: trains one pack and returns its records (a run that raises is a
     `failed` record; nothing is written)."""
-    return list(engines.train(pack, _data(pack.runs[0])))
+    return list(engines.train(pack, for_run(pack.runs[0])))
 
 
 _SET_UP: set[int] = set()
+
+
+def _end_without(driver: int) -> None:
+    """Ends this process within a second of its driver's end (a SIGKILL leaves no chance to
+    tell it): the worker is re-parented, its parent id changes."""
+    while os.getppid() == driver:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def dask_task(pack: Pack, threads: int, backend: str) -> list[RunResult]:
@@ -126,7 +161,8 @@ def _threads(workers: int) -> int:
 
 
 # -- a pool of processes on this machine ---------------------------------------------------
-def process(packs: Iterable[Pack], *, workers: int = 2, recycle_after: int = RECYCLE_AFTER) -> Iterator[RunResult]:
+def process(packs: Iterable[Pack], *, workers: int = 2, recycle_after: int = RECYCLE_AFTER,
+            say: Callable[[str], None] | None = None) -> Iterator[RunResult]:
     """Trains packs in `workers` spawned processes, yielding each pack's records as it ends.
 
     Each worker is a one-process pool of its own, so a worker that dies takes down only the
@@ -136,13 +172,13 @@ def process(packs: Iterable[Pack], *, workers: int = 2, recycle_after: int = REC
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    if workers < 1:
-        raise ExecutorError(f"Invalid value for `workers`: expected a count >= 1. Received: workers={workers}")
     threads = _threads(workers)
+    say = say or (lambda text: print(f"mlreg: {text}", file=sys.stderr))
 
     def pool() -> ProcessPoolExecutor:
         return ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=setup_worker,
-                                   initargs=(threads, choose_backend()), max_tasks_per_child=recycle_after)
+                                   initargs=(threads, choose_backend(), os.getpid()),
+                                   max_tasks_per_child=recycle_after)
 
     pools = [pool() for _ in range(workers)]
     queue: deque[Pack] = deque(packs)
@@ -155,7 +191,7 @@ def process(packs: Iterable[Pack], *, workers: int = 2, recycle_after: int = REC
                     pack = queue.popleft()
                     running[pools[slot].submit(train_pack_task, pack)] = (slot, pack)
             done, _ = wait(running, timeout=POLL_S, return_when=FIRST_COMPLETED)
-            if engines.STOP.is_set():
+            if STOP.is_set():
                 raise KeyboardInterrupt
             for future in done:
                 slot, pack = running.pop(future)
@@ -165,6 +201,8 @@ def process(packs: Iterable[Pack], *, workers: int = 2, recycle_after: int = REC
                     pools[slot] = pool()
                     attempts[id(pack)] += 1
                     if attempts[id(pack)] <= RETRIES:
+                        say(f"a worker died (killed, or out of memory) while training a pack of {len(pack.runs)} "
+                            f"run{'s' * (len(pack.runs) != 1)}; training it again in a fresh worker")
                         queue.appendleft(pack)
                         continue
                     results = _died(pack, attempts[id(pack)], "killed, or out of memory")
@@ -195,8 +233,8 @@ def require_dask() -> None:
         raise ExecutorError("the dask executor needs dask.distributed: pip install 'mlreg[dask]'") from None
 
 
-def dask(packs: Iterable[Pack], *, address: str | None = None, client: Any = None,
-         workers: int = 2) -> Iterator[RunResult]:
+def _dask(packs: Iterable[Pack], *, address: str | None = None, client: Any = None, workers: int = 2,
+          say: Callable[[str], None] | None = None) -> Iterator[RunResult]:
     """Trains packs on a Dask cluster, yielding each pack's records as it ends, in any order.
 
     Args:
@@ -236,11 +274,17 @@ def dask(packs: Iterable[Pack], *, address: str | None = None, client: Any = Non
         futures = {client.submit(dask_task, pack, threads, backend, key=f"mlreg-pack-{uuid.uuid4().hex}",
                                  pure=False): pack for pack in packs}
         pending = as_completed(futures)
+        known = set(client.scheduler_info()["workers"])
         while not pending.is_empty():
-            if engines.STOP.is_set():
+            if STOP.is_set():
                 raise KeyboardInterrupt
             if not pending.has_ready():
                 time.sleep(POLL_S)
+                now = set(client.scheduler_info()["workers"])
+                if known - now and say is not None:
+                    say(f"{len(known - now)} Dask worker{'s' * (len(known - now) != 1)} left or died; "
+                        "Dask trains its packs again elsewhere")
+                known = now
                 continue
             for future in pending.next_batch(block=False):
                 pack = futures.pop(future)

@@ -10,11 +10,13 @@ builder takes the shape of one sample (`input_shape`; an int is a flat feature c
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib
 import inspect
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mlreg.records import metric_names
@@ -357,6 +359,24 @@ def call_builder(fn: Any, hp: dict[str, Any], ref: str) -> Any:
         raise TypeError(f"builder {ref} needs {missing}, which mlreg does not give; mlreg calls a builder "
                         f"with keyword arguments, those it names of {sorted(hp)}")
     return fn(**{k: v for k, v in hp.items() if k in named})
+
+
+_CHECKING = contextvars.ContextVar("mlreg_checking", default=False)
+
+
+def checking() -> bool:
+    """Whether the model being built is one `mlreg run` or `validate` builds to check a builder
+    before training (`True`), not one that trains: a builder can skip costly work then."""
+    return _CHECKING.get()
+
+
+@contextlib.contextmanager
+def _checking() -> Iterator[None]:
+    token = _CHECKING.set(True)
+    try:
+        yield
+    finally:
+        _CHECKING.reset(token)
 
 
 def builder_takes(fn: Any) -> tuple[str, ...] | None:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
 import platform
-import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -19,9 +16,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlreg import engines, executors
+from mlreg import engines, executors, signals
 from mlreg.backend import PACKAGES, choose_backend, import_keras
-from mlreg.data import Dataset, load
+from mlreg.data import Dataset, for_run
 from mlreg.spec import BUILDERS, ExperimentSpec, RunSpec, SpecError, label
 from mlreg.store import ResultsStore
 
@@ -35,18 +32,6 @@ can ask for a million runs)."""
 
 class SweepError(RuntimeError):
     """The sweep stopped early (too many failures in a row). Finished runs are kept."""
-
-
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM stopped the sweep at a safe point. Finished runs are kept.
-
-    Attributes:
-        signum: the signal (`signal.SIGINT` or `signal.SIGTERM`).
-    """
-
-    def __init__(self, signum: int = signal.SIGINT) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
 
 
 @dataclass(frozen=True)
@@ -125,16 +110,6 @@ def default_out(spec: ExperimentSpec) -> Path:
     return Path("results") / spec.name
 
 
-def prepare_data(plan: list[RunSpec]) -> dict[str, Dataset]:
-    """Loads each distinct data configuration of a plan once (before anything is written):
-    one per `[data]` section, split and fold."""
-    out: dict[str, Dataset] = {}
-    for run in plan:
-        if run.data_key not in out:
-            out[run.data_key] = load(run.data, split=run.split, fold=run.fold, root=run.root)
-    return out
-
-
 def data_hash(datasets: dict[str, Dataset]) -> str:
     """One hash of the content of every data set of a plan (see `Dataset.content_hash`)."""
     return hashlib.sha256(" ".join(sorted({d.content_hash for d in datasets.values()})).encode()).hexdigest()[:16]
@@ -210,14 +185,15 @@ def check_models(plan: list[RunSpec], datasets: dict[str, Dataset], swept: Seque
 def _build_checked(run: RunSpec, data: Dataset) -> Any:
     """A run's model, built as the engines build it; a builder that raises is a `SpecError`."""
     from mlreg.backend import set_seed
-    from mlreg.models import build_model
+    from mlreg.models import _checking, build_model
     from mlreg.records import error_line
     from mlreg.spec import InputError
 
     import_keras().backend.clear_session(free_memory=False)  # as the engines build: the same layer names
     set_seed(run.seed)
     try:
-        return build_model(run, data)
+        with _checking():
+            return build_model(run, data)
     except InputError:
         raise
     except Exception as e:  # noqa: BLE001 - the user's builder: what it says is the message
@@ -235,7 +211,7 @@ def _check_used(run: RunSpec, param: str, values: set[Any], model: Any, data: Da
         with without_tensorflow():
             return json.dumps(m.get_config(), sort_keys=True, default=str)
 
-    others = [v for v in values if v != run.model.model_dump()[param]]
+    others = sorted((v for v in values if v != run.model.model_dump()[param]), key=repr)
     if not others:
         return
     other = replace(run, model=run.model.model_copy(update={param: others[0]}))
@@ -282,19 +258,6 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def _executor(workers: int | None, dask: Any) -> Callable[..., Iterator[RunResult]]:
-    """The executor for the arguments: Dask, a process pool, or this process."""
-    if dask is not None:
-        executors.require_dask()  # refused before anything is written
-        kw = {"client": dask} if not isinstance(dask, str) else {"address": dask}
-        return lambda packs, data_for: executors.dask(packs, workers=workers or 2, **kw)
-    if workers is not None and workers > 1:
-        return lambda packs, data_for: executors.process(packs, workers=workers)
-    if workers is not None and workers < 1:
-        raise SpecError(f"Invalid value for `workers`: expected a count >= 1. Received: workers={workers}")
-    return executors.inline
-
-
 def check_monitor(plan: list[RunSpec], task: str) -> None:
     """Refuses, before training, an early-stopping monitor that is not a column the task's
     runs will have."""
@@ -307,34 +270,100 @@ def check_monitor(plan: list[RunSpec], task: str) -> None:
                             f"task; expected one of {allowed}. Received: monitor={monitor!r}")
 
 
-@contextlib.contextmanager
-def _signals() -> Iterator[dict[str, int]]:
-    """Ctrl-C and SIGTERM ask the sweep to stop at the next safe point (`engines.STOP`): an
-    engine stops between batches or epochs, and nothing that was cut short is recorded. A
-    second signal stops at once."""
-    received: dict[str, int] = {}
-    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
-        yield received
-        return
+@dataclass(frozen=True)
+class Prepared:
+    """A sweep checked and ready, before anything is written: its plan (each run with what its
+    builder takes), the data of each split, why the fused engine must leave some runs to
+    `model.fit`, and what the results directory is to hold."""
 
-    def handler(signum: int, frame: object) -> None:
-        if engines.STOP.is_set():
-            raise Interrupted(signum)
-        received["signum"] = signum
-        engines.STOP.set()
+    spec: ExperimentSpec
+    plan: list[RunSpec]
+    datasets: dict[str, Dataset]
+    reasons: dict[str, str]
+    engine: str
+    backend: str
+    columns: dict[str, list[str]]
+    manifest: dict[str, object]
 
-    engines.STOP.clear()
-    saved = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+def prepare(spec: ExperimentSpec, *, engine: str | None = None, backend: str | None = None, epochs: int | None = None,
+            max_runs: int = MAX_RUNS, verbose: bool = False) -> Prepared:
+    """Everything `run` checks before it writes anything: the engine and backend, the plan's
+    size, the data (loaded once per split), the builders (imported, one model per configuration
+    built and checked), the early-stopping monitor. Stops at a safe point on Ctrl-C.
+
+    Raises:
+        SpecError, DataError: bad input, naming the experiment file, the field and the value.
+    """
+    from mlreg.records import columns
+
+    engine = engines.check_engine(engine or spec.training.engine)
+    backend = choose_backend(backend)
+    if epochs is not None:
+        spec = spec.with_overrides(epochs=epochs)
+    if spec.n_runs > max_runs:
+        raise SpecError(f"{spec.name}: the plan has {spec.size}, more than the limit of {max_runs:,} runs; "
+                        f"check the grid, or pass --max-runs {spec.n_runs} to go on")
+    plan = spec.expand()
+    datasets = {r.data_key: for_run(r) for r in plan}
+    signals.check()
+    first = next(iter(datasets.values()))
     try:
-        yield received
-    except KeyboardInterrupt as e:  # an engine stopped at a safe point: say which signal asked
-        if isinstance(e, Interrupted) or "signum" not in received:
-            raise
-        raise Interrupted(received["signum"]) from None
-    finally:
-        for sig, old in saved.items():
-            signal.signal(sig, old)
-        engines.STOP.clear()
+        plan = check_builders(plan)
+        check_ignored(plan, spec.swept)
+        check_monitor(plan, first.task)
+        import_keras(verbose)
+        signals.check()
+        reasons = check_models(plan, datasets, spec.swept)
+    except SpecError as e:
+        raise spec.named(e) from None
+    signals.check()
+    params = list(dict.fromkeys(k for r in plan for k in r.params()))
+    content = data_hash(datasets)
+    return Prepared(
+        spec, plan, datasets, reasons, engine, backend,
+        columns(first.task, params, has_test=first.x_test is not None, resampling=list(plan[0].resampling)),
+        manifest(spec, first.task, len(plan), engine, content),
+    )
+
+
+def open_store(prepared: Prepared, out: Path, fresh: bool) -> ResultsStore:
+    """The results directory of a prepared sweep: created, or resumed when it holds the same
+    experiment (or one it grew from) on the same data and backend."""
+    from mlreg.spec import describe_change
+
+    return ResultsStore.open(
+        out,
+        spec_toml=prepared.spec.to_toml(),
+        manifest=prepared.manifest,
+        columns=prepared.columns,
+        fresh=fresh,
+        plan={r.run_id for r in prepared.plan},
+        describe_change=describe_change,
+        must_match={"data_hash": prepared.manifest["data_hash"], "backend": prepared.backend},
+        assume={"backend": "tensorflow"},  # mlreg 0.2 trained on TensorFlow only
+    )
+
+
+def drive(runs: Iterator[RunResult], store: ResultsStore, *, max_failures: int, bar: Progress,
+          say: Callable[[str], None]) -> Counter[str]:
+    """Records each run as it ends; stops on `max_failures` failures in a row, and on Ctrl-C or
+    SIGTERM at the next safe point (nothing that ended after it is recorded)."""
+    counts: Counter[str] = Counter()
+    failures_in_row = 0
+    for result in runs:
+        signals.check()
+        store.append(result)
+        counts[result.status] += 1
+        bar.update(counts)
+        if result.status == "failed" and counts["failed"] == 1:
+            say(f"run {result.run_id} failed: {result.summary.get('error')}")
+        failures_in_row = failures_in_row + 1 if result.status == "failed" else 0
+        if failures_in_row >= max_failures:
+            raise SweepError(f"{failures_in_row} runs failed in a row; stopping the sweep. Last error: "
+                             f"{result.summary.get('error')}. Finished runs are kept in {store.root}.")
+    signals.check()
+    return counts
 
 
 def run(
@@ -364,7 +393,7 @@ def run(
         fresh: move an existing directory aside and start anew. Defaults to `False`.
         epochs: override `training.epochs`, for quick tries. Defaults to `None`.
         engine: `auto`, `fused` or `keras`. Defaults to the file's `training.engine`.
-        max_pack: most runs the fused engine trains in one graph. Defaults to
+        max_pack: most runs the fused engine trains in one program. Defaults to
             `mlreg.engines.fused.MAX_PACK`.
         max_runs: refuse plans with more runs than this. Defaults to `MAX_RUNS`.
         workers: train packs in this many worker processes on this machine (or, with
@@ -374,7 +403,7 @@ def run(
         backend: the Keras backend, `jax` or `tensorflow` (see `mlreg.backend`); Keras must
             not have been imported with another one. Defaults to `None`: `KERAS_BACKEND`,
             else `mlreg.backend.DEFAULT_BACKEND`.
-        progress: show a progress bar over runs on stderr. Defaults to `True`.
+        progress: show progress over runs on stderr. Defaults to `True`.
         verbose: let TensorFlow's log messages through. Defaults to `False`.
 
     Returns:
@@ -389,82 +418,33 @@ def run(
     Example:
         >>> report = run(load_spec("experiments/l2_rate.toml"), epochs=2)  # doctest: +SKIP
     """
-    from mlreg.records import columns
-    from mlreg.spec import describe_change
-
-    engine = engines.check_engine(engine or spec.training.engine)
-    backend = choose_backend(backend)
-    if epochs is not None:
-        spec = spec.with_overrides(epochs=epochs)
-    execute_packs = _executor(workers, dask)
-    if spec.n_runs > max_runs:
-        raise SpecError(f"{spec.name}: the plan has {spec.size}, more than the limit of {max_runs:,} runs; "
-                        f"check the grid, or pass --max-runs {spec.n_runs} to go on")
-    plan = spec.expand()
-    datasets = prepare_data(plan)
-    first = next(iter(datasets.values()))
-    try:
-        plan = check_builders(plan)
-        check_ignored(plan, spec.swept)
-        check_monitor(plan, first.task)
-        import_keras(verbose)
-        reasons = check_models(plan, datasets, spec.swept)
-    except SpecError as e:
-        raise spec.named(e) from None
-    params = list(dict.fromkeys(k for r in plan for k in r.params()))
-    resampling = list(plan[0].resampling)
-    content = data_hash(datasets)
-    out = Path(out) if out is not None else default_out(spec)
     notes: list[str] = []
+    bar: Progress | None = None
 
     def say(text: str) -> None:
         notes.append(text)
-        bar.write(f"mlreg: {text}")
+        if bar is not None:
+            bar.write(f"mlreg: {text}")
+        else:
+            print(f"mlreg: {text}", file=sys.stderr)
 
-    store = ResultsStore.open(
-        out,
-        spec_toml=spec.to_toml(),
-        manifest=manifest(spec, first.task, len(plan), engine, content),
-        columns=columns(first.task, params, has_test=first.x_test is not None, resampling=resampling),
-        fresh=fresh,
-        plan={r.run_id for r in plan},
-        describe_change=describe_change,
-        must_match={"data_hash": content, "backend": backend},
-        assume={"backend": "tensorflow"},  # mlreg 0.2 trained on TensorFlow only
-    )
-    with store:
-        statuses = store.statuses()
-        retry = {run_id for run_id, status in statuses.items() if status == "failed"}
-        store.forget(retry)
-        todo = [r for r in plan if r.run_id not in statuses or r.run_id in retry]
-        parallel = workers or (2 if dask is not None else 1)
-        if max_pack is None and parallel > 1:  # enough packs for every worker
-            from mlreg.engines.fused import MAX_PACK
-
-            max_pack = max(1, min(MAX_PACK, math.ceil(len(todo) / parallel)))
-        packs, note = engines.plan(todo, engine, max_pack=max_pack, reasons=reasons)
-        counts: Counter[str] = Counter()
-        failures_in_row = 0
-        bar = Progress(spec.name, len(plan), len(plan) - len(todo), progress)
-        with bar, _signals() as received:
-            if retry:
-                say(f"retrying {len(retry)} failed run{'s' * (len(retry) != 1)} (diverged runs are results and stay)")
-            if note:
-                say(note)
-            for result in execute_packs(packs, lambda p: datasets[p.runs[0].data_key]):
-                if engines.STOP.is_set():  # nothing that ended after Ctrl-C or SIGTERM is recorded
-                    raise Interrupted(received.get("signum", signal.SIGINT))
-                store.append(result)
-                counts[result.status] += 1
-                bar.update(counts)
-                if result.status == "failed" and counts["failed"] == 1:
-                    say(f"run {result.run_id} failed: {result.summary.get('error')}")
-                failures_in_row = failures_in_row + 1 if result.status == "failed" else 0
-                if failures_in_row >= spec.max_failures:
-                    raise SweepError(
-                        f"{failures_in_row} runs failed in a row; stopping the sweep. Last error: "
-                        f"{result.summary.get('error')}. Finished runs are kept in {out}."
-                    )
-            if engines.STOP.is_set():
-                raise Interrupted(received.get("signum", signal.SIGINT))
-    return SweepReport(out, len(plan), len(plan) - len(todo), dict(counts), tuple(notes), backend)
+    with signals.stopping():
+        execute = executors.make(workers, dask, say)  # refused before anything is written
+        prepared = prepare(spec, engine=engine, backend=backend, epochs=epochs, max_runs=max_runs, verbose=verbose)
+        plan = prepared.plan
+        out = Path(out) if out is not None else default_out(prepared.spec)
+        with open_store(prepared, out, fresh) as store:
+            statuses = store.statuses()
+            retry = {run_id for run_id, status in statuses.items() if status == "failed"}
+            store.forget(retry)
+            todo = [r for r in plan if r.run_id not in statuses or r.run_id in retry]
+            packs, note = engines.plan(todo, prepared.engine, max_pack=max_pack, reasons=prepared.reasons,
+                                       parallel=workers or (2 if dask is not None else 1))
+            with Progress(prepared.spec.name, len(plan), len(plan) - len(todo), progress) as bar:
+                if retry:
+                    say(f"retrying {len(retry)} failed run{'s' * (len(retry) != 1)} (diverged runs are results "
+                        "and stay)")
+                if note:
+                    say(note)
+                counts = drive(execute(packs), store, max_failures=prepared.spec.max_failures, bar=bar, say=say)
+    return SweepReport(out, len(plan), len(plan) - len(todo), dict(counts), tuple(notes), prepared.backend)

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlreg.records import HISTORY, RUNS, WEIGHTS
-from mlreg.spec import InputError
+from mlreg.spec import PARAMS, InputError
 
 if TYPE_CHECKING:
     from mlreg.records import RunResult
@@ -253,7 +253,7 @@ class ResultsStore:
                 with path.open("rb") as f:
                     header = next(csv.reader([f.readline().decode(errors="replace")]), [])
                 if header != self.columns[name]:
-                    _add_columns(path, header, self.columns[name])
+                    self.columns[name] = _add_columns(path, header, self.columns[name])
         _drop_rows(self.root / RUNS, keep=lambda row: True)
         recorded = set(self.statuses())
         for name in (HISTORY, WEIGHTS):
@@ -330,17 +330,22 @@ def _write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def _add_columns(path: Path, header: list[str], columns: list[str]) -> None:
-    """Rewrites a CSV file written by an earlier version with today's columns (the new ones
-    empty), atomically; refuses a file with columns this version does not know."""
-    unknown = [c for c in header if c not in columns]
+def _add_columns(path: Path, header: list[str], columns: list[str]) -> list[str]:
+    """Brings a CSV file written by an earlier version to today's columns and returns the
+    header it now has: the new columns are added empty (the file rewritten atomically); a
+    parameter column an earlier version recorded and this one does not (a model parameter the
+    builder does not take) stays. Refuses a file with columns this version does not know."""
+    unknown = [c for c in header if c not in columns and c not in PARAMS]
     if unknown:
         raise StoreError(f"{path} has columns that this version of mlreg does not write: {unknown}")
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", restval="")
-    writer.writeheader()
-    writer.writerows(parse(path)[1])
-    _write_atomic(path, buf.getvalue())
+    merged = header + [c for c in columns if c not in header]
+    if merged != header:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=merged, lineterminator="\n", restval="")
+        writer.writeheader()
+        writer.writerows(parse(path)[1])
+        _write_atomic(path, buf.getvalue())
+    return merged
 
 
 def parse(path: Path) -> tuple[list[str], list[dict[str, str]]]:

@@ -376,7 +376,7 @@ def test_only_bad_input_exits_2(tmp_path, capsys, monkeypatch):
     def broken(*args, **kwargs):
         raise ValueError("an internal bug")
 
-    monkeypatch.setattr(runner, "prepare_data", broken)
+    monkeypatch.setattr(runner, "data_hash", broken)
     spec = write_toml(tmp_path / "e.toml", tiny_spec_dict())
     assert main(["run", str(spec), "--out", str(tmp_path / "o")]) == 1
     assert "ValueError: an internal bug" in capsys.readouterr().err

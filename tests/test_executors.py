@@ -3,8 +3,12 @@ when a worker is killed, and stop cleanly on Ctrl-C (issue 10)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -83,3 +87,95 @@ def test_dask_without_distributed_says_how_to_install_it(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 2 and "pip install 'mlreg[dask]'" in out.stderr
     assert not (tmp_path / "out").exists()
+
+
+# -- processes and signals (issue 17) ---------------------------------------------------------------
+def _children(pid):
+    """The pids of a process's children (Linux /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+
+
+def test_workers_end_when_their_driver_is_killed(tmp_path):
+    """Issue 17.1: after `kill -9` of the driver, both workers (~1 GB each) were still computing."""
+    d = tiny_spec_dict(seeds=4, training={"epochs": 300}, early_stopping={"enabled": False},
+                       grid={"l2": [0.0, 0.01]})
+    spec = write_toml(tmp_path / "e.toml", d)
+    driver = subprocess.Popen([sys.executable, "-m", "mlreg", "run", str(spec), "--out", str(tmp_path / "o"),
+                               "--workers", "2", "--max-pack", "4", "--quiet"], cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        workers = []
+        while time.monotonic() < deadline and len(workers) < 2:
+            workers = [c for c in _children(driver.pid) if "resource_tracker" not in
+                       Path(f"/proc/{c}/cmdline").read_text(errors="replace")]
+            time.sleep(0.5)
+        assert len(workers) >= 2, "the workers never started"
+        time.sleep(3)  # let them import Keras and start training
+        driver.kill()
+        driver.wait()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(_alive(w) for w in workers):
+            time.sleep(0.5)
+        assert not any(_alive(w) for w in workers)
+    finally:
+        driver.kill()
+
+
+@pytest.mark.parametrize("delay", [0.3, 1.0, 2.0, 3.0])
+def test_ctrl_c_during_start_up_ends_with_130_and_never_runs_the_sweep(tmp_path, delay):
+    """Issue 17.2: a SIGINT while TensorFlow or JAX imported was swallowed (the whole sweep ran,
+    exit 0), or crashed the process (SIGSEGV, SIGABRT, a half-imported jax)."""
+    spec = write_toml(tmp_path / "e.toml", tiny_spec_dict(seeds=20, training={"epochs": 30}, grid={"l2": [0, 0.1]}))
+    proc = subprocess.Popen([sys.executable, "-m", "mlreg", "run", str(spec), "--out", str(tmp_path / "o"), "--quiet"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, (delay, proc.returncode, err[-2000:])
+    assert err.strip().splitlines()[-1] == "mlreg: interrupted (SIGINT); finished runs are kept, run again to resume"
+    assert "Traceback" not in err
+    runs = tmp_path / "o" / "runs.csv"
+    assert not runs.exists() or len(pd.read_csv(runs)) < 40  # never the whole sweep
+
+
+def test_a_retried_worker_is_said_in_one_line(tmp_path):
+    """Issue 17.3: a worker that died and was retried was not said."""
+    d = tiny_spec_dict(model={"builder": "tests.builders:kill_once"}, seeds=2, grid={"l2": [0.0, 0.01]})
+    spec = write_toml(tmp_path / "e.toml", d)
+    done = mlreg_cli("run", str(spec), "--out", str(tmp_path / "o"), "--quiet", "--workers", "2",
+                     env={"MLREG_KILL_MARKER": str(tmp_path / "killed")})
+    assert done.returncode == 0, done.stderr
+    said = [line for line in done.stderr.splitlines() if "worker died" in line]
+    assert len(said) == 1 and said[0].startswith("mlreg: a worker died (killed, or out of memory) while training "
+                                                 "a pack of 2 runs; training it again in a fresh worker")
+
+
+def test_many_keras_runs_train_in_a_recycled_worker_not_in_the_driver(tmp_path):
+    """Issue 17.4: the keras engine grows Keras's few MB a run in one process: past a few runs,
+    inline training sends them to a worker process recycled every few packs."""
+    d = tiny_spec_dict(model={"builder": "tests.builders:records_pid"}, seeds=6, training={"epochs": 1})
+    spec = write_toml(tmp_path / "e.toml", d)
+    pids = tmp_path / "pids"
+    done = mlreg_cli("run", str(spec), "--out", str(tmp_path / "o"), "--quiet", "--engine", "keras",
+                     env={"MLREG_KILL_MARKER": str(pids)})
+    assert done.returncode == 0, done.stderr
+    driver, *trained = pids.read_text().split()  # the driver builds one model to check the builder
+    assert len(trained) == 6 and driver not in trained
+    assert set(pd.read_csv(tmp_path / "o" / "runs.csv").status) == {"ok"}

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from mlreg import engines
+from mlreg import engines, signals
 from mlreg.data import load
 from mlreg.engines import fused
 from mlreg.engines.keras import execute
@@ -282,16 +282,16 @@ def test_engines_agree_over_seeds_with_dropout():
 
 
 def test_a_stop_request_is_honoured_between_epochs():
-    """Ctrl-C and SIGTERM set `engines.STOP`; the fused engine stops at the next epoch's start,
+    """Ctrl-C and SIGTERM set `signals.STOP`; the fused engine stops at the next epoch's start,
     after yielding the runs that ended before."""
     runs, ds = _runs(seeds=[0], training={"epochs": 50, "learning_rate": 0.1},
                      grid={"early_stopping": [True, False]}, early_stopping={"patience": 0})
     pack = fused.train_pack(runs, ds)
     first = next(pack)
     assert first.run_id == runs[0].run_id and first.summary["epochs_run"] < 50
-    engines.STOP.set()
+    signals.STOP.set()
     try:
         with pytest.raises(KeyboardInterrupt):
             next(pack)
     finally:
-        engines.STOP.clear()
+        signals.STOP.clear()

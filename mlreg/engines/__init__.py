@@ -12,7 +12,7 @@ Importing this module imports neither Keras nor its backends; training does, on 
 
 from __future__ import annotations
 
-import threading
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -27,9 +27,6 @@ if TYPE_CHECKING:
 
 Engine = Literal["fused", "keras"]
 
-STOP = threading.Event()
-"""Set when the sweep should stop (Ctrl-C, SIGTERM): engines check it between batches or
-epochs and raise `KeyboardInterrupt` there, so that no run is cut at an arbitrary point."""
 
 
 @dataclass(frozen=True)
@@ -48,16 +45,18 @@ def check_engine(engine: str) -> str:
 
 def plan(
     runs: Sequence[RunSpec], engine: str = "auto", *, max_pack: int | None = None,
-    reasons: Mapping[str, str] | None = None,
+    reasons: Mapping[str, str] | None = None, parallel: int = 1,
 ) -> tuple[list[Pack], str | None]:
     """Packs the runs for an engine.
 
     Args:
         runs: the runs to train, in plan order.
         engine: `auto`, `fused` or `keras`. Defaults to `"auto"`.
-        max_pack: most runs in one fused pack. Defaults to `fused.MAX_PACK`.
+        max_pack: most runs in one fused pack. Defaults to `fused.MAX_PACK`, and for
+            `parallel` workers few enough that each has a pack.
         reasons: run id -> why the fused engine cannot train it (a model that trains itself;
-            `probe` finds them). Defaults to `None`: every run can be fused.
+            the runner finds them). Defaults to `None`: every run can be fused.
+        parallel: how many workers will train the packs. Defaults to `1`.
 
     Returns:
         The packs, and a one-line note when `auto` trains some runs with `keras` (saying
@@ -77,7 +76,9 @@ def plan(
         raise SpecError(f"Invalid value for `engine`: the fused engine cannot train {len(rest)} of these runs "
                         f"({reasons[rest[0].run_id]}); use engine = \"auto\" or \"keras\". Received: engine='fused'")
     fusable = [r for r in runs if r.run_id not in reasons]
-    packs = [Pack("fused", tuple(p)) for p in fused.pack(fusable, max_pack or fused.MAX_PACK)]
+    if max_pack is None:
+        max_pack = max(1, min(fused.MAX_PACK, math.ceil(len(fusable) / parallel)))
+    packs = [Pack("fused", tuple(p)) for p in fused.pack(fusable, max_pack)]
     packs += [Pack("keras", (r,)) for r in rest]
     note = None
     if rest:

@@ -50,8 +50,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlreg.engines import STOP
 from mlreg.records import RunResult, diverged_at, failed, finish, metric_names, monitor_mode
+from mlreg.signals import STOP
 
 if TYPE_CHECKING:
     import keras
@@ -229,8 +229,8 @@ def _build(run: RunSpec, data: Dataset) -> tuple[keras.Model, _Built]:
             config = v.regularizer.get_config()
             regularized[i] = (float(config.get("l1", 0.0)), float(config.get("l2", 0.0)))
     built = _Built(
-        trainable=[np.asarray(v.numpy()) for v in model.trainable_variables],
-        non_trainable={v.path: np.asarray(v.numpy()) for v in model.non_trainable_variables},
+        trainable=[np.array(v.numpy(), copy=True) for v in model.trainable_variables],
+        non_trainable={v.path: np.array(v.numpy(), copy=True) for v in model.non_trainable_variables},
         regularized=regularized,
         dropout={layer.name: float(layer.rate) for layer in _dropout_layers(model)},
         signature=_signature(model, regularized),

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from mlreg.backend import import_keras, set_seed
 from mlreg.callbacks import HonestLogger, StopOnSignal
-from mlreg.engines import STOP
 from mlreg.records import RunResult, failed, finish, monitor_mode
 from mlreg.regularizers import kernels
+from mlreg.signals import STOP
 
 keras = import_keras()  # on the chosen backend, TensorFlow's import-time log lines silenced
 
