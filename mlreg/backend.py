@@ -108,6 +108,26 @@ def set_seed(seed: int) -> None:
 
 
 @contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """`set_seed(seed)`, and inside, the Python random numbers Keras draws its default seeds
+    from (initializers, Dropout's seed generators) come from a generator of that seed alone:
+    the sequence `random.seed(seed)` gives, but one that another thread of the process (a Dask
+    worker's event loop) drawing from Python's global generator cannot shift. Build models
+    inside."""
+    import random
+
+    set_seed(seed)
+    from keras.src.random import seed_generator
+
+    saved = seed_generator.python_random
+    seed_generator.python_random = random.Random(seed)
+    try:
+        yield
+    finally:
+        seed_generator.python_random = saved
+
+
+@contextlib.contextmanager
 def without_tensorflow() -> Iterator[None]:
     """Inside, on the JAX backend while TensorFlow is not imported, Keras takes TensorFlow for
     not installed (Keras's own flag), so that what merely looks for TensorFlow types

@@ -184,15 +184,14 @@ def check_models(plan: list[RunSpec], datasets: dict[str, Dataset], swept: Seque
 
 def _build_checked(run: RunSpec, data: Dataset) -> Any:
     """A run's model, built as the engines build it; a builder that raises is a `SpecError`."""
-    from mlreg.backend import set_seed
+    from mlreg.backend import seeded
     from mlreg.models import _checking, build_model
     from mlreg.records import error_line
     from mlreg.spec import InputError
 
     import_keras().backend.clear_session(free_memory=False)  # as the engines build: the same layer names
-    set_seed(run.seed)
     try:
-        with _checking():
+        with seeded(run.seed), _checking():
             return build_model(run, data)
     except InputError:
         raise

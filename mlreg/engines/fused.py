@@ -216,12 +216,12 @@ def _build(run: RunSpec, data: Dataset) -> tuple[keras.Model, _Built]:
     """Builds a run's model exactly as the keras engine does, and reads what is its own."""
     import keras
 
-    from mlreg.backend import set_seed
+    from mlreg.backend import seeded
     from mlreg.models import build_model
 
     keras.backend.clear_session(free_memory=False)
-    set_seed(run.seed)
-    model = build_model(run, data)
+    with seeded(run.seed):
+        model = build_model(run, data)
     order_state = np.random.get_state()
     regularized = {}
     for i, v in enumerate(model.trainable_variables):

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from mlreg.backend import import_keras, set_seed
+from mlreg.backend import import_keras, seeded
 from mlreg.callbacks import HonestLogger, StopOnSignal
 from mlreg.records import RunResult, failed, finish, monitor_mode
 from mlreg.regularizers import kernels
@@ -35,8 +35,8 @@ def train_run(run: RunSpec, data: Dataset) -> RunResult:
 
     t0 = time.perf_counter()
     keras.backend.clear_session()
-    set_seed(run.seed)
-    model = build_model(run, data)
+    with seeded(run.seed):
+        model = build_model(run, data)
     compile_model(model, data.task, run.training)
     tr, es = run.training, run.early_stopping
     logger = HonestLogger(data.x_train, data.y_train, batch_size=max(tr.batch_size, 256), run_id=run.run_id)
