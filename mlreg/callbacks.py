@@ -66,8 +66,8 @@ class HonestLogger(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs if logs is not None else {}
-        penalty = float(sum(float(x) for x in self.model.losses))
-        train = self.model.evaluate(self.x, self.y, batch_size=self.batch_size, verbose=0, return_dict=True)
+        train = evaluate(self.model, self.x, self.y, batch_size=self.batch_size)
+        penalty = train.pop("penalty")
         val_data_loss = logs.get("val_data_loss")
         if val_data_loss is None and logs.get("val_loss") is not None:
             val_data_loss = float(logs["val_loss"]) - penalty
@@ -76,7 +76,7 @@ class HonestLogger(keras.callbacks.Callback):
             "epoch": epoch + 1,
             "loss": logs.get("loss"),
             "penalty": penalty,
-            "train_data_loss": train["data_loss"] if "data_loss" in train else train["loss"] - penalty,
+            "train_data_loss": train["data_loss"],
             "val_data_loss": val_data_loss,
             "val_loss": logs.get("val_loss"),
         }
@@ -91,6 +91,15 @@ class HonestLogger(keras.callbacks.Callback):
             self.diverged = True
             if self.stop_on_divergence:
                 self.model.stop_training = True
+
+
+def evaluate(model: Any, x: Any, y: Any, *, batch_size: int | None = None) -> dict[str, float]:
+    """`model.evaluate`'s values with the honest two beside them: `penalty` (the model's
+    regularization losses now) and `data_loss` (the compiled metric where there is one, else
+    Keras's `loss` less the penalty)."""
+    penalty = float(sum(float(w) for w in model.losses))
+    values = model.evaluate(x, y, batch_size=batch_size, verbose=0, return_dict=True)
+    return {"data_loss": values["loss"] - penalty} | values | {"penalty": penalty}
 
 
 class StopOnSignal(keras.callbacks.Callback):

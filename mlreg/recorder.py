@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlreg.records import HISTORY, RunResult, base_summary, columns, finish, metric_names
+from mlreg.records import HISTORY, RunResult, columns, finish, metric_names
 from mlreg.spec import TASKS, InputError
 from mlreg.store import ResultsStore
 
@@ -133,6 +133,7 @@ class Recorder:
             The `RunResult` written.
         """
         from mlreg.backend import import_keras
+        from mlreg.callbacks import evaluate
         from mlreg.regularizers import kernels
 
         run = self.run(seed=seed, **params)
@@ -140,10 +141,8 @@ class Recorder:
         history = [{k: v for k, v in row.items() if k in known} | {"run_id": run.run_id} for row in logger.rows]
         test_values = None
         if test is not None:
-            values = model.evaluate(test[0], test[1], verbose=0, return_dict=True)
-            penalty = float(sum(float(x) for x in model.losses))
-            test_values = {"data_loss": values.get("data_loss", values["loss"] - penalty),
-                           **{m: values.get(m) for m in metric_names(self.task)}}
+            values = evaluate(model, *test)
+            test_values = {"data_loss": values["data_loss"], **{m: values.get(m) for m in metric_names(self.task)}}
         result = finish(
             run, engine="script", backend=import_keras().backend.backend(), task=self.task, history=history,
             monitor=getattr(stopper, "monitor", "val_data_loss"),
@@ -220,15 +219,9 @@ def _imported(run: ScriptRun, frame: Any, task: str, metric: str) -> RunResult:
                         f"val_{metric}": row.get(f"val_{metric}"),
                         "lr": row.get("learning_rate", row.get("lr"))})
     history = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in history]
-    finite = [i for i, r in enumerate(history) if r.get("val_loss") is not None and math.isfinite(r["val_loss"])]
-    summary = base_summary(run, "imported", None) | {"epochs_run": len(history)}
-    if not history or not math.isfinite(history[-1]["loss"]):
-        summary |= {"status": "diverged", "error": f"non-finite loss at epoch {len(history)}"}
-        return RunResult(run.run_id, "diverged", summary, history)
-    best = min(finite, key=lambda i: history[i]["val_loss"]) if finite else len(history) - 1
-    summary |= {"status": "ok", "best_epoch": history[best]["epoch"],
-                f"val_{metric}_at_best": history[best].get(f"val_{metric}")}
-    return RunResult(run.run_id, "ok", summary, history)
+    return finish(run, engine="imported", backend=None, task=task, history=history, best=None,  # type: ignore[arg-type]
+                  restored=False, stopped=False, kernels=None, test=None, n_params=None, duration_s=None,
+                  monitor="val_loss")
 
 
 def _from_name(path: Path, pattern: str | None) -> dict[str, Any]:

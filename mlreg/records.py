@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from mlreg.spec import RunSpec
 
 Status = Literal["ok", "diverged", "failed"]
-STATUSES: tuple[Status, ...] = ("ok", "diverged", "failed")
 
 RUNS, HISTORY, WEIGHTS = "runs.csv", "history.csv", "weights.csv"
 WEIGHT_COLUMNS = ["run_id", "layer", "bin_left", "bin_right", "count"]
@@ -48,8 +47,8 @@ class RunResult:
 
     Attributes:
         run_id: the run's stable id.
-        status: `ok`, `diverged` or `failed`.
-        summary: the run's `runs.csv` row.
+        status: `ok`, `diverged` or `failed` (its one home: `row()` writes it into `runs.csv`).
+        summary: the rest of the run's `runs.csv` row.
         history: its `history.csv` rows, one per epoch.
         weights: its `weights.csv` rows (histogram bins with a count > 0).
         traceback: for a `failed` run, the whole traceback (its `error` column holds one
@@ -62,6 +61,10 @@ class RunResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     weights: list[dict[str, Any]] = field(default_factory=list)
     traceback: str = ""
+
+    def row(self) -> dict[str, Any]:
+        """The run's `runs.csv` row: its id, status and summary."""
+        return {"run_id": self.run_id, "status": self.status, **self.summary}
 
 
 def metric_names(task: str) -> list[str]:
@@ -119,9 +122,15 @@ def is_finite(*values: Any) -> bool:
     return all(v is not None and math.isfinite(v) for v in values)
 
 
+DIVERGES = ("loss", "train_data_loss", "val_data_loss", "val_loss")
+"""The history columns a diverged run has a NaN or infinite value in (those a run has: runs
+imported from Keras's CSVLogger files have `loss` and `val_loss` only)."""
+
+
 def diverged_at(row: Mapping[str, Any]) -> bool:
-    """Whether an epoch's row shows a diverged run: a non-finite loss, training or validation loss."""
-    return not is_finite(row["loss"], row["train_data_loss"], row["val_data_loss"])
+    """Whether an epoch's row shows a diverged run: a loss it has is NaN or infinite, or it has
+    no training loss at all."""
+    return row.get("loss") is None or not is_finite(*(row[c] for c in DIVERGES if row.get(c) is not None))
 
 
 def base_summary(run: RunSpec, engine: str, backend: str | None) -> dict[str, Any]:
@@ -141,10 +150,10 @@ def finish(
     best: int | None,
     restored: bool,
     stopped: bool,
-    kernels: Mapping[str, np.ndarray],
+    kernels: Mapping[str, np.ndarray] | None,
     test: Mapping[str, float] | None,
-    n_params: int,
-    duration_s: float,
+    n_params: int | None,
+    duration_s: float | None,
     n_train: int | None = None,
     n_val: int | None = None,
     monitor: str | None = None,
@@ -163,51 +172,55 @@ def finish(
             them); else with the last epoch's. `kept_epoch` says which, and the weight
             statistics, histograms and test columns describe that model.
         stopped: early stopping ended the run before `epochs`.
-        kernels: the kept model's kernels by layer name.
+        kernels: the kept model's kernels by layer name (`None` for runs imported without them).
         test: the test-set values (`data_loss` and the metrics), when there is a test set.
         n_params: the model's parameter count.
         duration_s: wall time spent on the run.
         n_train, n_val: the sizes of its training and validation sets.
         monitor: the column that decides the best epoch when `best` is `None`. Defaults to
             the run's `early_stopping.monitor`.
+
+    Columns a history lacks (runs imported from Keras's CSVLogger files have no honest
+    columns) stay empty; nothing is invented.
     """
     summary = base_summary(run, engine, backend) | {"n_train": n_train, "n_val": n_val, "epochs_run": len(history),
                                            "stopped_epoch": len(history) if stopped else None}
-    if history and diverged_at(history[-1]):
-        summary |= {"status": "diverged", "error": f"non-finite loss at epoch {len(history)}",
-                    "n_params": n_params, "duration_s": duration_s}
+    if not history or diverged_at(history[-1]):
+        summary |= {"error": f"non-finite loss at epoch {len(history)}", "n_params": n_params,
+                    "duration_s": duration_s}
         return RunResult(run.run_id, "diverged", summary, history, [])
     if best is None:  # the best epoch by the monitored column, in its direction
         monitor = monitor or run.early_stopping.monitor
         sign = -1.0 if monitor_mode(monitor) == "max" else 1.0
-        best = min(range(len(history)), key=lambda i: sign * history[i][monitor])
+        valued = [i for i in range(len(history)) if history[i].get(monitor) is not None] or [len(history) - 1]
+        best = min(valued, key=lambda i: sign * (history[i].get(monitor) or 0.0))
     row = history[best]
+    val, train = row.get("val_data_loss"), row.get("train_data_loss")
     summary |= {
-        "status": "ok",
         "best_epoch": row["epoch"],
         "kept_epoch": row["epoch"] if restored else len(history),
-        "best_val_data_loss": row["val_data_loss"],
-        "train_data_loss_at_best": row["train_data_loss"],
-        "gap": row["val_data_loss"] - row["train_data_loss"],
-        "penalty_at_best": row["penalty"],
+        "best_val_data_loss": val,
+        "train_data_loss_at_best": train,
+        "gap": val - train if val is not None and train is not None else None,
+        "penalty_at_best": row.get("penalty"),
     }
     for m in metric_names(task):
         for prefix in ("val_", "train_"):
             summary[f"{prefix}{m}_at_best"] = row.get(f"{prefix}{m}")
-    summary["final_val_data_loss"] = history[-1]["val_data_loss"]
-    summary |= kernel_stats(list(kernels.values()))
+    summary["final_val_data_loss"] = history[-1].get("val_data_loss")
+    summary |= kernel_stats(list(kernels.values())) if kernels else {}
     if test is not None:
         summary["test_data_loss"] = test["data_loss"]
         summary |= {f"test_{m}": test.get(m) for m in metric_names(task)}
     summary |= {"n_params": n_params, "duration_s": duration_s}
-    return RunResult(run.run_id, "ok", summary, history, weight_histograms(run.run_id, kernels))
+    return RunResult(run.run_id, "ok", summary, history, weight_histograms(run.run_id, kernels or {}))
 
 
 def failed(run: RunSpec, error: BaseException | str, *, engine: str, backend: str | None,
            duration_s: float) -> RunResult:
     """The record of a run that raised: status `failed`, its `error` one short line (see
     `error_line`), the whole traceback kept beside it."""
-    summary = base_summary(run, engine, backend) | {"status": "failed", "epochs_run": 0, "duration_s": duration_s,
+    summary = base_summary(run, engine, backend) | {"epochs_run": 0, "duration_s": duration_s,
                                                     "error": error_line(error)}
     text = "".join(traceback.format_exception(error)) if isinstance(error, BaseException) else error
     return RunResult(run.run_id, "failed", summary, traceback=text)

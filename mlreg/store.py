@@ -33,13 +33,13 @@ import shutil
 import time
 from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from mlreg.records import HISTORY, RUNS, WEIGHTS
 from mlreg.spec import PARAMS, InputError
 
 if TYPE_CHECKING:
-    from mlreg.records import RunResult
+    from mlreg.records import RunResult, Status
 
 SPEC, MANIFEST, ERRORS = "spec.toml", "manifest.json", "errors"
 
@@ -138,9 +138,9 @@ class ResultsStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def statuses(self) -> dict[str, str]:
+    def statuses(self) -> dict[str, Status]:
         """The status of every run recorded, by run id."""
-        return {row["run_id"]: row["status"] for row in _read_rows(self.root / RUNS)}
+        return {row["run_id"]: cast("Status", row["status"]) for row in _read_rows(self.root / RUNS)}
 
     def done(self) -> set[str]:
         """The ids of the runs that need no training: `ok` and `diverged` (a result too).
@@ -166,7 +166,7 @@ class ResultsStore:
             _write_atomic(self.root / ERRORS / f"{result.run_id}.txt", result.traceback)
         self._append(HISTORY, result.history)
         self._append(WEIGHTS, result.weights)
-        self._append(RUNS, [result.summary])
+        self._append(RUNS, [result.row()])
 
     # -- internals ----------------------------------------------------------------
     def _check_owner(self) -> None:
