@@ -27,7 +27,10 @@ import numpy as np
 if TYPE_CHECKING:
     from mlreg.spec import RunSpec
 
-Status = Literal["ok", "diverged", "failed"]
+Status = Literal["ok", "diverged", "failed", "pruned", "paused"]
+"""`ok`, `diverged` and `failed` end a run of any plan; a search (`mlreg.search`) stops the runs
+of the settings it drops as `pruned`, with the epoch (`pruned_at`). `paused` is never written:
+it is a run that stopped at a rung of a search and goes on when the search says so."""
 
 RUNS, HISTORY, WEIGHTS = "runs.csv", "history.csv", "weights.csv"
 WEIGHT_COLUMNS = ["run_id", "layer", "bin_left", "bin_right", "count"]
@@ -47,12 +50,13 @@ class RunResult:
 
     Attributes:
         run_id: the run's stable id.
-        status: `ok`, `diverged` or `failed` (its one home: `row()` writes it into `runs.csv`).
+        status: see `Status` (its one home: `row()` writes it into `runs.csv`).
         summary: the rest of the run's `runs.csv` row.
         history: its `history.csv` rows, one per epoch.
         weights: its `weights.csv` rows (histogram bins with a count > 0).
         traceback: for a `failed` run, the whole traceback (its `error` column holds one
             short line); else empty.
+        state: for a `paused` run, what its engine needs to go on (see `engines.Pack`).
     """
 
     run_id: str
@@ -61,6 +65,7 @@ class RunResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     weights: list[dict[str, Any]] = field(default_factory=list)
     traceback: str = ""
+    state: Any = None
 
     def row(self) -> dict[str, Any]:
         """The run's `runs.csv` row: its id, status and summary."""

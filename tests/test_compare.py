@@ -5,8 +5,9 @@ import statistics
 
 import pytest
 
-from mlreg.analysis.compare import compare, format_table, higher_is_better, holm, parse_setting, t975
+from mlreg.analysis.compare import compare, format_table, higher_is_better, parse_setting
 from mlreg.analysis.results import load_results
+from mlreg.stats import holm, t975
 from tests.conftest import make_results
 
 BASE = [0.50, 0.52, 0.48, 0.51]

@@ -215,6 +215,27 @@ def test_a_run_does_not_depend_on_its_pack_mates():
     assert min(r.summary["epochs_run"] for r in together.values()) < 8  # some left the pack early, undisturbing
 
 
+def test_a_paused_run_goes_on_in_another_pack_as_if_it_never_stopped():
+    import pickle
+
+    runs, ds = _runs(seeds=[0, 1], training={"epochs": 9}, early_stopping={"patience": 3},
+                     grid={"l2": [0.0, 1e-2], "dropout": [0.0, 0.3]})
+    whole = _by_id(fused.train_pack(runs, ds))
+    first = _by_id(fused.train_pack(runs, ds, until=4))
+    paused = {i: pickle.loads(pickle.dumps(r.state)) for i, r in first.items() if r.status == "paused"}
+    assert len(paused) >= 6 and all(len(first[i].history) == 4 for i in paused)
+    for i, r in first.items():  # a run that ended before the rung ended as it does in the whole run
+        if i not in paused:
+            _assert_same_history(r, whole[i], atol=0)
+    rest = list(reversed([r for r in runs if r.run_id in paused]))  # other pack-mates, other positions
+    went_on = _by_id(fused.train_pack(rest[::2], ds, resume=paused)) | _by_id(fused.train_pack(rest[1::2], ds,
+                                                                                              resume=paused))
+    for i in paused:
+        _assert_same_history(went_on[i], whole[i], atol=1e-6)
+        assert went_on[i].summary["best_epoch"] == whole[i].summary["best_epoch"]
+        assert went_on[i].summary["weight_l2"] == pytest.approx(whole[i].summary["weight_l2"], rel=1e-5)
+
+
 def test_a_diverging_run_leaves_its_pack_mates_alone():
     runs, ds = _runs(data={"dataset": "poly", "train_size": 1.0}, training={"optimizer": "sgd", "epochs": 4},
                      grid={"learning_rate": [0.05, 1e9, 0.1]})  # a crossentropy's clipping keeps JAX's finite

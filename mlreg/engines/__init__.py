@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from mlreg.backend import import_keras
 from mlreg.spec import ENGINES, SpecError
@@ -31,10 +31,20 @@ Engine = Literal["fused", "keras"]
 
 @dataclass(frozen=True)
 class Pack:
-    """Runs that one engine trains together (the unit an executor moves)."""
+    """Runs that one engine trains together (the unit an executor moves).
+
+    Attributes:
+        engine: `fused` or `keras`.
+        runs: the runs.
+        until: pause the runs still training after this many epochs (a search's rung);
+            `None` trains to the end.
+        resume: the states of paused runs by run id (`RunResult.state`), to go on from.
+    """
 
     engine: Engine
     runs: tuple[RunSpec, ...]
+    until: int | None = None
+    resume: Mapping[str, Any] | None = None
 
 
 def check_engine(engine: str) -> str:
@@ -95,4 +105,4 @@ def train(pack: Pack, data: Dataset) -> Iterator[RunResult]:
         from mlreg.engines.fused import train_pack
     else:
         from mlreg.engines.keras import train_pack
-    yield from train_pack(list(pack.runs), data)
+    yield from train_pack(list(pack.runs), data, until=pack.until, resume=dict(pack.resume or {}))

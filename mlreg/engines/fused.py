@@ -45,7 +45,7 @@ import json
 import math
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -136,10 +136,13 @@ class StopRule:
         self.best_epoch = np.zeros(k, dtype=np.int64)
         self.wait = np.zeros(k, dtype=np.int64)
 
-    def update(self, epoch: int, current: Sequence[float], which: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        """Takes epoch `epoch` (0-based) of the runs `which` (indices); returns, for those runs,
-        whether each improved (its weights become the best) and whether each stops now."""
+    def update(self, epoch: int | Sequence[int], current: Sequence[float],
+               which: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Takes epoch `epoch` (0-based; one for all, or one per run) of the runs `which`
+        (indices); returns, for those runs, whether each improved (its weights become the best)
+        and whether each stops now."""
         which = np.asarray(which, dtype=np.int64)
+        epoch = np.broadcast_to(np.asarray(epoch, dtype=np.int64), which.shape)
         current = np.asarray(current, dtype=np.float64)
         s = self.sign
         self.wait[which] += 1
@@ -147,7 +150,8 @@ class StopRule:
             shifted = (current + s * self.min_delta[which]).astype(np.float32)
             improved = ~self.seen[which] | (s * shifted < s * self.best[which].astype(np.float32))
         idx = which[improved]
-        self.best[idx], self.best_epoch[idx], self.wait[idx], self.seen[idx] = current[improved], epoch, 0, True
+        self.best[idx], self.best_epoch[idx] = current[improved], epoch[improved]
+        self.wait[idx], self.seen[idx] = 0, True
         stop = ~improved & (self.wait[which] >= self.patience[which]) & (epoch > 0) & self.enabled[which]
         return improved, stop
 
@@ -669,6 +673,15 @@ class _Orders:
             return self.fixed
         return np.stack([rs.permutation(self.n) for rs in self.states]).astype("int32")
 
+    def state(self, pos: int) -> Any:
+        """What position `pos` needs to go on drawing where it stopped (`None` on TensorFlow,
+        whose order is the same every epoch)."""
+        return None if self.fixed is not None else self.states[pos].get_state()
+
+    def restore(self, pos: int, state: Any) -> None:
+        if state is not None:
+            self.states[pos].set_state(state)
+
     def keep(self, where: np.ndarray) -> None:
         if self.fixed is not None:
             self.fixed = self.fixed[where]
@@ -697,10 +710,21 @@ _PROGRAMS: dict[str, tuple[_Program, Any]] = {}
 sweep trace once (the template model is kept with its program)."""
 
 
-def train_pack(runs: Sequence[RunSpec], data: Dataset) -> Iterator[RunResult]:
+def train_pack(runs: Sequence[RunSpec], data: Dataset, *, until: int | None = None,
+               resume: dict[str, dict] | None = None) -> Iterator[RunResult]:
     """Trains the runs of a pack, yielding each run's record as soon as it ends (early
     stopping, divergence, or the last epoch). If the pack itself fails, its unfinished runs
-    are `failed` with the message."""
+    are `failed` with the message.
+
+    Args:
+        runs: the pack.
+        data: its data.
+        until: pause the runs still training after this many epochs: each is yielded with
+            status `paused`, its record so far and its `state` (what `resume` takes). Defaults
+            to `None`: train to the end.
+        resume: paused states by run id: those runs go on from where they paused (their
+            models are built again, then take their values). Defaults to `None`.
+    """
     from mlreg.backend import import_keras
 
     keras = import_keras()
@@ -719,7 +743,8 @@ def train_pack(runs: Sequence[RunSpec], data: Dataset) -> Iterator[RunResult]:
         for j, (_, b) in built.items():
             groups.setdefault(b.signature, []).append(j)
         for members in groups.values():
-            for result in _train([runs[j] for j in members], [built[j] for j in members], data, t0):
+            for result in _train([runs[j] for j in members], [built[j] for j in members], data, t0, until,
+                                 resume or {}):
                 done.add(result.run_id)
                 yield result
     except Exception as e:  # noqa: BLE001 - a failed pack fails its runs, the sweep goes on
@@ -745,94 +770,176 @@ def _template(runs: Sequence[RunSpec], built: Sequence[tuple[Any, _Built]], data
     return _PROGRAMS[key][0]
 
 
-def _train(runs: list[RunSpec], built: list[tuple[Any, _Built]], data: Dataset, t_start: float) -> Iterator[RunResult]:
-    import keras
-
+def _train(runs: list[RunSpec], built: list[tuple[Any, _Built]], data: Dataset, t_start: float,
+           until: int | None, resume: dict[str, dict]) -> Iterator[RunResult]:
+    """Trains runs whose models share one structure, epoch by epoch, yielding each run as it
+    ends (and, with `until`, as it reaches that many epochs: `paused`, its state attached)."""
     reason = why_not_model(built[0][0])
     if reason is not None:
         raise TypeError(f"the fused engine cannot train {reason}; use engine = \"keras\"")
-    names = set().union(*(b.dropout for _, b in built))
     program = _template(runs, built, data)
-    missing = names - {layer.name for layer in program.dropouts}
+    missing = set().union(*(b.dropout for _, b in built)) - {layer.name for layer in program.dropouts}
     if missing:
         raise TypeError(f"the runs of this pack have Dropout layers {sorted(missing)} that the template lacks")
-    builts = [b for _, b in built]
-    es = runs[0].early_stopping
-    backend = keras.backend.backend()
-    state, consts = program.initial_state(builts, runs)
-    convert = keras.ops.convert_to_tensor
-    x, y = convert(data.x_train), convert(data.y_train)
-    x_val, y_val = convert(data.x_val), convert(data.y_val)
-    n = len(data.x_train)
-    orders = _Orders(builts, runs, n)
-    rule = StopRule([r.early_stopping.patience for r in runs], [r.early_stopping.min_delta for r in runs],
-                    [r.early_stopping.enabled for r in runs], monitor_mode(es.monitor))
-    restore = [es.restore_best_weights and r.early_stopping.enabled for r in runs]
-    metric = metric_names(data.task)[0]
-    names_of = {"metric": metric, "train_metric": f"train_{metric}", "val_metric": f"val_{metric}"}  # history's
-    histories: list[list[dict[str, Any]]] = [[] for _ in runs]
-    spent = np.full(len(runs), (time.perf_counter() - t_start) / len(runs))  # each run's share of wall time
-    alive = np.arange(len(runs))  # stack position -> run index
-    active = np.ones(len(runs), dtype=bool)  # positions still training; the others are ignored
-    best = {"tv": state["tv"], "ntv": state["ntv"]}
-
-    def record(j: int, pos: int, kept: dict, stopped: bool, test: dict | None) -> RunResult:
-        kernels = {name: np.asarray((kept["tv"] if trainable else kept["ntv"])[i][pos])
-                   for name, (trainable, i) in program.kernels.items()}
-        return finish(runs[j], engine=NAME, backend=backend, task=data.task, history=histories[j],
-                      best=int(rule.best_epoch[j]) if runs[j].early_stopping.enabled else None,
-                      restored=restore[j], stopped=stopped, kernels=kernels, test=test,
-                      n_params=builts[j].n_params, duration_s=float(spent[j]), n_train=n, n_val=len(data.x_val))
-
-    for epoch in range(runs[0].training.epochs):
+    stack = _Stack(program, runs, [b for _, b in built], data, t_start, resume)
+    while stack.active.any():
         if STOP.is_set():
             raise KeyboardInterrupt
+        diverged, stop = stack.epoch()
+        yield from stack.end(diverged, stop, until)
+        stack.compact()
+
+
+class _Stack:
+    """The runs of one program in flight: their stacked values (`tv`, `ntv`, `ov` and the best
+    weights so far), early-stopping counters, batch orders, histories and times, and which
+    positions of the stack still train (`alive`: position -> run index)."""
+
+    def __init__(self, program: _Program, runs: list[RunSpec], builts: list[_Built], data: Dataset,
+                 t_start: float, resume: dict[str, dict]) -> None:
+        import keras
+
+        self.keras, self.program, self.runs, self.builts, self.data = keras, program, runs, builts, data
+        self.state, self.consts = program.initial_state(builts, runs)
+        self.best = {"tv": self.state["tv"], "ntv": self.state["ntv"]}
+        es = runs[0].early_stopping
+        self.monitor = es.monitor
+        self.rule = StopRule([r.early_stopping.patience for r in runs], [r.early_stopping.min_delta for r in runs],
+                             [r.early_stopping.enabled for r in runs], monitor_mode(es.monitor))
+        self.restore = [es.restore_best_weights and r.early_stopping.enabled for r in runs]
+        self.orders = _Orders(builts, runs, len(data.x_train))
+        convert = keras.ops.convert_to_tensor
+        self.xy = tuple(convert(a) for a in (data.x_train, data.y_train, data.x_val, data.y_val))
+        self.metric = metric_names(data.task)[0]
+        self.histories: list[list[dict[str, Any]]] = [[] for _ in runs]
+        self.epochs = np.zeros(len(runs), dtype=np.int64)  # epochs trained, by run
+        self.spent = np.full(len(runs), (time.perf_counter() - t_start) / len(runs))  # wall time, by run
+        self.alive = np.arange(len(runs))
+        self.active = np.ones(len(runs), dtype=bool)
+        if resume:
+            self._resume(resume)
+
+    def epoch(self) -> tuple[np.ndarray, np.ndarray]:
+        """Trains every active run one epoch and records its row; returns, for the active
+        positions, which diverged and which early stopping ends."""
         t0 = time.perf_counter()
         with _convolutions_as_matmuls():
-            state, out = program.epoch(state, consts, convert(orders.next()), x, y, x_val, y_val)
-        values = {names_of.get(k, k): np.asarray(v, dtype=np.float64) for k, v in out.items()}
+            self.state, out = self.program.epoch(self.state, self.consts, self.keras.ops.convert_to_tensor(
+                self.orders.next()), *self.xy)
+        m = self.metric
+        names = {"metric": m, "train_metric": f"train_{m}", "val_metric": f"val_{m}"}
+        values = {names.get(k, k): np.asarray(v, dtype=np.float64) for k, v in out.items()}
         values["val_loss"] = values["val_data_loss"] + values["penalty"]
-        live = np.flatnonzero(active)
+        live = np.flatnonzero(self.active)
         share = (time.perf_counter() - t0) / len(live)
-        lrs = [runs[alive[pos]].training.learning_rate for pos in live]
-        rows = [{"run_id": runs[alive[pos]].run_id, "epoch": epoch + 1,
-                 **{col: float(v[pos]) for col, v in values.items()}, "lr": lr, "epoch_time_s": share}
-                for pos, lr in zip(live, lrs, strict=True)]
-        for row, pos in zip(rows, live, strict=True):
-            histories[alive[pos]].append(row)
-        spent[alive[live]] += share
-        diverged = np.array([diverged_at(row) for row in rows])
-        improved_live, stop = rule.update(epoch, [row.get(es.monitor, np.nan) for row in rows], alive[live])
-        if any(restore):
-            improved = np.zeros(len(active), dtype=bool)
+        runs = self.alive[live]
+        self.epochs[runs] += 1
+        self.spent[runs] += share
+        rows = [{"run_id": self.runs[j].run_id, "epoch": int(self.epochs[j]),
+                 **{col: float(v[pos]) for col, v in values.items()},
+                 "lr": self.runs[j].training.learning_rate, "epoch_time_s": share}
+                for pos, j in zip(live, runs, strict=True)]
+        for row, j in zip(rows, runs, strict=True):
+            self.histories[j].append(row)
+        improved_live, stop = self.rule.update(self.epochs[runs] - 1, [r.get(self.monitor, np.nan) for r in rows],
+                                               runs)
+        if any(self.restore):
+            improved = np.zeros(len(self.active), dtype=bool)
             improved[live] = improved_live
-            best = _select(improved, {"tv": state["tv"], "ntv": state["ntv"]}, best)
-        ending = diverged | stop | (epoch == runs[0].training.epochs - 1)
-        if ending.any():
-            t1 = time.perf_counter()
-            ends = live[ending]
-            kept_mask = np.zeros(len(active), dtype=bool)
-            kept_mask[ends] = [restore[alive[p]] for p in ends]
-            kept = _select(kept_mask, best, {"tv": state["tv"], "ntv": state["ntv"]})
-            tests = None
-            if data.x_test is not None:
-                with _convolutions_as_matmuls():
-                    measured = program.evaluate(kept, convert(data.x_test), convert(data.y_test))
-                tests = {k: np.asarray(v, dtype=np.float64) for k, v in measured.items()}
-            cost = (time.perf_counter() - t1) / len(ends)
-            for i in np.flatnonzero(ending):
-                pos, j = int(live[i]), int(alive[live[i]])
-                spent[j] += cost
-                test = None if tests is None or diverged[i] else {"data_loss": float(tests["data_loss"][pos]),
-                                                                  metric: float(tests["metric"][pos])}
-                yield record(j, pos, kept, bool(stop[i] and not diverged[i]), test)
-        active[live[ending]] = False
-        n_active = int(active.sum())
-        if n_active == 0:
+            self.best = _select(improved, self._weights(), self.best)
+        return np.array([diverged_at(row) for row in rows]), stop
+
+    def end(self, diverged: np.ndarray, stop: np.ndarray, until: int | None) -> Iterator[RunResult]:
+        """Records the runs that end now (diverged, stopped early, or at their last epoch) and
+        those that reach `until` epochs (`paused`), and takes them off the stack."""
+        live = np.flatnonzero(self.active)
+        runs = self.alive[live]
+        last = self.epochs[runs] >= self.runs[0].training.epochs
+        ending = diverged | stop | last
+        pausing = ~ending & (self.epochs[runs] == until) if until is not None else np.zeros_like(ending)
+        if not (ending | pausing).any():
             return
-        if n_active <= len(active) // 2:  # compact, to a power of two so that few sizes compile
-            size = 1 << (n_active - 1).bit_length()
-            keep = np.concatenate([np.flatnonzero(active), np.flatnonzero(~active)[: size - n_active]])
-            state, consts, best = _take(state, keep), _take(consts, keep), _take(best, keep)
-            orders.keep(keep)
-            alive, active = alive[keep], active[keep]
+        t1 = time.perf_counter()
+        leaving = live[ending | pausing]
+        mask = np.zeros(len(self.active), dtype=bool)
+        mask[leaving] = [self.restore[self.alive[p]] for p in leaving]
+        kept = _select(mask, self.best, self._weights())
+        tests = self._test(kept) if ending.any() else None
+        cost = (time.perf_counter() - t1) / len(leaving)
+        for i in np.flatnonzero(ending | pausing):
+            pos, j = int(live[i]), int(runs[i])
+            self.spent[j] += cost
+            test = None if tests is None or diverged[i] or pausing[i] else {
+                "data_loss": float(tests["data_loss"][pos]), self.metric: float(tests["metric"][pos])}
+            result = self._record(j, pos, kept, bool(stop[i] and not diverged[i]), test)
+            if pausing[i] and result.status == "ok":
+                result = replace(result, status="paused", state=self._paused(j, pos))
+            yield result
+        self.active[leaving] = False
+
+    def compact(self) -> None:
+        """When half of the stack has ended, keeps the positions still training (padded to a
+        power of two, so that few sizes compile)."""
+        n_active = int(self.active.sum())
+        if n_active == 0 or n_active > len(self.active) // 2:
+            return
+        size = 1 << (n_active - 1).bit_length()
+        keep = np.concatenate([np.flatnonzero(self.active), np.flatnonzero(~self.active)[: size - n_active]])
+        self.state, self.consts, self.best = _take(self.state, keep), _take(self.consts, keep), _take(self.best, keep)
+        self.orders.keep(keep)
+        self.alive, self.active = self.alive[keep], self.active[keep]
+
+    # -- internals -------------------------------------------------------------------------------
+    def _weights(self) -> dict:
+        return {"tv": self.state["tv"], "ntv": self.state["ntv"]}
+
+    def _test(self, kept: dict) -> dict[str, np.ndarray] | None:
+        if self.data.x_test is None:
+            return None
+        convert = self.keras.ops.convert_to_tensor
+        with _convolutions_as_matmuls():
+            measured = self.program.evaluate(kept, convert(self.data.x_test), convert(self.data.y_test))
+        return {k: np.asarray(v, dtype=np.float64) for k, v in measured.items()}
+
+    def _record(self, j: int, pos: int, kept: dict, stopped: bool, test: dict | None) -> RunResult:
+        run, rule = self.runs[j], self.rule
+        kernels = {name: np.asarray((kept["tv"] if trainable else kept["ntv"])[i][pos])
+                   for name, (trainable, i) in self.program.kernels.items()}
+        return finish(run, engine=NAME, backend=self.keras.backend.backend(), task=self.data.task,
+                      history=self.histories[j], best=int(rule.best_epoch[j]) if run.early_stopping.enabled else None,
+                      restored=self.restore[j], stopped=stopped, kernels=kernels, test=test,
+                      n_params=self.builts[j].n_params, duration_s=float(self.spent[j]),
+                      n_train=len(self.data.x_train), n_val=len(self.data.x_val))
+
+    def _paused(self, j: int, pos: int) -> dict[str, Any]:
+        """Everything run `j` needs to go on later, in another pack or process (NumPy values)."""
+        rule = self.rule
+        return {
+            "values": {key: [np.asarray(a[pos]) for a in self.state[key]] for key in ("tv", "ntv", "ov")},
+            "best": {key: [np.asarray(a[pos]) for a in self.best[key]] for key in ("tv", "ntv")},
+            "rule": {"best": rule.best[j], "seen": rule.seen[j], "best_epoch": rule.best_epoch[j],
+                     "wait": rule.wait[j]},
+            "order": self.orders.state(pos), "history": list(self.histories[j]), "epochs": int(self.epochs[j]),
+            "spent": float(self.spent[j]),
+        }
+
+    def _resume(self, resume: dict[str, dict]) -> None:
+        """Puts the paused runs' values back in their places on the stack."""
+        convert = self.keras.ops.convert_to_tensor
+        rows = {j: resume[r.run_id] for j, r in enumerate(self.runs) if r.run_id in resume}
+
+        def put(stacked: list, key: str, part: str) -> list:
+            arrays = [np.array(a) for a in stacked]
+            for j, paused in rows.items():
+                for a, value in zip(arrays, paused[part][key], strict=True):
+                    a[j] = value
+            return [convert(a) for a in arrays]
+
+        self.state = {key: put(self.state[key], key, "values") for key in ("tv", "ntv", "ov")}
+        self.best = {key: put(self.best[key], key, "best") for key in ("tv", "ntv")}
+        for j, paused in rows.items():
+            for name, value in paused["rule"].items():
+                getattr(self.rule, name)[j] = value
+            self.orders.restore(j, paused["order"])
+            self.histories[j] = list(paused["history"])
+            self.epochs[j], self.spent[j] = paused["epochs"], paused["spent"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from mlreg.backend import import_keras, seeded
@@ -29,8 +30,11 @@ if TYPE_CHECKING:
 NAME = "keras"
 
 
-def train_run(run: RunSpec, data: Dataset) -> RunResult:
-    """Trains one run with `model.fit` and returns its record. Exceptions propagate."""
+def train_run(run: RunSpec, data: Dataset, until: int | None = None) -> RunResult:
+    """Trains one run with `model.fit` and returns its record. Exceptions propagate. With
+    `until`, it trains that many epochs at most and a run still going is `paused` (going on
+    means training it again from the start: the same numbers, as nothing in a run depends
+    on how many epochs it will have)."""
     from mlreg.models import build_model, compile_model
 
     t0 = time.perf_counter()
@@ -50,7 +54,8 @@ def train_run(run: RunSpec, data: Dataset) -> RunResult:
         callbacks.append(stopper)
     model.fit(
         data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
-        epochs=tr.epochs, batch_size=tr.batch_size, shuffle=True, verbose=0, callbacks=callbacks,
+        epochs=min(tr.epochs, until or tr.epochs), batch_size=tr.batch_size, shuffle=True, verbose=0,
+        callbacks=callbacks,
     )
     history = logger.rows
     if es.enabled and es.monitor not in (history[0] if history else {}):
@@ -59,7 +64,7 @@ def train_run(run: RunSpec, data: Dataset) -> RunResult:
     test = None
     if data.x_test is not None and not logger.diverged:
         test = model.evaluate(data.x_test, data.y_test, verbose=0, return_dict=True)
-    return finish(
+    result = finish(
         run, engine=NAME, backend=keras.backend.backend(), task=data.task, history=history,
         best=stopper.best_epoch if stopper is not None else None,
         restored=stopper is not None and es.restore_best_weights,
@@ -67,18 +72,22 @@ def train_run(run: RunSpec, data: Dataset) -> RunResult:
         kernels=kernels(model), test=test, n_params=int(model.count_params()),
         duration_s=time.perf_counter() - t0, n_train=len(data.x_train), n_val=len(data.x_val),
     )
+    paused = until is not None and len(history) == until < tr.epochs and not result.summary["stopped_epoch"]
+    return replace(result, status="paused") if paused and result.status == "ok" else result
 
 
-def execute(run: RunSpec, data: Dataset) -> RunResult:
+def execute(run: RunSpec, data: Dataset, until: int | None = None) -> RunResult:
     """Trains one run; an exception becomes a `failed` record carrying its message."""
     t0 = time.perf_counter()
     try:
-        return train_run(run, data)
+        return train_run(run, data, until)
     except Exception as e:  # noqa: BLE001 - a failed run is a status, the sweep goes on
         return failed(run, e, engine=NAME, backend=keras.backend.backend(), duration_s=time.perf_counter() - t0)
 
 
-def train_pack(runs: list[RunSpec], data: Dataset) -> Iterator[RunResult]:
-    """The engine's pack interface: each run in turn, yielded as it ends."""
+def train_pack(runs: list[RunSpec], data: Dataset, *, until: int | None = None,
+               resume: dict[str, Any] | None = None) -> Iterator[RunResult]:
+    """The engine's pack interface (see `mlreg.engines.fused.train_pack`): each run in turn,
+    yielded as it ends; a paused run starts again from its first epoch."""
     for run in runs:
-        yield execute(run, data)
+        yield execute(run, data, until)
