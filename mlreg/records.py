@@ -15,6 +15,7 @@ statistics, `lr`, `epoch_time_s`.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import traceback
@@ -23,6 +24,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+
+from mlreg.spec import label
 
 if TYPE_CHECKING:
     from mlreg.spec import RunSpec
@@ -78,13 +81,14 @@ def metric_names(task: str) -> list[str]:
 
 
 def columns(task: str, params: list[str], *, has_test: bool = False,
-            resampling: Sequence[str] = ()) -> dict[str, list[str]]:
+            resampling: Sequence[str] = (), search: bool = False) -> dict[str, list[str]]:
     """The header of each CSV file for a task, the parameter columns of its runs and, with
-    cross-validation or repeated splits, the `split` / `fold` columns."""
+    cross-validation or repeated splits, the `split` / `fold` columns; a search's runs have
+    `pruned_at`, the epoch at which a `pruned` run stopped."""
     metrics = metric_names(task)
     history = ["run_id", "epoch", *monitors(task), *WEIGHT_STATS, "lr", "epoch_time_s"]
     runs = ["run_id", "status", "seed", *resampling, *params, "engine", "backend", "n_train", "n_val", "best_epoch",
-            "kept_epoch", "stopped_epoch", "epochs_run",
+            "kept_epoch", "stopped_epoch", "epochs_run", *(["pruned_at"] if search else []),
             "best_val_data_loss", "train_data_loss_at_best", "gap", "penalty_at_best"]
     runs += [c for m in metrics for c in (f"val_{m}_at_best", f"train_{m}_at_best")]
     runs += ["final_val_data_loss", *WEIGHT_STATS]
@@ -282,3 +286,27 @@ def default_metric(columns_with_values: Collection[str]) -> str:
 def monitor_mode(monitor: str) -> Literal["min", "max"]:
     """The direction early stopping watches a history column in: `max` for accuracy-like columns."""
     return "max" if higher_is_better(monitor) else "min"
+
+
+# -- a search's answer (mlreg.search logs it; `mlreg run` prints it, the report shows it) ------------
+def setting_label(key: str) -> str:
+    """`l2=0.001, dropout=0.2` for a setting's key."""
+    return ", ".join(f"{k}={label(v)}" for k, v in json.loads(key).items()) or "the one setting"
+
+
+def describe(answer: Mapping[str, Any]) -> str:
+    """The answer in a few lines, as `mlreg run` prints it and the report shows it."""
+    best = setting_label(answer["best"])
+    lines = [f"best: {best} (mean {answer['monitor']} {answer['best_mean']:.4g})"]
+    for key, word in (("tied", "tied with it"), ("separated", "worse beyond their intervals"),
+                      ("open", "not separated from it at the most seeds")):
+        if answer[key]:
+            lines.append(f"{word}: {'; '.join(setting_label(s) for s in answer[key])}")
+    if answer["pruned"]:
+        lines.append(f"pruned at a rung: {len(answer['pruned'])} setting{'s' * (len(answer['pruned']) != 1)}")
+    ratio = answer["grid_run_epochs"] / max(answer["run_epochs"], 1)
+    lines.append(f"spent {answer['run_epochs']:,} run-epochs in {answer['runs']} runs; the full grid with "
+                 f"{answer['seeds']} seeds would have cost up to {answer['grid_run_epochs']:,} ({ratio:.1f}x; "
+                 "early stopping would have ended some of its runs sooner)")
+    lines += answer.get("notes", [])
+    return "\n".join(lines)

@@ -45,6 +45,7 @@ class SweepReport:
         counts: runs trained now, by status.
         notes: what the sweep said on the way (engine fallbacks, retries, the first failure).
         backend: the Keras backend that trained the runs.
+        answer: a search's answer (see `mlreg.records.describe`); empty for the grid.
     """
 
     out: Path
@@ -53,12 +54,15 @@ class SweepReport:
     counts: dict[str, int]
     notes: tuple[str, ...] = ()
     backend: str = ""
+    answer: str = ""
 
     def __str__(self) -> str:
         parts = ", ".join(f"{n} {s}" for s, n in sorted(self.counts.items()))
         resumed = f"; {self.skipped} already done" if self.skipped else ""
         on = f" ({self.backend} backend)" if self.backend else ""
-        return f"{self.total} run{'s' * (self.total != 1)} in {self.out}{on}: {parts or 'nothing to do'}{resumed}"
+        runs = f"{'at most ' if self.answer else ''}{self.total} run{'s' * (self.total != 1)}"
+        head = f"{runs} in {self.out}{on}: {parts or 'nothing to do'}{resumed}"
+        return f"{head}\n{self.answer}" if self.answer else head
 
 
 class Progress:
@@ -321,7 +325,8 @@ def prepare(spec: ExperimentSpec, *, engine: str | None = None, backend: str | N
     content = data_hash(datasets)
     return Prepared(
         spec, plan, datasets, reasons, engine, backend,
-        columns(first.task, params, has_test=first.x_test is not None, resampling=list(plan[0].resampling)),
+        columns(first.task, params, has_test=first.x_test is not None, resampling=list(plan[0].resampling),
+                search=spec.searches),
         manifest(spec, first.task, len(plan), engine, content),
     )
 
@@ -329,15 +334,18 @@ def prepare(spec: ExperimentSpec, *, engine: str | None = None, backend: str | N
 def open_store(prepared: Prepared, out: Path, fresh: bool) -> ResultsStore:
     """The results directory of a prepared sweep: created, or resumed when it holds the same
     experiment (or one it grew from) on the same data and backend."""
+    from mlreg.search import zoomed
     from mlreg.spec import describe_change
+    from mlreg.store import read_decisions
 
+    plan = [*prepared.plan, *zoomed(prepared.spec, prepared.plan, read_decisions(out) if out.is_dir() else [])]
     return ResultsStore.open(
         out,
         spec_toml=prepared.spec.to_toml(),
         manifest=prepared.manifest,
         columns=prepared.columns,
         fresh=fresh,
-        plan={r.run_id for r in prepared.plan},
+        plan={r.run_id for r in plan},
         describe_change=describe_change,
         must_match={"data_hash": prepared.manifest["data_hash"], "backend": prepared.backend},
         assume={"backend": "tensorflow"},  # mlreg 0.2 trained on TensorFlow only
@@ -363,6 +371,55 @@ def drive(runs: Iterator[RunResult], store: ResultsStore, *, max_failures: int, 
                              f"{result.summary.get('error')}. Finished runs are kept in {store.root}.")
     signals.check()
     return counts
+
+
+def drive_search(prepared: Prepared, store: ResultsStore, execute: Callable[[list[engines.Pack]], Iterator[RunResult]],
+                 *, max_pack: int | None, parallel: int, progress: bool,
+                 say: Callable[[str], None]) -> tuple[Counter[str], str]:
+    """Trains a search's rounds (see `mlreg.search`): logs each decision before what it decided
+    is trained or recorded, records pruned runs, and keeps paused runs for the next round.
+    Returns the counts by status and the answer."""
+    from mlreg.records import describe
+    from mlreg.search import Search
+
+    spec = prepared.spec
+    search = Search(spec, prepared.plan, store.curves(spec.early_stopping.monitor), store.statuses(),
+                    store.decisions(), say)
+    rounds, counts, results = search.rounds(), Counter[str](), None
+
+    def flush() -> None:
+        for decision in search.new:
+            store.decide(decision)
+        for result in search.pruned:
+            store.append(result)
+            counts["pruned"] += 1
+        search.new, search.pruned = [], []
+
+    while True:
+        try:
+            step = rounds.send(results)  # type: ignore[arg-type]
+        except StopIteration as stop:
+            flush()
+            return counts, describe(stop.value)
+        flush()
+        packs, note = engines.plan(list(step.runs), prepared.engine, max_pack=max_pack, reasons=prepared.reasons,
+                                   parallel=parallel, until=step.until, resume=step.resume)
+        results = []
+        with Progress(f"{spec.name} {step.title}", len(step.runs), 0, progress) as bar:
+            if note:
+                say(note)
+            counts += drive(_ended(execute(packs), results, bar), store, max_failures=spec.max_failures, bar=bar,
+                            say=say)
+
+
+def _ended(records: Iterator[RunResult], taken: list[RunResult], bar: Progress) -> Iterator[RunResult]:
+    """The records that end their runs; every record, paused ones too, also goes to `taken`."""
+    for r in records:
+        taken.append(r)
+        if r.status == "paused":
+            bar.update(Counter(paused=1))
+        else:
+            yield r
 
 
 def run(
@@ -437,12 +494,17 @@ def run(
             retry = {run_id for run_id, status in statuses.items() if status == "failed"}
             store.forget(retry)
             todo = [r for r in plan if r.run_id not in statuses or r.run_id in retry]
+            parallel = workers or (2 if dask is not None else 1)
+            if retry:
+                say(f"retrying {len(retry)} failed run{'s' * (len(retry) != 1)} (diverged runs are results and stay)")
+            if prepared.spec.searches:
+                counts, answer = drive_search(prepared, store, execute, max_pack=max_pack, parallel=parallel,
+                                              progress=progress, say=say)
+                return SweepReport(out, len(plan), len(plan) - len(todo), dict(counts), tuple(notes),
+                                   prepared.backend, answer)
             packs, note = engines.plan(todo, prepared.engine, max_pack=max_pack, reasons=prepared.reasons,
-                                       parallel=workers or (2 if dask is not None else 1))
+                                       parallel=parallel)
             with Progress(prepared.spec.name, len(plan), len(plan) - len(todo), progress) as bar:
-                if retry:
-                    say(f"retrying {len(retry)} failed run{'s' * (len(retry) != 1)} (diverged runs are results "
-                        "and stay)")
                 if note:
                     say(note)
                 counts = drive(execute(packs), store, max_failures=prepared.spec.max_failures, bar=bar, say=say)

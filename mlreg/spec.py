@@ -378,6 +378,51 @@ class EarlyStoppingSpec(_Section):
     restore_best_weights: bool = True
 
 
+STRATEGIES = ("grid", "halving")
+"""How a search spends its budget (`[search] strategy`)."""
+
+
+class SearchSpec(_Section):
+    """How the runs are chosen (see `mlreg.search`). The default trains the full grid.
+
+    Args:
+        strategy: `grid` (every setting, every seed, to the end) or `halving` (successive
+            halving: at each rung, the settings worse than the rung's best beyond their paired
+            interval, outside the best `1/factor`, stop there as `pruned`). Defaults to `"grid"`.
+        factor: the rungs' ratio: the epochs grow and the settings shrink by it. Defaults to `3`.
+        first_rung: the first rung, in epochs. Defaults to `None`: `ceil(epochs / 7)`, the
+            earliest rung that kept the full grid's answer in each recorded experiment of
+            mlreg's second edition (benchmarks/bench_search.py tells how that was measured).
+        margin: settings whose paired interval against the best lies within `±margin` (in the
+            monitored column's units) are tied with it: no more seeds for them. Defaults to
+            `0.0`: ties only when `seeds.max` is reached.
+        zoom: rounds of zooming in: the best value of a parameter swept on a log grid gets
+            its geometric midpoints with its neighbours, on the best setting's seeds.
+            Defaults to `0`.
+    """
+
+    strategy: Literal[STRATEGIES] = "grid"  # type: ignore[valid-type]
+    factor: int = Field(3, ge=2)
+    first_rung: int | None = Field(None, ge=1)
+    margin: float = Field(0.0, ge=0)
+    zoom: int = Field(0, ge=0)
+
+
+class AdaptiveSeeds(_Section):
+    """`seeds = {start = 3, max = 30}`: a search begins with `start` seeds and adds more (doubling)
+    to the settings whose decision is still open, up to `max`."""
+
+    start: int = Field(ge=2)
+    max: int
+
+    @model_validator(mode="after")
+    def _order(self) -> AdaptiveSeeds:
+        if self.max <= self.start:
+            raise ValueError(f"Invalid value for `max`: expected more than seeds.start ({self.start}). "
+                             f"Received: max={self.max}")
+        return self
+
+
 _SECTIONS: dict[str, type[_Section]] = {
     "data": DataSpec,
     "model": ModelSpec,
@@ -409,16 +454,18 @@ class ExperimentSpec(_Section):
     Args:
         name: the experiment's name; results go to `results/<name>/` by default.
         description: free text, kept with the results.
-        seeds: a count (seeds 0..n-1) or an explicit list. Defaults to `3`.
+        seeds: a count (seeds 0..n-1), an explicit list, or `{start, max}`: as many as a
+            search needs (see `AdaptiveSeeds`). Defaults to `3`.
         max_failures: failed runs in a row that stop the sweep. Defaults to `3`.
         grid: parameter -> list of values, swept as a cartesian product.
         variants: named settings (`{"name": "L2", "l2": 1e-3}`), each combined
             with the grid.
+        search: how the runs are chosen (`SearchSpec`): the full grid by default.
     """
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
-    seeds: int | tuple[int, ...] = 3
+    seeds: int | tuple[int, ...] | AdaptiveSeeds = 3
     max_failures: int = Field(3, ge=1)
     data: DataSpec = DataSpec()
     model: ModelSpec = ModelSpec()
@@ -426,12 +473,26 @@ class ExperimentSpec(_Section):
     early_stopping: EarlyStoppingSpec = EarlyStoppingSpec()
     grid: dict[str, tuple[Any, ...]] = {}
     variants: tuple[dict[str, Any], ...] = ()
+    search: SearchSpec = SearchSpec()
     _root: str | None = PrivateAttr(default=None)  # the experiment file's folder (load_spec sets it)
     _source: str = PrivateAttr(default="experiment")  # what errors are prefixed with: the file (load_spec sets it)
 
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _adaptive(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        if set(v) != {"start", "max"}:
+            raise ValueError(f"Invalid value for `seeds`: expected a table of `start` and `max`, e.g. "
+                             f"seeds = {{start = 3, max = 30}}. Received: seeds={v!r}")
+        try:
+            return AdaptiveSeeds.model_validate(v)
+        except ValidationError as e:  # said of its own fields, not of every kind `seeds` takes
+            raise ValueError(_format(e).replace("for `", "for `seeds.").replace("key `", "key `seeds.")) from None
+
     @field_validator("seeds")
     @classmethod
-    def _seeds(cls, v: int | tuple[int, ...]) -> int | tuple[int, ...]:
+    def _seeds(cls, v: int | tuple[int, ...] | AdaptiveSeeds) -> int | tuple[int, ...] | AdaptiveSeeds:
         if isinstance(v, int) and v < 1:
             raise ValueError(f"expected a count >= 1 or a list of seeds; got {v}")
         if isinstance(v, tuple) and (not v or len(set(v)) != len(v)):
@@ -542,6 +603,8 @@ class ExperimentSpec(_Section):
         d = self.model_dump(mode="json")
         for name in _SECTIONS:
             d[name] = _dump_section(name, d[name])
+        if self.search == SearchSpec():  # the grid: spec.toml as before searches existed
+            d.pop("search")
         return _drop_none(d)  # TOML has no null
 
     def to_toml(self) -> str:
@@ -550,7 +613,15 @@ class ExperimentSpec(_Section):
     # -- planning -----------------------------------------------------------------
     @property
     def seed_list(self) -> list[int]:
+        """Every seed the plan may use (with `{start, max}`: `max` of them)."""
+        if isinstance(self.seeds, AdaptiveSeeds):
+            return list(range(self.seeds.max))
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+    @property
+    def searches(self) -> bool:
+        """Whether a search chooses the runs (halving, seeds added as needed, zoom), not the grid."""
+        return self.search.strategy != "grid" or isinstance(self.seeds, AdaptiveSeeds) or self.search.zoom > 0
 
     @property
     def swept(self) -> list[str]:
@@ -772,7 +843,7 @@ def _key(v: Any) -> str:
 EXPECTED = {
     "l1": "expected a rate >= 0, or a list of rates (one per layer)",
     "l2": "expected a rate >= 0, or a list of rates (one per layer)",
-    "seeds": "expected a count >= 1 or a list of seeds",
+    "seeds": "expected a count >= 1, a list of seeds, or {start, max}",
     "train_size": "expected a fraction in (0, 1] or a count >= 2",
     "kernel_size": "expected a size >= 1, or a list of them (one per convolution block)",
     "strides": "expected a size >= 1, or a list of them (one per convolution block)",

@@ -41,7 +41,7 @@ from mlreg.spec import PARAMS, InputError
 if TYPE_CHECKING:
     from mlreg.records import RunResult, Status
 
-SPEC, MANIFEST, ERRORS = "spec.toml", "manifest.json", "errors"
+SPEC, MANIFEST, ERRORS, SEARCH = "spec.toml", "manifest.json", "errors", "search.jsonl"
 
 AGAIN = "--fresh (fresh=True in Python) to move it aside and start anew, or --out (out=) to write elsewhere"
 """How a refusal says what to do instead, on the command line and in Python."""
@@ -168,6 +168,28 @@ class ResultsStore:
         self._append(WEIGHTS, result.weights)
         self._append(RUNS, [result.row()])
 
+    def curves(self, column: str) -> dict[str, list[float]]:
+        """Each recorded run's values of a history column, epoch by epoch (NaN where empty)."""
+        out: dict[str, list[float]] = {}
+        for row in _read_rows(self.root / HISTORY):
+            out.setdefault(row["run_id"], []).append(float(row.get(column) or "nan"))
+        return out
+
+    def decide(self, entry: dict[str, Any]) -> None:
+        """Appends one decision of a search to `search.jsonl` (one line of JSON), before
+        anything it decided is trained or recorded: a search that resumes reads it back and
+        decides nothing twice."""
+        self._check_owner()
+        fd = os.open(self.root / SEARCH, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (json.dumps(entry, sort_keys=True) + "\n").encode())
+        finally:
+            os.close(fd)
+
+    def decisions(self) -> list[dict[str, Any]]:
+        """The decisions of the search so far, in order (see `read_decisions`)."""
+        return read_decisions(self.root)
+
     # -- internals ----------------------------------------------------------------
     def _check_owner(self) -> None:
         """Refuses to write into a directory that is no longer the one this store locked
@@ -255,6 +277,10 @@ class ResultsStore:
                 if header != self.columns[name]:
                     self.columns[name] = _add_columns(path, header, self.columns[name])
         _drop_rows(self.root / RUNS, keep=lambda row: True)
+        log = self.root / SEARCH
+        if log.exists() and not log.read_bytes().endswith(b"\n") and log.stat().st_size:  # a cut-off decision
+            text = log.read_text(errors="replace")
+            _write_atomic(log, text[: text.rfind("\n") + 1])
         recorded = set(self.statuses())
         for name in (HISTORY, WEIGHTS):
             _drop_rows(self.root / name, keep=lambda row: row["run_id"] in recorded)
@@ -372,6 +398,16 @@ def parse(path: Path) -> tuple[list[str], list[dict[str, str]]]:
                              f"{len(header)}; repair or remove that line")
         rows.append(dict(zip(header, fields, strict=True)))
     return lines, rows
+
+
+def read_decisions(root: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The decisions a search logged in `root/search.jsonl`, in order; none without the file.
+    A last line cut off by a crash is left out (the store drops it when it opens)."""
+    path = Path(root) / SEARCH
+    if not path.exists():
+        return []
+    lines = path.read_text(errors="replace").split("\n")
+    return [json.loads(line) for line in lines[:-1] if line.strip()]
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:

@@ -171,7 +171,10 @@ def compare(
     if not by:
         runs = runs.assign(setting="all")
         by = ["setting"]
-    ok = runs[runs["status"] == "ok"]
+    pruned_at = runs[runs["status"] == "pruned"].groupby(by, sort=False, dropna=False)[
+        "pruned_at" if "pruned_at" in runs else "epochs_run"].min()
+    pruned = runs.set_index(by).index.isin(pruned_at.index)  # a search stopped these settings at a rung
+    ok = runs[(runs["status"] == "ok") & ~pruned]  # never ranked against settings trained to the end
     keys = runs[by].drop_duplicates().reset_index(drop=True)
     agg = over_seeds(ok, by, [metric, "gap", "best_epoch"])
     stats = pd.DataFrame({"n": agg[(metric, "count")], "mean": agg[(metric, "mean")], "std": agg[(metric, "std")],
@@ -182,6 +185,7 @@ def compare(
         "diverged": status.apply(lambda s: int((s == "diverged").sum())),
         "failed": status.apply(lambda s: int((s == "failed").sum())),
         "_ok": status.apply(lambda s: int((s == "ok").sum())),  # for the display only (`mark_empty`)
+        "_pruned_at": pruned_at.reindex(status.size().index),
     })
     table = keys.merge(stats.reset_index(), on=by, how="left").merge(counted.reset_index(), on=by, how="left")
     table["n"] = table["n"].fillna(0).astype(int)
@@ -203,6 +207,7 @@ def compare(
     table = table.sort_values(["rank"], kind="stable", na_position="last").reset_index(drop=True)
     table.attrs["metric"] = metric
     table.attrs["ok_runs"] = table.pop("_ok").fillna(0).astype(int).tolist()
+    table.attrs["pruned_at"] = table.pop("_pruned_at").tolist()
     return table
 
 
@@ -236,6 +241,8 @@ def _with_baseline(
     for _, row in table.iterrows():
         if (row[by].values == base_key.values).all():
             values, kind = (0.0, np.nan, np.nan, np.nan), "baseline"
+        elif row["_pruned_at"] == row["_pruned_at"]:
+            values, kind = (np.nan,) * 4, "pruned"
         elif row["n"] == 0:
             values, kind = (np.nan,) * 4, "no values" if len(ok[(ok[by] == row[by].values).all(axis=1)]) else \
                 "no ok runs"
@@ -275,15 +282,16 @@ def pairing(runs: pd.DataFrame) -> tuple[list[str], float]:
 
 
 def mark_empty(table: pd.DataFrame) -> pd.DataFrame:
-    """The table for display: a setting without ok runs says so where its mean would be
-    (its verdict says so already when there is a baseline)."""
+    """The table for display: a setting without ok runs, or pruned by a search, says so where
+    its mean would be (its verdict says so already when there is a baseline)."""
     import pandas as pd
 
     if "verdict" in table:
         return table
     ok_runs = table.attrs.get("ok_runs", table["n"].tolist())
-    mean = [m if n else ("no values" if ok else "no ok runs")
-            for m, n, ok in zip(table["mean"], table["n"], ok_runs, strict=True)]
+    pruned = table.attrs.get("pruned_at", [math.nan] * len(table))
+    mean = [m if n else f"pruned at epoch {at:.0f}" if at == at else ("no values" if ok else "no ok runs")
+            for m, n, ok, at in zip(table["mean"], table["n"], ok_runs, pruned, strict=True)]
     return table.assign(mean=pd.Series(mean, index=table.index, dtype=object))
 
 
@@ -312,7 +320,7 @@ def baseline_note(table: pd.DataFrame) -> str:
     """The line under a table with a baseline: what the intervals and verdicts are."""
     if "verdict" not in table:
         return ""
-    m = int((~table["verdict"].isin(["baseline", "no ok runs", "no values"])).sum())
+    m = int((~table["verdict"].isin(["baseline", "no ok runs", "no values", "pruned"])).sum())
     pairs = table.attrs.get("pairing", {"on": ["seed"], "nadeau_bengio": 0.0})
     over = "shared seeds (one fixed split: seed noise only)" if pairs["on"] == ["seed"] else (
         f"shared ({', '.join(pairs['on'])}), Nadeau-Bengio corrected for overlapping training sets "

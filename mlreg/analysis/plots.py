@@ -177,9 +177,19 @@ def _ordered_settings(f: Frames) -> list[str]:
     return list(order["setting"])
 
 
+def _ok(f: Frames) -> pd.DataFrame:
+    """The `ok` runs of the settings that trained to the end (a search's pruned settings are
+    drawn apart, never beside them)."""
+    return f.runs[(f.runs["status"] == "ok") & ~f.runs["setting"].isin(_pruned(f))]
+
+
+def _pruned(f: Frames) -> set[str]:
+    return set(f.runs.loc[f.runs["status"] == "pruned", "setting"])
+
+
 def _best_settings(f: Frames, metric: str | None = None) -> list[str]:
     """The best setting of each experiment (results directory) by a metric's mean."""
-    ok = f.runs[f.runs["status"] == "ok"]
+    ok = _ok(f)
     metric = metric or metric_of(ok)
     means = over_seeds(ok, ["experiment", "setting"], [metric])[(metric, "mean")].dropna()
     if means.empty:
@@ -269,8 +279,9 @@ def loss_curves(
 
     f = frames(results, by)
     ax = _ax(ax)
-    ok_runs = f.runs[f.runs["status"] == "ok"]
-    hist = f.history[f.history["run_id"].isin(ok_runs["run_id"])]
+    ok_runs, pruned = _ok(f), _pruned(f)
+    drawn = f.runs[f.runs["run_id"].isin(ok_runs["run_id"]) | (f.runs["status"] == "pruned")]
+    hist = f.history[f.history["run_id"].isin(drawn["run_id"])]
     val_col, train_col, ylabel = _loss_columns(hist)
     if hist.empty or hist[val_col].isna().all():
         return _no_runs(ax)
@@ -282,6 +293,9 @@ def loss_curves(
         st = stats.loc[s].sort_index()
         epochs, color = st.index.to_numpy(), f.colors[s]
         val, sd = st[(val_col, "mean")].to_numpy(), st[(val_col, "std")].fillna(0).to_numpy()
+        if s in pruned:  # up to its rung, dotted, without band
+            ax.plot(epochs, val, **{"color": color, "lw": 1.0, "ls": ":", "label": f"{s} (pruned)"} | line_kw)
+            continue
         ax.plot(epochs, val, **{"color": color, "lw": 1.6, "label": s} | line_kw)
         ax.fill_between(epochs, val - sd, val + sd, color=color, alpha=0.15, lw=0)
         ax.plot(epochs, st[(train_col, "mean")].to_numpy(), color=color, lw=1.2, ls="--")
@@ -321,7 +335,8 @@ def _against_param(
     the two can cross without hiding each other."""
     col, numeric = _param_values(f, param)
     col = col.dropna()  # runs of another directory, without this parameter
-    ok = f.runs[(f.runs["status"] == "ok") & f.runs[param].notna()].copy()
+    ok = _ok(f)
+    ok = ok[ok[param].notna()].copy()
     metrics = [m for m in metrics if m[0] in ok and ok[m[0]].notna().any()]
     if ok.empty or not metrics:
         return _no_runs(ax)
@@ -403,7 +418,7 @@ def validation_curve(
     """
     f = frames(results)
     ax = _ax(ax)
-    metric = metric or metric_of(f.runs[f.runs["status"] == "ok"])
+    metric = metric or metric_of(_ok(f))
     if train_metric is None:
         guess = {"best_val_data_loss": "train_data_loss_at_best"}.get(metric, metric.replace("val_", "train_", 1))
         train_metric = guess if guess in f.runs and guess != metric and f.runs[guess].notna().any() else None

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from mlreg.analysis.compare import as_list, baseline_note, combined_runs, compare, mark_empty
 from mlreg.analysis.plots import LABELS, figures
+from mlreg.records import describe
 from mlreg.spec import PLOT_KINDS
 from mlreg.store import ERRORS
 
@@ -31,6 +32,7 @@ table { border-collapse: collapse; font-size: 0.85rem; } td, th { padding: 0.2re
 td { white-space: nowrap; } table.problems td:last-child { text-align: left; white-space: normal; min-width: 20rem; }
 tr:nth-child(even) { background: #f5f5f5; } th { background: #e8e8e8; position: sticky; top: 0; }
 pre { background: #f7f7f7; padding: 0.8rem; overflow-x: auto; font-size: 0.8rem; }
+pre.answer { white-space: pre-wrap; font-size: 0.9rem; background: #eef4fb; }
 figure { display: block; margin: 1rem 0; max-width: 900px; }
 figure img { width: 100%; border: 1px solid #eee; cursor: zoom-in; }
 figcaption { font-size: 0.85rem; color: #444; }
@@ -110,6 +112,9 @@ def render(results: Results | Sequence[Results], *, metric: str | None = None,
         description = r.manifest.get("description") or ""
         parts.append(f"<p>{html.escape(description) + ' — ' if description else ''}{len(r.runs)} runs ({statuses}); "
                      f"swept: {html.escape(', '.join(r.params) or 'nothing')}</p>")
+    for r in (r for r in items if r.answer):
+        parts.append(f"<h2>The search's answer{': ' + html.escape(r.name) if len(items) > 1 else ''}</h2>"
+                     f"<pre class='answer'>{html.escape(describe(r.answer))}</pre>")
     parts.append(f"<h2>Settings ranked by {html.escape(metric)} (mean over seeds; * = best)</h2>")
     shown = mark_empty(_for_reading(table)).to_html(index=False, na_rep="", border=0)
     parts.append(f"<div class='scroll'>{shown}</div>")

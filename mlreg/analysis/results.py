@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlreg.records import HISTORY, RUNS, WEIGHT_COLUMNS, WEIGHTS, default_metric
 from mlreg.spec import InputError
-from mlreg.store import MANIFEST, SPEC, StoreError, parse
+from mlreg.store import MANIFEST, SPEC, StoreError, parse, read_decisions
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,6 +35,7 @@ class Results:
         params: the swept parameters (from `manifest.json`), e.g. `["l2"]`.
         manifest: the manifest as a dict.
         spec_toml: the experiment as run.
+        answer: a search's answer (the last one it logged in `search.jsonl`), else `None`.
     """
 
     root: Path
@@ -44,6 +45,7 @@ class Results:
     params: list[str]
     manifest: dict[str, Any]
     spec_toml: str
+    answer: dict[str, Any] | None = None
 
     @property
     def name(self) -> str:
@@ -151,4 +153,5 @@ def load_results(root: str | os.PathLike[str]) -> Results:
         params=list(params),
         manifest=manifest,
         spec_toml=(root / SPEC).read_text(),
+        answer=next((d for d in reversed(read_decisions(root)) if d["kind"] == "answer"), None),
     )

@@ -55,7 +55,8 @@ def check_engine(engine: str) -> str:
 
 def plan(
     runs: Sequence[RunSpec], engine: str = "auto", *, max_pack: int | None = None,
-    reasons: Mapping[str, str] | None = None, parallel: int = 1,
+    reasons: Mapping[str, str] | None = None, parallel: int = 1, until: int | None = None,
+    resume: Mapping[str, Any] | None = None,
 ) -> tuple[list[Pack], str | None]:
     """Packs the runs for an engine.
 
@@ -67,6 +68,8 @@ def plan(
         reasons: run id -> why the fused engine cannot train it (a model that trains itself;
             the runner finds them). Defaults to `None`: every run can be fused.
         parallel: how many workers will train the packs. Defaults to `1`.
+        until, resume: a search's rung and the paused runs' states (see `Pack`). Default to
+            `None`.
 
     Returns:
         The packs, and a one-line note when `auto` trains some runs with `keras` (saying
@@ -78,8 +81,13 @@ def plan(
     from mlreg.engines import fused
 
     check_engine(engine)
+    resume = resume or {}
+
+    def make(kind: Engine, pack: Sequence[RunSpec]) -> Pack:
+        return Pack(kind, tuple(pack), until, {r.run_id: resume[r.run_id] for r in pack if r.run_id in resume})
+
     if engine == "keras":
-        return [Pack("keras", (r,)) for r in runs], None
+        return [make("keras", (r,)) for r in runs], None
     reasons = reasons or {}
     rest = [r for r in runs if r.run_id in reasons]
     if rest and engine == "fused":
@@ -88,8 +96,8 @@ def plan(
     fusable = [r for r in runs if r.run_id not in reasons]
     if max_pack is None:
         max_pack = max(1, min(fused.MAX_PACK, math.ceil(len(fusable) / parallel)))
-    packs = [Pack("fused", tuple(p)) for p in fused.pack(fusable, max_pack)]
-    packs += [Pack("keras", (r,)) for r in rest]
+    packs = [make("fused", p) for p in fused.pack(fusable, max_pack)]
+    packs += [make("keras", (r,)) for r in rest]
     note = None
     if rest:
         why = sorted({reasons[r.run_id] for r in rest})
