@@ -350,7 +350,9 @@ def _midpoints(param: str, best: str, settings: Sequence[str], note: Callable[[s
     if i in (0, len(values) - 1) and len(values) > 1:
         ratio = values[1] / values[0] if i == 0 else values[-1] / values[-2]
         other = value / ratio if i == 0 else value * ratio
-        note(f"the best {param} = {label(value)} is the grid's {'first' if i == 0 else 'last'} value: "
+        end = "smallest value above 0" if i == 0 and 0 in {json.loads(s)[param] for s in settings} else \
+            "first value" if i == 0 else "last value"
+        note(f"the best {param} = {label(value)} is the grid's {end}: "
              f"extend the grid (e.g. to {label(float(f'{other:.3g}'))})")
     out = [float(f"{math.sqrt(value * n):.3g}") for n in (values[i - 1] if i else None,
                                                            values[i + 1] if i + 1 < len(values) else None) if n]

@@ -1,0 +1,232 @@
+"""The search (issue 19): successive halving decided with the seeds, seeds where the decision
+needs them, zoom, pruned runs recorded and shown, resume after SIGKILL deciding nothing twice.
+
+The decision rules are tested on synthetic learning curves (a setting's level plus each seed's
+noise, fed to the search as if trained); the runner's part trains for real."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+
+from mlreg.records import RunResult
+from mlreg.search import Search, _midpoints, rungs
+from mlreg.spec import ExperimentSpec
+from tests.conftest import ROOT, tiny_spec_dict, write_toml
+
+
+def _spec(**overrides):
+    d = {"name": "s", "seeds": 4, "training": {"epochs": 27}, "grid": {"l2": [0.0, 1e-3, 1e-2, 1e-1]},
+         "search": {"strategy": "halving", "first_rung": 3}} | overrides
+    return ExperimentSpec.from_dict(d)
+
+
+def _search(spec, level, noise=0.01, late=None, log=()):
+    """Trains nothing: each run's val_data_loss at epoch e is its setting's `level(l2)` plus its
+    seed's noise, plus `late(l2, e)`; returns (answer, the search, every round's title)."""
+    plan = spec.expand()
+    search = Search(spec, plan, {}, {}, list(log), lambda text: None)
+    rounds, titles, results = search.rounds(), [], None
+    while True:
+        try:
+            step = rounds.send(results)
+        except StopIteration as stop:
+            return stop.value, search, titles
+        titles.append(step.title)
+        results = []
+        for run in step.runs:
+            rng = np.random.default_rng(run.seed * 1000 + int(run.model.l2 * 1e6))
+            end = step.until or spec.training.epochs
+            values = [level(run.model.l2) + noise * rng.normal() + (late(run.model.l2, e) if late else 0.0)
+                      for e in range(1, end + 1)]
+            history = [{"run_id": run.run_id, "epoch": e, "val_data_loss": v} for e, v in enumerate(values, 1)]
+            status = "paused" if step.until else "ok"
+            results.append(RunResult(run.run_id, status, {"epochs_run": end}, history))
+
+
+def _key(l2):
+    return json.dumps({"l2": l2})
+
+
+def test_rungs_grow_by_the_factor_below_the_epochs():
+    assert rungs(_spec()) == [3, 9]
+    assert rungs(_spec(search={"strategy": "halving"})) == [4, 12]  # ceil(27 / 7)
+    assert rungs(_spec(search={})) == []
+
+
+def test_halving_keeps_the_setting_best_by_construction_and_prunes_the_clearly_worse():
+    answer, search, _ = _search(_spec(), level=lambda l2: {0.0: 0.5, 1e-3: 0.3, 1e-2: 0.6, 1e-1: 1.0}[l2])
+    assert answer["best"] == _key(1e-3)
+    assert set(answer["pruned"]) == {_key(0.0), _key(1e-2), _key(1e-1)}  # 0.0 at the second rung
+    at = {(r.summary["pruned_at"], len(r.history), r.status) for r in search.pruned}
+    assert len(search.pruned) == 12 and at == {(3, 3, "pruned"), (9, 9, "pruned")}  # their history to the rung
+
+
+def test_a_setting_worse_only_by_noise_is_not_pruned():
+    # 1e-2 is as good as the best but for noise; outside the best 1/3, only its interval keeps it
+    answer, _, _ = _search(_spec(), level=lambda l2: {0.0: 0.5, 1e-3: 0.3, 1e-2: 0.3, 1e-1: 1.0}[l2], noise=0.05)
+    assert _key(1e-2) not in answer["pruned"] and _key(1e-3) not in answer["pruned"]
+    assert set(answer["pruned"]) == {_key(0.0), _key(1e-1)}
+
+
+def test_a_rung_too_early_is_where_a_late_winner_is_lost():
+    # 1e-2 starts worse and wins only late (as regularization does): a first rung of 3 prunes it
+    def late(l2, e):
+        return 0.5 * max(0, 8 - e) / 8 if l2 == 1e-2 else 0.0
+
+    early, _, _ = _search(_spec(), level=lambda l2: {0.0: 0.5, 1e-3: 0.4, 1e-2: 0.3, 1e-1: 1.0}[l2], late=late)
+    assert _key(1e-2) in early["pruned"]
+    later, _, _ = _search(_spec(search={"strategy": "halving", "first_rung": 9}),
+                          level=lambda l2: {0.0: 0.5, 1e-3: 0.4, 1e-2: 0.3, 1e-1: 1.0}[l2], late=late)
+    assert later["best"] == _key(1e-2)
+
+
+def test_adaptive_seeds_stop_when_separated():
+    spec = _spec(seeds={"start": 3, "max": 12}, search={})
+    answer, search, titles = _search(spec, level=lambda l2: {0.0: 0.5, 1e-3: 0.3, 1e-2: 0.6, 1e-1: 1.0}[l2])
+    assert answer["best"] == _key(1e-3) and answer["open"] == []
+    assert len(answer["separated"]) == 3 and answer["seeds"] == 3  # separated at once: no seed added
+    assert not any(t.startswith("more seeds") for t in titles)
+
+
+def test_adaptive_seeds_grow_for_the_open_decision_up_to_max():
+    spec = _spec(seeds={"start": 3, "max": 12}, search={})
+    answer, search, titles = _search(spec, level=lambda l2: {0.0: 0.5, 1e-3: 0.3, 1e-2: 0.3001, 1e-1: 1.0}[l2],
+                                     noise=0.05)
+    assert [t for t in titles if t.startswith("more seeds")] == ["more seeds: 2 settings to 6 seeds",
+                                                                 "more seeds: 2 settings to 12 seeds"]
+    assert answer["seeds"] == 12 and set(answer["open"]) <= {_key(1e-2), _key(1e-3)}
+    assert len(search.seeds[_key(0.0)]) == 3  # the separated settings kept their 3 seeds
+
+
+def test_a_margin_declares_a_tie_instead_of_spending_seeds():
+    spec = _spec(seeds={"start": 3, "max": 12}, search={"margin": 0.2})
+    answer, _, titles = _search(spec, level=lambda l2: {0.0: 0.5, 1e-3: 0.3, 1e-2: 0.3001, 1e-1: 1.0}[l2],
+                                noise=0.02)
+    assert {answer["best"], *answer["tied"]} == {_key(1e-3), _key(1e-2)} and answer["seeds"] == 3
+    assert not any(t.startswith("more seeds") for t in titles)
+
+
+def test_zoom_adds_geometric_midpoints_on_the_best_settings_seeds():
+    spec = _spec(search={"zoom": 1}, grid={"l2": [1e-4, 1e-3, 1e-2, 1e-1]})
+    answer, search, titles = _search(spec, level=lambda l2: 0.3 + abs(np.log10(l2) + 3) * 0.05)
+    assert titles[-1] == "zoom 1: 2 new values"
+    zoom = next(d for d in search.new if d["kind"] == "zoom")
+    assert zoom["values"] == [0.000316, 0.00316] and zoom["from"] == _key(1e-3)
+    assert {_key(0.000316), _key(0.00316)} <= set(search.settings)
+    assert [r.seed for r in search.settings[_key(0.000316)]] == spec.seed_list
+
+
+def test_a_best_value_at_the_grid_end_is_said():
+    said = []
+    spec = _spec(search={"zoom": 1})
+    search = Search(spec, spec.expand(), {}, {}, [], said.append)
+    assert _midpoints("l2", _key(1e-1), list(search.settings), search._note) == [0.0316]
+    assert said == ["the best l2 = 0.1 is the grid's last value: extend the grid (e.g. to 1)"]
+
+
+def test_a_logged_decision_is_replayed_not_taken_again():
+    level = {0.0: 0.5, 1e-3: 0.3, 1e-2: 0.31, 1e-1: 1.0}
+    first, search, _ = _search(_spec(), level=lambda l2: level[l2])
+    log = [d for d in search.new if d["kind"] != "answer"]
+    flipped = {0.0: 0.1, 1e-3: 0.3, 1e-2: 0.31, 1e-1: 0.2}  # the same runs would now decide otherwise
+    again, replay, _ = _search(_spec(), level=lambda l2: flipped[l2], log=log)
+    assert [d for d in replay.new if d["kind"] != "answer"] == []  # nothing decided twice
+    assert again["pruned"] == first["pruned"]
+
+
+def test_settings_added_to_a_searched_grid_are_decided_on_their_own():
+    level = {0.0: 0.5, 1e-3: 0.3, 1e-2: 0.6, 1e-1: 1.0, 3e-1: 2.0}
+    _, search, _ = _search(_spec(), level=lambda l2: level[l2])
+    log = [d for d in search.new if d["kind"] != "answer"]
+    grown = _spec(grid={"l2": [0.0, 1e-3, 1e-2, 1e-1, 3e-1]})
+    answer, replay, _ = _search(grown, level=lambda l2: level[l2], log=log)
+    new = [d for d in replay.new if d["kind"] == "rung"]
+    assert [d["considered"] for d in new] == [[_key(3e-1)]] and new[0]["pruned"] == [_key(3e-1)]
+
+
+# -- trained for real ----------------------------------------------------------------------------------------
+def _halving_dict(**overrides):
+    return tiny_spec_dict(seeds=3, training={"epochs": 12}, early_stopping={"enabled": False},
+                          grid={"learning_rate": [1e-2, 3e-5, 1e-6]},
+                          search={"strategy": "halving", "first_rung": 3, "factor": 3}) | overrides
+
+
+def test_a_halving_search_records_pruned_runs_and_shows_them(tmp_path):
+    from mlreg import run
+    from mlreg.analysis.compare import compare, format_table
+    from mlreg.analysis.report import render
+    from mlreg.analysis.results import load_results
+
+    spec = ExperimentSpec.from_dict(_halving_dict())
+    report = run(spec, out=tmp_path / "o", progress=False)
+    runs = pd.read_csv(tmp_path / "o" / "runs.csv")
+    assert report.counts == {"ok": 3, "pruned": 6}
+    assert report.answer.startswith("best: learning_rate=0.01")
+    pruned = runs[runs.status == "pruned"]
+    assert set(pruned.learning_rate) == {3e-5, 1e-6} and set(pruned.pruned_at) == {3}
+    assert set(pruned.epochs_run) == {3}
+    assert set(runs[runs.status == "ok"].epochs_run) == {12}
+    history = pd.read_csv(tmp_path / "o" / "history.csv")
+    assert history.groupby("run_id").epoch.max().to_dict() == runs.set_index("run_id").epochs_run.to_dict()
+    table = compare(load_results(tmp_path / "o"))
+    assert table.iloc[0]["learning_rate"] == 1e-2 and table.iloc[0]["best"] == "*"
+    assert "pruned at epoch 3" in format_table(table)
+    html = render(load_results(tmp_path / "o"), kinds=("loss_curves",))
+    assert "The search&#x27;s answer" in html or "The search's answer" in html
+    # the kept setting's runs are the grid's: the same numbers as training it alone, to the end
+    alone = run(ExperimentSpec.from_dict(_halving_dict(grid={"learning_rate": [1e-2]}, search={})),
+                out=tmp_path / "grid", progress=False)
+    assert alone.counts == {"ok": 3}
+    grid = pd.read_csv(tmp_path / "grid" / "runs.csv").set_index("run_id")
+    ours = runs.set_index("run_id").loc[grid.index]
+    np.testing.assert_allclose(ours.best_val_data_loss, grid.best_val_data_loss, rtol=1e-6)
+
+
+def test_resume_after_sigkill_between_rungs_loses_nothing_and_repeats_no_decision(tmp_path):
+    d = _halving_dict(seeds={"start": 2, "max": 4}, training={"epochs": 40},
+                      search={"strategy": "halving", "first_rung": 4, "factor": 3})
+    spec, out = write_toml(tmp_path / "e.toml", d), tmp_path / "o"
+    proc = subprocess.Popen([sys.executable, "-m", "mlreg", "run", str(spec), "--out", str(out), "--quiet"],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = out / "search.jsonl"
+    deadline = time.monotonic() + 300
+    while not (log.exists() and log.read_text().count("\n") >= 1):
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)  # the first rung decided; the second round is training
+    proc.wait()
+    first = log.read_text().splitlines()
+    assert len(first) == 1 and json.loads(first[0])["at"] == 4
+    before = pd.read_csv(out / "runs.csv")
+    assert set(before.status) <= {"pruned"}
+
+    again = subprocess.run([sys.executable, "-m", "mlreg", "run", str(spec), "--out", str(out), "--quiet",
+                            "--workers", "2"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    decisions = [json.loads(line) for line in log.read_text().splitlines()]
+    assert decisions[0] == json.loads(first[0])
+    keys = [(d["kind"], d.get("at"), d.get("step")) for d in decisions if d["kind"] != "answer"]
+    assert len(keys) == len(set(keys))  # no decision twice
+    runs = pd.read_csv(out / "runs.csv")
+    assert runs.run_id.is_unique and set(before.run_id) <= set(runs.run_id)
+    pd.testing.assert_frame_equal(runs[runs.run_id.isin(before.run_id)].reset_index(drop=True), before,
+                                  check_dtype=False)  # the same rows (later rows have empty pruned_at)
+
+    uninterrupted = tmp_path / "u"
+    # the same search in one go gives the same runs, numbers and answer
+    whole = subprocess.run([sys.executable, "-m", "mlreg", "run", str(spec), "--out", str(uninterrupted), "--quiet"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert whole.returncode == 0, whole.stderr
+    ref = pd.read_csv(uninterrupted / "runs.csv").set_index("run_id").sort_index()
+    got = runs.set_index("run_id").sort_index()
+    assert list(got.index) == list(ref.index) and list(got.status) == list(ref.status)
+    np.testing.assert_allclose(got.best_val_data_loss.fillna(-1), ref.best_val_data_loss.fillna(-1), rtol=1e-5)
+    assert again.stdout.splitlines()[1:] == whole.stdout.splitlines()[1:]
