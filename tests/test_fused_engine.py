@@ -71,10 +71,18 @@ def test_stop_rule_keeps_runs_apart_and_never_stops_a_run_without_early_stopping
 
 
 # -- packing -----------------------------------------------------------------------------------
+def test_pack_sizes_repeat_so_that_programs_compile_once():
+    assert fused.pack_sizes(240) == [64, 64, 64, 48] and fused.pack_sizes(72) == [64, 8]
+    assert fused.pack_sizes(36) == [32, 4] and fused.pack_sizes(5) == [4, 1]
+    assert [fused.stack_size(n) for n in (48, 60, 12, 7, 5, 33)] == [64, 64, 16, 8, 5, 33]
+    for n in range(1, 300):
+        assert sum(fused.pack_sizes(n)) == n and max(fused.pack_sizes(n)) <= fused.MAX_PACK
+
+
 def test_packs_group_by_what_a_program_shares_and_split_evenly():
     runs, _ = _runs(seeds=10, grid={"l2": [0.0, 1e-3], "dropout": [0.0, 0.3], "batch_size": [16, 32]})
     packs = fused.pack(runs, max_pack=24)
-    assert sorted(len(p) for p in packs) == [20, 20, 20, 20]  # an L2 x dropout sweep fuses: 40 runs per batch size
+    assert sorted(len(p) for p in packs) == [16, 16, 24, 24]  # an L2 x dropout sweep fuses: 40 runs per batch size
     for p in packs:
         assert len({r.training.batch_size for r in p}) == 1
     assert sorted(r.run_id for p in packs for r in p) == sorted(r.run_id for r in runs)

@@ -40,6 +40,7 @@ whose built models still differ in structure are trained as separate groups.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import math
@@ -64,6 +65,11 @@ NAME = "fused"
 MAX_PACK = 64
 """Runs trained in one program at most (`benchmarks/bench_engines.py` measures throughput by
 pack size: it stops growing before this while memory keeps growing)."""
+
+MIN_STACK = 8
+"""Stacks are not compacted below this many positions: a smaller stack saves little time per
+epoch (per-step overhead dominates there), and each new size costs a compilation (about 1.5 s
+for the 2x128 MLP on this machine, measured with `jax_log_compiles`)."""
 
 EVAL_ELEMENTS = 1 << 22
 """The evaluation passes work in chunks of samples whose activations stay below this many
@@ -95,16 +101,38 @@ def pack_key(run: RunSpec) -> str:
 
 def pack(runs: Sequence[RunSpec], max_pack: int = MAX_PACK) -> list[list[RunSpec]]:
     """Groups fusable runs by `pack_key` (in plan order) into packs of at most `max_pack`
-    runs, split evenly (20 runs with `max_pack=16` give two packs of 10)."""
+    runs, each a power of two where that wastes little (see `pack_sizes`)."""
     groups: dict[str, list[RunSpec]] = {}
     for run in runs:
         groups.setdefault(pack_key(run), []).append(run)
     packs = []
     for group in groups.values():
-        n = math.ceil(len(group) / max_pack)
-        size = math.ceil(len(group) / n)
-        packs += [group[i:i + size] for i in range(0, len(group), size)]
+        start = 0
+        for size in pack_sizes(len(group), max_pack):
+            packs.append(group[start:start + size])
+            start += size
     return packs
+
+
+def pack_sizes(n: int, max_pack: int = MAX_PACK) -> list[int]:
+    """How `n` runs are cut into packs: as many `max_pack` as fit, the rest in powers of two
+    (72 -> 64 + 8), or in one pack when it fills at least 3/4 of the next power (60, 12). A
+    stack's size is its program's shape: sizes that repeat (here, and in compaction, and
+    across the rounds of a search) compile once."""
+    sizes = [max_pack] * (n // max_pack)
+    rest = n % max_pack
+    while rest:
+        size = rest if stack_size(rest) > rest or rest & (rest - 1) == 0 else 1 << (rest.bit_length() - 1)
+        sizes.append(size)
+        rest -= size
+    return sizes
+
+
+def stack_size(n: int) -> int:
+    """The positions a stack of `n` runs has: the next power of two when `n` fills at least
+    3/4 of it (the rest are padding that never trains), else `n`."""
+    up = 1 << max(n - 1, 0).bit_length()
+    return up if n * 4 >= up * 3 else n
 
 
 # -- early stopping, vectorised ------------------------------------------------------------
@@ -626,22 +654,40 @@ def _select(mask: np.ndarray, new: Any, old: Any) -> Any:
     """`new` where `mask` (one flag per run) is true, `old` elsewhere, in every array of a tree."""
     import keras
 
-    ops = keras.ops
-    m = ops.convert_to_tensor(mask)
-
-    def pick(a: Any, b: Any) -> Any:
-        return ops.where(ops.reshape(m, (-1,) + (1,) * (len(a.shape) - 1)), a, b)
-
-    return {key: [pick(a, b) for a, b in zip(new[key], old[key], strict=True)] for key in new}
+    return _tree_op("select")(keras.ops.convert_to_tensor(mask), new, old)
 
 
 def _take(tree: dict, where: np.ndarray) -> dict:
     """The runs at positions `where` of every stacked array of a tree."""
     import keras
 
-    idx = keras.ops.convert_to_tensor(where.astype("int32"))
-    return {key: [keras.ops.take(a, idx, axis=0) for a in arrays] if isinstance(arrays, list)
-            else keras.ops.take(arrays, idx, axis=0) for key, arrays in tree.items()}
+    return _tree_op("take")(tree, keras.ops.convert_to_tensor(where.astype("int32")))
+
+
+@functools.cache
+def _tree_op(name: str) -> Any:
+    """`select` or `take` over a whole tree of stacked arrays: one compiled program per tree
+    and size on JAX (op by op, each array's shape would compile its own), plain ops elsewhere."""
+    import keras
+
+    ops = keras.ops
+
+    def select(m: Any, new: dict, old: dict) -> dict:
+        def pick(a: Any, b: Any) -> Any:
+            return ops.where(ops.reshape(m, (-1,) + (1,) * (len(a.shape) - 1)), a, b)
+
+        return {key: [pick(a, b) for a, b in zip(new[key], old[key], strict=True)] for key in new}
+
+    def take(tree: dict, idx: Any) -> dict:
+        return {key: [ops.take(a, idx, axis=0) for a in arrays] if isinstance(arrays, list)
+                else ops.take(arrays, idx, axis=0) for key, arrays in tree.items()}
+
+    fn = {"select": select, "take": take}[name]
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.jit(fn)
+    return fn
 
 
 # -- batch order --------------------------------------------------------------------------------------
@@ -755,18 +801,25 @@ def train_pack(runs: Sequence[RunSpec], data: Dataset, *, until: int | None = No
 
 
 def _template(runs: Sequence[RunSpec], built: Sequence[tuple[Any, _Built]], data: Dataset) -> _Program:
-    """The program for these runs: cached by the model's signature and the pack's settings; the
-    template is the model with the most Dropout layers (so every run's rates have a place)."""
+    """The program for these runs, cached by the model's signature and the pack's settings: a
+    cached program serves any pack whose Dropout layers and regularized variables it has (a
+    run without them gets rate 0 there), so the rounds of a search and the packs of a sweep
+    compile each stack size once. A new template is the model with the most Dropout layers."""
     first = runs[0]
-    regularized = sorted(set().union(*(b.regularized for _, b in built)))
+    regularized = set().union(*(b.regularized for _, b in built))
+    names = {n for _, b in built for n in b.dropout}
     xla = not any(rate > 0 for _, b in built for rate in b.dropout.values())  # see _compile
-    key = json.dumps([built[0][1].signature, sorted({n for _, b in built for n in b.dropout}), regularized,
-                      data.task, first.training.batch_size, first.training.optimizer, xla])
-    if key not in _PROGRAMS:
-        if len(_PROGRAMS) >= 8:
-            _PROGRAMS.pop(next(iter(_PROGRAMS)))
-        model = max(built, key=lambda mb: len(mb[1].dropout))[0]
-        _PROGRAMS[key] = (_Program(model, regularized, runs, data, xla), model)
+    key = json.dumps([built[0][1].signature, data.task, first.training.batch_size, first.training.optimizer, xla])
+    cached = _PROGRAMS.get(key)
+    if cached is not None and names <= {layer.name for layer in cached[0].dropouts} \
+            and regularized <= set(cached[0].regularized):
+        return cached[0]
+    if len(_PROGRAMS) >= 8:
+        _PROGRAMS.pop(next(iter(_PROGRAMS)))
+    model = max(built, key=lambda mb: len(mb[1].dropout))[0]
+    if cached is not None:  # grow the cached program's reach rather than keep two
+        regularized |= set(cached[0].regularized)
+    _PROGRAMS[key] = (_Program(model, sorted(regularized), runs, data, xla), model)
     return _PROGRAMS[key][0]
 
 
@@ -800,22 +853,23 @@ class _Stack:
         import keras
 
         self.keras, self.program, self.runs, self.builts, self.data = keras, program, runs, builts, data
-        self.state, self.consts = program.initial_state(builts, runs)
+        pad = stack_size(len(runs)) - len(runs)  # positions that never train: the size compiled already
+        self.state, self.consts = program.initial_state(builts + builts[:1] * pad, runs + runs[:1] * pad)
         self.best = {"tv": self.state["tv"], "ntv": self.state["ntv"]}
         es = runs[0].early_stopping
         self.monitor = es.monitor
         self.rule = StopRule([r.early_stopping.patience for r in runs], [r.early_stopping.min_delta for r in runs],
                              [r.early_stopping.enabled for r in runs], monitor_mode(es.monitor))
         self.restore = [es.restore_best_weights and r.early_stopping.enabled for r in runs]
-        self.orders = _Orders(builts, runs, len(data.x_train))
+        self.orders = _Orders(builts + builts[:1] * pad, runs + runs[:1] * pad, len(data.x_train))
         convert = keras.ops.convert_to_tensor
         self.xy = tuple(convert(a) for a in (data.x_train, data.y_train, data.x_val, data.y_val))
         self.metric = metric_names(data.task)[0]
         self.histories: list[list[dict[str, Any]]] = [[] for _ in runs]
         self.epochs = np.zeros(len(runs), dtype=np.int64)  # epochs trained, by run
         self.spent = np.full(len(runs), (time.perf_counter() - t_start) / len(runs))  # wall time, by run
-        self.alive = np.arange(len(runs))
-        self.active = np.ones(len(runs), dtype=bool)
+        self.alive = np.concatenate([np.arange(len(runs)), np.zeros(pad, dtype=np.int64)])
+        self.active = np.arange(len(runs) + pad) < len(runs)
         if resume:
             self._resume(resume)
 
@@ -879,11 +933,11 @@ class _Stack:
 
     def compact(self) -> None:
         """When half of the stack has ended, keeps the positions still training (padded to a
-        power of two, so that few sizes compile)."""
+        power of two, and to `MIN_STACK`, so that few sizes compile)."""
         n_active = int(self.active.sum())
-        if n_active == 0 or n_active > len(self.active) // 2:
+        size = max(MIN_STACK, 1 << max(n_active - 1, 0).bit_length())
+        if n_active == 0 or n_active > len(self.active) // 2 or size >= len(self.active):
             return
-        size = 1 << (n_active - 1).bit_length()
         keep = np.concatenate([np.flatnonzero(self.active), np.flatnonzero(~self.active)[: size - n_active]])
         self.state, self.consts, self.best = _take(self.state, keep), _take(self.consts, keep), _take(self.best, keep)
         self.orders.keep(keep)
@@ -903,7 +957,7 @@ class _Stack:
 
     def _record(self, j: int, pos: int, kept: dict, stopped: bool, test: dict | None) -> RunResult:
         run, rule = self.runs[j], self.rule
-        kernels = {name: np.asarray((kept["tv"] if trainable else kept["ntv"])[i][pos])
+        kernels = {name: np.asarray((kept["tv"] if trainable else kept["ntv"])[i])[pos]
                    for name, (trainable, i) in self.program.kernels.items()}
         return finish(run, engine=NAME, backend=self.keras.backend.backend(), task=self.data.task,
                       history=self.histories[j], best=int(rule.best_epoch[j]) if run.early_stopping.enabled else None,
@@ -915,8 +969,8 @@ class _Stack:
         """Everything run `j` needs to go on later, in another pack or process (NumPy values)."""
         rule = self.rule
         return {
-            "values": {key: [np.asarray(a[pos]) for a in self.state[key]] for key in ("tv", "ntv", "ov")},
-            "best": {key: [np.asarray(a[pos]) for a in self.best[key]] for key in ("tv", "ntv")},
+            "values": {key: [np.array(np.asarray(a)[pos]) for a in self.state[key]] for key in ("tv", "ntv", "ov")},
+            "best": {key: [np.array(np.asarray(a)[pos]) for a in self.best[key]] for key in ("tv", "ntv")},
             "rule": {"best": rule.best[j], "seen": rule.seen[j], "best_epoch": rule.best_epoch[j],
                      "wait": rule.wait[j]},
             "order": self.orders.state(pos), "history": list(self.histories[j]), "epochs": int(self.epochs[j]),
