@@ -1,5 +1,5 @@
 """Every code block of the README runs (issue 8.13): Python blocks are executed, the TOML block
-is a valid experiment whose sections hold the defaults, console blocks print what they show,
+is a valid experiment whose sections hold the defaults (the search's block is valid too), console blocks print what they show,
 and the shell block names the Makefile's targets."""
 
 from __future__ import annotations
@@ -34,12 +34,14 @@ def test_the_shell_block_names_makefile_targets():
 
 
 def test_the_toml_block_is_an_experiment_with_the_defaults():
-    from mlreg.spec import DataSpec, EarlyStoppingSpec, ExperimentSpec, ModelSpec, TrainingSpec
+    from mlreg.spec import DataSpec, EarlyStoppingSpec, ExperimentSpec, ModelSpec, SearchSpec, TrainingSpec
 
-    (code,) = blocks("toml")
+    code, search = blocks("toml")
     spec = ExperimentSpec.from_dict(tomllib.loads(code))
-    assert (spec.data, spec.model, spec.training, spec.early_stopping) == (
-        DataSpec(), ModelSpec(), TrainingSpec(), EarlyStoppingSpec())
+    assert (spec.data, spec.model, spec.training, spec.early_stopping, spec.search) == (
+        DataSpec(), ModelSpec(), TrainingSpec(), EarlyStoppingSpec(), SearchSpec())
+    searched = ExperimentSpec.from_dict({"name": "s", **tomllib.loads(search)})  # the search section's example
+    assert searched.searches and searched.search.strategy == "halving"
     assert (spec.seeds, spec.max_failures, spec.description) == (3, 3, "")
     assert ExperimentSpec.model_fields["seeds"].default == 3
 
