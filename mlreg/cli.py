@@ -20,7 +20,6 @@ BAD_INPUT = 2
 
 def _parser() -> argparse.ArgumentParser:
     from mlreg import __version__
-    from mlreg.spec import ADJUSTMENTS, BACKENDS, ENGINES, PLOT_KINDS, TASKS
 
     common = argparse.ArgumentParser(add_help=False)  # options taken before or after the command
     common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
@@ -32,10 +31,30 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"mlreg {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, **kw: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, parents=[common], **kw)
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], help=help)
 
-    r = command("run", help="train an experiment's sweep into a results directory")
+    _run_args(command("run", "train an experiment's sweep into a results directory"))
+    command("validate", "check an experiment file and list its runs; trains nothing").add_argument("file")
+    command("datasets", "list the built-in data sets")
+    _compare_args(command("compare", "rank settings over seeds from saved results"))
+    _plot_args(command("plot", "draw comparison plots from saved results"))
+    _import_args(command("import", "bring Keras CSVLogger files (one per run) into a results directory"))
+    ex = command("export", "write results for another tool")
+    ex.add_argument("format", choices=["tensorboard"])
+    ex.add_argument("dirs", nargs="+", metavar="DIR", help="results directories")
+    ex.add_argument("--logdir", required=True, help="the TensorBoard log directory to write")
+    rp = command("report", "write one self-contained HTML report")
+    rp.add_argument("dirs", nargs="+", metavar="DIR", help="results directories")
+    rp.add_argument("--out", help="the HTML file (default: DIR/report.html, or ./report.html)")
+    rp.add_argument("--metric", help="the runs.csv column to rank by (default: as compare)")
+    _baseline_args(rp)
+    return p
+
+
+def _run_args(r: argparse.ArgumentParser) -> None:
+    from mlreg.spec import BACKENDS, ENGINES
+
     r.add_argument("file", help="experiment file (TOML)")
     r.add_argument("--out", help="results directory (default: results/<name>)")
     r.add_argument("--fresh", action="store_true",
@@ -53,28 +72,36 @@ def _parser() -> argparse.ArgumentParser:
                    help="the Keras backend (default: KERAS_BACKEND, else jax)")
     r.add_argument("--quiet", action="store_true", help="no progress bar and no table")
 
-    v = command("validate", help="check an experiment file and list its runs; trains nothing")
-    v.add_argument("file")
 
-    command("datasets", help="list the built-in data sets")
-
-    c = command("compare", help="rank settings over seeds from saved results")
+def _compare_args(c: argparse.ArgumentParser) -> None:
     c.add_argument("dirs", nargs="+", metavar="DIR", help="results directories")
     c.add_argument("--metric", help="a runs.csv column (default: best_val_data_loss, else the validation metric)")
     c.add_argument("--by", nargs="+", metavar="PARAM", help="columns defining a setting")
-    c.add_argument("--baseline", help='the setting to compare against, e.g. "l2=0"')
-    c.add_argument("--adjust", choices=ADJUSTMENTS, default="none",
-                   help="adjust the baseline comparisons' p-values for their number (Holm)")
+    _baseline_args(c)
     c.add_argument("--csv", metavar="OUT", help="also write the table to a CSV file")
 
-    pl = command("plot", help="draw comparison plots from saved results")
+
+def _baseline_args(parser: argparse.ArgumentParser) -> None:
+    from mlreg.spec import ADJUSTMENTS
+
+    parser.add_argument("--baseline", help='the setting to compare against, e.g. "l2=0"')
+    parser.add_argument("--adjust", choices=ADJUSTMENTS, default="none",
+                        help="adjust the baseline comparisons' p-values for their number (Holm)")
+
+
+def _plot_args(pl: argparse.ArgumentParser) -> None:
+    from mlreg.spec import PLOT_KINDS
+
     pl.add_argument("dirs", nargs="+", metavar="DIR", help="results directories")
     pl.add_argument("--out", help="where to write (default: DIR/plots, or ./plots for several DIRs)")
     pl.add_argument("--kind", nargs="+", metavar="KIND",
                     help=f"which plots (default: all): {' '.join(PLOT_KINDS)}")
     pl.add_argument("--format", choices=["png", "svg"], default="png")
 
-    im = command("import", help="bring Keras CSVLogger files (one per run) into a results directory")
+
+def _import_args(im: argparse.ArgumentParser) -> None:
+    from mlreg.spec import TASKS
+
     im.add_argument("files", nargs="+", metavar="CSV", help="CSVLogger files, one per run")
     im.add_argument("--out", required=True, help="the results directory")
     im.add_argument("--set", nargs="+", default=[], metavar="PARAM=VALUE",
@@ -83,21 +110,6 @@ def _parser() -> argparse.ArgumentParser:
     im.add_argument("--task", default="single_label", choices=[t for t in TASKS if t != "auto"],
                     help="decides the metric column: accuracy, or mae for regression")
     im.add_argument("--name", help="the experiment's name (default: the directory's)")
-
-    ex = command("export", help="write results for another tool")
-    ex.add_argument("format", choices=["tensorboard"])
-    ex.add_argument("dirs", nargs="+", metavar="DIR", help="results directories")
-    ex.add_argument("--logdir", required=True, help="the TensorBoard log directory to write")
-
-    rp = command("report", help="write one self-contained HTML report")
-    rp.add_argument("dirs", nargs="+", metavar="DIR", help="results directories")
-    rp.add_argument("--out", help="the HTML file (default: DIR/report.html, or ./report.html)")
-    rp.add_argument("--metric", help="the runs.csv column to rank by (default: as compare)")
-    rp.add_argument("--baseline", help='the setting to compare against, e.g. "l2=0"')
-    rp.add_argument("--adjust", choices=ADJUSTMENTS, default="none",
-                    help="adjust the baseline comparisons' p-values for their number (Holm)")
-    return p
-
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -172,10 +184,13 @@ def _check_and_list(spec: Any) -> int:
 
     from mlreg.data import for_run, load
     from mlreg.runner import check_builders, check_ignored, check_models, check_monitor, default_out
+    from mlreg.search import describe_search
     from mlreg.spec import BUILDERS
 
     shown = list(islice(spec.iter_runs(), SHOWN_RUNS))
-    print(f"{spec.name}: {spec.size} -> {default_out(spec)}")
+    print(f"{spec.name}: {'at most ' if spec.searches else ''}{spec.size} -> {default_out(spec)}")
+    if spec.searches:
+        print(f"  search: {describe_search(spec)}")
     for data_spec in spec.data_specs():
         ds = load(data_spec, split=0 if data_spec.repeats else None, fold=0 if data_spec.folds else None,
                   root=spec.root)

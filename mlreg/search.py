@@ -67,6 +67,22 @@ def rungs(spec: ExperimentSpec) -> list[int]:
     return out
 
 
+def describe_search(spec: ExperimentSpec) -> str:
+    """`halving (factor 3) with rungs at 22, 66 epochs; seeds 3 to 10, doubling; zoom 1 round`."""
+    parts = []
+    if spec.search.strategy == "halving":
+        at = ", ".join(map(str, rungs(spec))) or "none (first_rung >= epochs)"
+        parts.append(f"halving (factor {spec.search.factor}) with rungs at {at} epochs")
+    else:
+        parts.append("every setting to the end")
+    if isinstance(spec.seeds, AdaptiveSeeds):
+        parts.append(f"seeds {spec.seeds.start} to {spec.seeds.max} where the decision needs them"
+                     + (f" (ties within {spec.search.margin:g})" if spec.search.margin else ""))
+    if spec.search.zoom:
+        parts.append(f"zoom {spec.search.zoom} round{'s' * (spec.search.zoom != 1)}")
+    return "; ".join(parts)
+
+
 def setting_of(run: RunSpec, swept: Sequence[str]) -> str:
     """A setting's key: its swept parameters' values, as JSON."""
     params = run.params()

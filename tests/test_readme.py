@@ -1,6 +1,6 @@
 """Every code block of the README runs (issue 8.13): Python blocks are executed, the TOML block
-is a valid experiment whose sections hold the defaults (the search's block is valid too), console blocks print what they show,
-and the shell block names the Makefile's targets."""
+is a valid experiment whose sections hold the defaults (the search's block is valid too),
+console blocks print what they show, and the shell block names the Makefile's targets."""
 
 from __future__ import annotations
 

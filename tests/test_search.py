@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from mlreg.records import RunResult
 from mlreg.search import Search, _midpoints, rungs
@@ -230,3 +231,25 @@ def test_resume_after_sigkill_between_rungs_loses_nothing_and_repeats_no_decisio
     assert list(got.index) == list(ref.index) and list(got.status) == list(ref.status)
     np.testing.assert_allclose(got.best_val_data_loss.fillna(-1), ref.best_val_data_loss.fillna(-1), rtol=1e-5)
     assert again.stdout.splitlines()[1:] == whole.stdout.splitlines()[1:]
+
+
+def test_validate_says_how_the_search_spends(tmp_path, capsys):
+    from mlreg.cli import main
+
+    spec = write_toml(tmp_path / "e.toml", _halving_dict(seeds={"start": 3, "max": 12},
+                                                         search={"strategy": "halving", "zoom": 1}))
+    assert main(["validate", str(spec)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("tiny: at most 36 runs = 3 settings x 12 seeds")
+    assert out[1] == ("  search: halving (factor 3) with rungs at 2, 6 epochs; seeds 3 to 12 where the decision "
+                      "needs them; zoom 1 round")
+
+
+def test_a_search_refuses_bad_input_naming_the_field():
+    from mlreg.spec import SpecError
+
+    for bad, field in (({"strategy": "halfing"}, "search.strategy"), ({"factor": 1}, "search.factor"),
+                       ({"first_rung": 0}, "search.first_rung"), ({"margin": -1.0}, "search.margin"),
+                       ({"zooom": 1}, "search.zooom")):
+        with pytest.raises(SpecError, match=field.replace(".", r"\.")):
+            ExperimentSpec.from_dict(_halving_dict(search=bad))
