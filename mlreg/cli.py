@@ -193,6 +193,7 @@ def _check_and_list(spec: Any) -> int:
         print(f"  search: {describe_search(spec)}")
     for data_spec in spec.data_specs():
         ds = load(data_spec, split=0 if data_spec.repeats else None, fold=0 if data_spec.folds else None,
+                  draw=0 if data_spec.draws else None,
                   root=spec.root)
         check_monitor(shown, ds.task)
         test = f" / {len(ds.x_test)} test" if ds.x_test is not None else ""

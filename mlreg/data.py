@@ -112,13 +112,15 @@ def for_run(run: RunSpec) -> Dataset:
     if key not in _LOADED:
         if len(_LOADED) >= 32:  # a sweep over many data configurations keeps memory bounded
             _LOADED.pop(next(iter(_LOADED)))
-        _LOADED[key] = load(run.data, split=run.split, fold=run.fold, root=run.root)
+        _LOADED[key] = load(run.data, split=run.split, fold=run.fold, draw=run.draw, root=run.root)
     return _LOADED[key]
 
 
-def load_arrays(spec: DataSpec, root: str | Path | None = None) -> Arrays:
+def load_arrays(spec: DataSpec, root: str | Path | None = None, draw: int | None = None) -> Arrays:
     """The raw data of a data spec (unsplit, unscaled); relative paths are resolved
-    against `root` (the experiment file's folder)."""
+    against `root` (the experiment file's folder). With `draw` r > 0, a generated data set is
+    drawn from its generator seeded by `(seed, r)` (mnist1d: its own seed 42 plus r): an
+    independent sample of the same size; draw 0 is the sample of `seed`."""
     if spec.path:
         test = _load_file(_resolve(spec.test_path, root), spec.target) if spec.test_path else None
         data = _load_file(_resolve(spec.path, root), spec.target)
@@ -126,26 +128,27 @@ def load_arrays(spec: DataSpec, root: str | Path | None = None) -> Arrays:
     from sklearn import datasets
 
     name = spec.dataset
-    rng = np.random.default_rng(spec.seed)
+    seed = spec.seed if not draw else int(np.random.SeedSequence([spec.seed, draw]).generate_state(1)[0] >> 1)
+    rng = np.random.default_rng(seed)
     if name in ("digits", "breast_cancer", "diabetes", "wine", "iris"):
         x, y = getattr(datasets, f"load_{name}")(return_X_y=True)
         task = {"breast_cancer": "binary", "diabetes": "regression"}.get(name, "single_label")
         return Arrays(x.astype("float32"), y, task)
     n = spec.n_samples
     if name == "mnist1d":
-        return mnist1d(n)
+        return mnist1d(n) if not draw else mnist1d(n, seed=MNIST1D_SEED + draw)
     if name == "moons":
-        x, y = datasets.make_moons(n or 1000, noise=_noise(spec, 0.3), random_state=spec.seed)
+        x, y = datasets.make_moons(n or 1000, noise=_noise(spec, 0.3), random_state=seed)
         return Arrays(x, y, "binary")
     if name == "classification":
         x, y = datasets.make_classification(
             n or 1000, n_features=20, n_informative=6, n_redundant=4, n_classes=3,
-            flip_y=_noise(spec, 0.05), random_state=spec.seed,
+            flip_y=_noise(spec, 0.05), random_state=seed,
         )
         return Arrays(x, y, "single_label")
     if name == "multilabel":
         x, y = datasets.make_multilabel_classification(
-            n or 1000, n_features=20, n_classes=5, n_labels=2, random_state=spec.seed
+            n or 1000, n_features=20, n_classes=5, n_labels=2, random_state=seed
         )
         return Arrays(x, y, "multi_label")
     if name == "poly":
@@ -154,6 +157,11 @@ def load_arrays(spec: DataSpec, root: str | Path | None = None) -> Arrays:
         y = np.polyval(coef, x[:, 0]) + rng.normal(0, _noise(spec, 0.3), size=len(x))
         return Arrays(x, y, "regression")
     raise DataError(f"Invalid value for `data.dataset`: unknown data set. Received: dataset={name!r}")
+
+
+MNIST1D_SEED = 42
+"""The `mnist1d` generator's own default seed: draw r of `mnist1d` uses seed `42 + r`, so draw 0
+is the data set everyone uses (as for the other generators: draw 0 is the sample of `seed`)."""
 
 
 def mnist1d(n_samples: int | None = None, **settings: Any) -> Arrays:
@@ -177,7 +185,7 @@ def mnist1d(n_samples: int | None = None, **settings: Any) -> Arrays:
     return Arrays(d["x"].astype("float32"), d["y"], "single_label", d["x_test"].astype("float32"), d["y_test"])
 
 
-def load(spec: DataSpec, *, split: int | None = None, fold: int | None = None,
+def load(spec: DataSpec, *, split: int | None = None, fold: int | None = None, draw: int | None = None,
          root: str | Path | None = None) -> Dataset:
     """Loads, splits and scales the data of a spec.
 
@@ -185,6 +193,8 @@ def load(spec: DataSpec, *, split: int | None = None, fold: int | None = None,
         spec: the `[data]` section of an experiment (with `train_size` resolved).
         split: with `spec.repeats`, which draw of the train/validation split. Defaults to `None`.
         fold: with `spec.folds`, which fold is the validation set. Defaults to `None`.
+        draw: with `spec.draws`, which independent sample of a generated data set. Defaults
+            to `None`.
         root: the folder relative paths are resolved against. Defaults to `None` (the
             working directory).
 
@@ -201,7 +211,7 @@ def load(spec: DataSpec, *, split: int | None = None, fold: int | None = None,
         >>> ds.x_train.shape, ds.task
         ((30, 4), 'single_label')
     """
-    raw = _reshaped(load_arrays(spec, root), spec)
+    raw = _reshaped(load_arrays(spec, root, draw), spec)
     task = _task(spec.task, raw.task, raw.y)
     n_own_test = 0 if raw.y_test is None else len(raw.y_test)
     y_all = _encode(raw.y if raw.y_test is None else np.concatenate([raw.y, raw.y_test]), task, spec)
@@ -230,7 +240,7 @@ def load(spec: DataSpec, *, split: int | None = None, fold: int | None = None,
             raise
         raise DataError(f"cannot split data set {_label(spec)} as asked: {e}") from None
     mean, std, std_raw = _scaling(x_pool, spec.scale)
-    shifted = np.random.default_rng([spec.seed, split or 0, fold or 0])
+    shifted = np.random.default_rng([spec.seed, split or 0, fold or 0, *([draw] if draw else [])])
 
     def evaluation(a: np.ndarray | None) -> np.ndarray | None:
         """Scaled; with `shift`, moved by noise of `shift` training standard deviations."""

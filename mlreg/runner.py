@@ -7,6 +7,7 @@ import json
 import math
 import platform
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -383,8 +384,10 @@ def drive_search(prepared: Prepared, store: ResultsStore, execute: Callable[[lis
     from mlreg.search import Search
 
     spec = prepared.spec
+    resampled = spec.data.repeats or spec.data.folds
+    overlap = statistics.mean(len(d.x_val) / len(d.x_train) for d in prepared.datasets.values()) if resampled else 0.0
     search = Search(spec, prepared.plan, store.curves(spec.early_stopping.monitor), store.statuses(),
-                    store.decisions(), say)
+                    store.decisions(), say, overlap)
     rounds, counts, results = search.rounds(), Counter[str](), None
 
     def flush() -> None:

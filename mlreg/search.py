@@ -90,8 +90,8 @@ def setting_of(run: RunSpec, swept: Sequence[str]) -> str:
 
 
 def _pair(run: RunSpec) -> tuple[Any, ...]:
-    """What pairs two settings' runs: the seed and the data split."""
-    return run.seed, run.split, run.fold
+    """What pairs two settings' runs: the seed and the data they saw."""
+    return run.seed, run.split, run.fold, run.draw
 
 
 class Search:
@@ -104,11 +104,15 @@ class Search:
         statuses: their statuses.
         log: the decisions logged so far (`ResultsStore.decisions`).
         say: prints a note (said once per note).
+        overlap: `n_val / n_train` when the runs span several splits of one data set
+            (`repeats`, `folds`): the intervals are then Nadeau and Bengio's, as `compare`'s.
+            Defaults to `0.0` (seeds on one split, or independent draws: the plain paired t).
     """
 
     def __init__(self, spec: ExperimentSpec, plan: Sequence[RunSpec], curves: Mapping[str, Sequence[float]],
-                 statuses: Mapping[str, str], log: Sequence[dict[str, Any]], say: Callable[[str], None]) -> None:
-        self.spec, self.say = spec, say
+                 statuses: Mapping[str, str], log: Sequence[dict[str, Any]], say: Callable[[str], None],
+                 overlap: float = 0.0) -> None:
+        self.spec, self.say, self.overlap = spec, say, overlap
         self.swept = list(dict.fromkeys([*spec.swept, *(d["param"] for d in log if d["kind"] == "zoom")]))
         self.sign = -1.0 if monitor_mode(spec.early_stopping.monitor) == "max" else 1.0
         self.curves = {k: self.sign * np.asarray(v, dtype=float) for k, v in curves.items()}
@@ -192,7 +196,7 @@ class Search:
                 self._note("halving with one seed and split per setting decides on one number per setting "
                            "(no interval): give it seeds >= 2")
                 pruned.append(s)
-            elif paired_test(d)[1] > 0:
+            elif paired_test(d, self.overlap)[1] > 0:
                 pruned.append(s)
         return {"kind": "rung", "at": rung, "considered": considered, "best": best, "pruned": pruned}
 
@@ -250,7 +254,8 @@ class Search:
             if s == best:
                 continue
             d = _differences(scores[s], scores[best])
-            _, low, high, _ = paired_test(d) if d and all(map(math.isfinite, d)) else (0, math.inf, math.inf, 0)
+            finite = d and all(map(math.isfinite, d))
+            _, low, high, _ = paired_test(d, self.overlap) if finite else (0, math.inf, math.inf, 0)
             if low > 0:
                 out["separated"].append(s)
             elif margin > 0 and -margin <= low and high <= margin:

@@ -46,6 +46,9 @@ BACKENDS = ("jax", "tensorflow")
 """Keras 3 backends mlreg trains on (`mlreg.engines.backend`)."""
 TASKS = ("auto", "single_label", "binary", "multi_label", "regression")
 """What the target is; decides the head, loss and metrics (`mlreg.models`)."""
+GENERATED = ("mnist1d", "moons", "classification", "multilabel", "poly")
+"""The data sets made by a generator: each `draws` value is an independent sample of them."""
+
 DATASETS = ("digits", "breast_cancer", "diabetes", "wine", "iris", "mnist1d", "moons", "classification",
             "multilabel", "poly")
 """Built-in data sets (`mlreg.data.DESCRIPTIONS`)."""
@@ -163,6 +166,11 @@ class DataSpec(_Section):
         repeats: repeated random splits: the train/validation split is drawn `repeats`
             times (split seeds `seed`, `seed + 1`, ...); with `folds`, repeated k-fold.
             Defaults to `None`.
+        draws: independent draws of a generated data set (`mnist1d`, `moons`,
+            `classification`, `multilabel`, `poly`): draw r is a fresh sample of the same size
+            from the same distribution (the generator's seed moved by r), split as usual, so
+            runs of a setting span `draws` data sets that share no sample. Defaults to `None`
+            (the one sample of `seed`).
         shift: how far the validation and test data are from the training data: Gaussian
             noise of this many training-set standard deviations added to each of their
             features (the same draw for every `shift`, so settings stay paired). Sweepable.
@@ -185,6 +193,7 @@ class DataSpec(_Section):
     noise: float | None = Field(None, ge=0)
     folds: int | None = Field(None, ge=2)
     repeats: int | None = Field(None, ge=1)
+    draws: int | None = Field(None, ge=1)
     shift: float = Field(0.0, ge=0, allow_inf_nan=False)
     test_path: str | None = None
 
@@ -229,6 +238,14 @@ class DataSpec(_Section):
             raise ValueError("`data.val_size` + `data.test_size` must be below 1")
         if not self.dataset and not self.path:
             object.__setattr__(self, "dataset", "digits")
+        if self.draws and self.dataset not in GENERATED:
+            source = f"data set {self.dataset!r} is one fixed sample" if self.dataset else "a file is one fixed sample"
+            raise ValueError(f"Invalid value for `data.draws`: {source}, with no generator to draw independent samples "
+                             f"from (draws work with {list(GENERATED)}; use `repeats` or `folds` to resample it). "
+                             f"Received: draws={self.draws}")
+        if self.draws and (self.repeats or self.folds):
+            raise ValueError(f"Invalid value for `data.draws`: each draw is already a data set of its own; give "
+                             f"`draws` without `repeats` or `folds`. Received: draws={self.draws}")
         return self
 
 
@@ -433,7 +450,8 @@ _SECTIONS: dict[str, type[_Section]] = {
 # Fields added after results were first recorded. At their default they are left out of
 # spec.toml and of run ids, so that results written before they existed still resume.
 _QUIET_DEFAULTS: dict[str, dict[str, Any]] = {
-    "data": {"scale": True, "folds": None, "repeats": None, "shift": 0.0, "test_path": None, "shape": None},
+    "data": {"scale": True, "folds": None, "repeats": None, "draws": None, "shift": 0.0, "test_path": None,
+             "shape": None},
     "model": {"filters": [25, 25, 25], "kernel_size": [5, 3, 3], "strides": 2, "pool": 1},
 }
 
@@ -638,8 +656,8 @@ class ExperimentSpec(_Section):
 
     @property
     def n_resamples(self) -> int:
-        """Data splits per setting and seed: `repeats x folds` (1 without resampling)."""
-        return (self.data.repeats or 1) * (self.data.folds or 1)
+        """Data splits per setting and seed: `repeats x folds`, or `draws` (1 without resampling)."""
+        return (self.data.repeats or 1) * (self.data.folds or 1) * (self.data.draws or 1)
 
     @property
     def n_runs(self) -> int:
@@ -694,10 +712,11 @@ class ExperimentSpec(_Section):
                 raise SpecError(f"{self.name}: the setting {setting} is invalid: {_format(e)}") from None
             data = built["data"]
             for seed in self.seed_list:
-                for split in range(data.repeats) if data.repeats else [None]:
-                    for fold in range(data.folds) if data.folds else [None]:
-                        yield RunSpec(experiment=self.name, seed=seed, variant=variant, **built, split=split,
-                                      fold=fold, root=self._root)
+                for draw in range(data.draws) if data.draws else [None]:
+                    for split in range(data.repeats) if data.repeats else [None]:
+                        for fold in range(data.folds) if data.folds else [None]:
+                            yield RunSpec(experiment=self.name, seed=seed, variant=variant, **built, split=split,
+                                          fold=fold, draw=draw, root=self._root)
 
 
 @dataclass(frozen=True)
@@ -708,6 +727,7 @@ class RunSpec:
         split: with `data.repeats`, which draw of the train/validation split (its seed is
             `data.seed + split`); else `None`.
         fold: with `data.folds`, which fold is the validation set; else `None`.
+        draw: with `data.draws`, which independent sample of the generated data; else `None`.
         root: the folder that relative paths of the experiment file are resolved against
             (the file's own); not part of what the run is.
         takes: the model parameters (`MODEL_PARAMS`) its builder takes: for a built-in
@@ -724,28 +744,30 @@ class RunSpec:
     early_stopping: EarlyStoppingSpec
     split: int | None = None
     fold: int | None = None
+    draw: int | None = None
     root: str | None = None
     takes: tuple[str, ...] | None = None
 
     @property
     def run_id(self) -> str:
-        """A stable hash of the resolved settings, seed, split and fold (12 hex digits); the
-        split and fold enter only when set, so ids from before resampling existed stay."""
+        """A stable hash of the resolved settings, seed, split, fold and draw (12 hex digits);
+        the last three enter only when set, so ids from before resampling existed stay."""
         payload = {s: _dump_section(s, getattr(self, s).model_dump(mode="json")) for s in _SECTIONS}
-        payload |= {"seed": self.seed, "variant": self.variant}
-        payload |= {k: v for k, v in (("split", self.split), ("fold", self.fold)) if v is not None}
+        payload |= {"seed": self.seed, "variant": self.variant} | self.resampling
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     @property
     def data_key(self) -> str:
-        """Which data the run trains on: its `[data]` section, split, fold and folder."""
-        return json.dumps([self.data.model_dump(mode="json"), self.split, self.fold, self.root], sort_keys=True)
+        """Which data the run trains on: its `[data]` section, split, fold, draw and folder."""
+        return json.dumps([self.data.model_dump(mode="json"), self.split, self.fold, self.root, self.draw],
+                          sort_keys=True)
 
     @property
     def resampling(self) -> dict[str, int]:
-        """`split` and `fold` where set: the columns of `runs.csv` that say which data the run saw."""
-        return {k: v for k, v in (("split", self.split), ("fold", self.fold)) if v is not None}
+        """`split`, `fold` and `draw` where set: the columns of `runs.csv` that say which data
+        the run saw."""
+        return {k: v for k, v in (("split", self.split), ("fold", self.fold), ("draw", self.draw)) if v is not None}
 
     def path(self, value: str) -> Path:
         """A path of the experiment file, resolved against the file's folder when relative."""

@@ -264,3 +264,50 @@ def test_binary_and_huge_files_are_refused_without_reading_them(tmp_path, monkey
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(DataError, match=r"bad\.npz: not an NPZ file"):
         load(DataSpec(path=str(tmp_path / "bad.npz")))
+
+
+# -- independent draws of generated data (issue 20) ------------------------------------------------------
+@pytest.mark.parametrize("name", ["moons", "classification", "multilabel", "poly", "mnist1d"])
+def test_draws_are_independent_samples_of_the_same_size(name):
+    spec = DataSpec(dataset=name, draws=3, **({"n_samples": 600} if name == "mnist1d" else {}))
+    first, second, third = (load(spec, draw=r) for r in range(3))
+    assert first.x_train.shape == second.x_train.shape == third.x_train.shape
+    assert first.content_hash == load(DataSpec(**spec.model_dump() | {"draws": None})).content_hash  # draw 0: today's
+    from mlreg.data import load_arrays
+
+    rows = [{a.tobytes() for a in np.asarray(load_arrays(spec, draw=r).x)}
+            for r in range(3)]
+    assert not rows[0] & rows[1] and not rows[1] & rows[2] and not rows[0] & rows[2]  # no sample shared
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"dataset": "digits", "draws": 3}, "data set 'digits' is one fixed sample"),
+    ({"path": "x.csv", "target": "y", "draws": 3}, "a file is one fixed sample"),
+    ({"dataset": "moons", "draws": 3, "repeats": 2}, "without `repeats` or `folds`"),
+])
+def test_draws_of_data_without_a_generator_are_refused_with_the_reason(data, message):
+    from mlreg.spec import ExperimentSpec, SpecError
+
+    with pytest.raises(SpecError, match=r"Invalid value for `data.draws`.*" + message):
+        ExperimentSpec.from_dict({"name": "d", "data": data})
+
+
+def test_draws_enter_run_ids_and_runs_csv_only_when_set_and_compare_pairs_on_them(tmp_path):
+    from mlreg import run
+    from mlreg.analysis.compare import compare, format_table
+    from mlreg.analysis.results import load_results
+    from mlreg.spec import ExperimentSpec
+    from tests.conftest import tiny_spec_dict
+
+    plain = ExperimentSpec.from_dict(tiny_spec_dict(data={"dataset": "moons"}))
+    drawn = ExperimentSpec.from_dict(tiny_spec_dict(data={"dataset": "moons", "draws": 3}, seeds=2,
+                                                    grid={"l2": [0.0, 0.1]}))
+    assert [r.draw for r in drawn.expand()][:6] == [0, 1, 2, 0, 1, 2] and drawn.n_runs == 12
+    assert plain.expand()[0].run_id == ExperimentSpec.from_dict(tiny_spec_dict(data={"dataset": "moons"})).expand()[
+        0].run_id and plain.expand()[0].run_id != drawn.expand()[0].run_id
+    run(drawn, out=tmp_path / "o", progress=False)
+    runs = pd.read_csv(tmp_path / "o" / "runs.csv")
+    assert sorted(runs["draw"].unique()) == [0, 1, 2] and "draw" not in plain.expand()[0].resampling
+    table = compare(load_results(tmp_path / "o"), baseline="l2=0")
+    assert table.attrs["pairing"] == {"on": ["seed", "draw"], "nadeau_bengio": 0.0}
+    assert "independent draws of the data, a plain paired t" in format_table(table)

@@ -270,11 +270,12 @@ def _with_baseline(
 
 def pairing(runs: pd.DataFrame) -> tuple[list[str], float]:
     """What runs of two settings are paired on, and the Nadeau-Bengio ratio `n_val/n_train`:
-    `seed` alone on one fixed split (ratio 0: the interval covers seed noise only), and
-    `(seed, split, fold)` when the runs span several data splits (the ratio of their mean
-    validation and training sizes)."""
-    on = ["seed", *(c for c in ("split", "fold") if c in runs and runs[c].notna().any())]
-    if len(on) == 1 or len(runs[on[1:]].drop_duplicates()) < 2:
+    `seed` alone on one fixed split (ratio 0: the interval covers seed noise only),
+    `(seed, draw)` over independent draws of generated data (ratio 0: the draws share no
+    sample, so the plain paired t holds), and `(seed, split, fold)` when the runs span several
+    splits of one data set (the ratio of their mean validation and training sizes)."""
+    on = ["seed", *(c for c in ("draw", "split", "fold") if c in runs and runs[c].notna().any())]
+    if len(on) == 1 or on[1] == "draw" or len(runs[on[1:]].drop_duplicates()) < 2:
         return on, 0.0
     if not {"n_train", "n_val"} <= set(runs) or runs["n_train"].isna().all():
         return on, math.nan
@@ -323,6 +324,7 @@ def baseline_note(table: pd.DataFrame) -> str:
     m = int((~table["verdict"].isin(["baseline", "no ok runs", "no values", "pruned"])).sum())
     pairs = table.attrs.get("pairing", {"on": ["seed"], "nadeau_bengio": 0.0})
     over = "shared seeds (one fixed split: seed noise only)" if pairs["on"] == ["seed"] else (
+        "shared (seed, draw): independent draws of the data, a plain paired t" if "draw" in pairs["on"] else
         f"shared ({', '.join(pairs['on'])}), Nadeau-Bengio corrected for overlapping training sets "
         f"(n_val/n_train = {pairs['nadeau_bengio']:.3g})")
     if m <= 1:
