@@ -171,8 +171,8 @@ def compare(
     if not by:
         runs = runs.assign(setting="all")
         by = ["setting"]
-    pruned_at = runs[runs["status"] == "pruned"].groupby(by, sort=False, dropna=False)[
-        "pruned_at" if "pruned_at" in runs else "epochs_run"].min()
+    at = next((runs[c] for c in ("pruned_at", "epochs_run") if c in runs), pd.Series(np.nan, index=runs.index))
+    pruned_at = runs.assign(_at=at)[runs["status"] == "pruned"].groupby(by, sort=False, dropna=False)["_at"].min()
     pruned = runs.set_index(by).index.isin(pruned_at.index)  # a search stopped these settings at a rung
     ok = runs[(runs["status"] == "ok") & ~pruned]  # never ranked against settings trained to the end
     keys = runs[by].drop_duplicates().reset_index(drop=True)
