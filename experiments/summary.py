@@ -1,8 +1,11 @@
 """The summary table of experiments/README.md, computed from the committed results.
 
 For each claim: the effect that decides it, its 95% interval (paired over seeds on one split;
-over seeds x splits with the Nadeau-Bengio correction where the experiment draws 3 splits),
-how many seeds x splits, and the verdict by these rules:
+over seeds x splits with the Nadeau-Bengio correction where the experiment draws 3 splits;
+over seeds x independent draws, a plain paired t, on MNIST-1D), how many seeds x splits or
+draws, whether the effect moved beyond its interval since the second edition
+(`second_edition.csv`, written by `--results OLD/results --csv experiments/second_edition.csv`
+from the second edition's results), and the verdict by these rules:
 
 - holds: the effect points the way the claim says and its interval is clear of zero;
 - holds in part: a claim of several parts of which some hold, or an effect that holds on
@@ -11,15 +14,25 @@ how many seeds x splits, and the verdict by these rules:
   within +-0.01 of zero in validation data loss (a practically meaningless size);
 - inconclusive: otherwise.
 
-    python experiments/summary.py
+    python experiments/summary.py [--results DIR] [--csv OUT]
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
 import pandas as pd
 
 import mlreg
-from mlreg.analysis.compare import paired_test
+from mlreg.stats import paired_test
+
+RESULTS = Path("results")
+PREVIOUS = Path(__file__).parent / "second_edition.csv"
 
 MEANINGLESS = 0.01
 """Differences of validation data loss within +-0.01 are practically meaningless here (3-8% of
@@ -36,14 +49,14 @@ def row_of(table: pd.DataFrame, **setting: object) -> pd.Series:
 def versus(name: str, baseline: str, metric: str = "best_val_data_loss",
            **setting: object) -> tuple[float, float, float]:
     """The mean paired difference `setting - baseline` of a metric, and its 95% interval."""
-    table = mlreg.compare(mlreg.load_results(f"results/{name}"), metric=metric, baseline=baseline)
+    table = mlreg.compare(mlreg.load_results(RESULTS / name), metric=metric, baseline=baseline)
     r = row_of(table, **setting)
     return r["diff"], r["ci_low"], r["ci_high"]
 
 
 def per_split(name: str, a: dict, b: dict, metric: str = "best_val_data_loss") -> list[tuple[float, float, float]]:
     """`a - b` paired over seeds within each split: `(mean, low, high)` per split."""
-    runs = mlreg.load_results(f"results/{name}").runs
+    runs = mlreg.load_results(RESULTS / name).runs
     out = []
     for _, part in runs[runs.status == "ok"].groupby("split"):
         x = part[(part[list(a)] == pd.Series(a)).all(axis=1)].set_index("seed")[metric]
@@ -64,87 +77,198 @@ def fmt(mean: float, low: float, high: float, digits: int = 3) -> str:
     return f"{mean:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
 
 
-def main() -> None:
-    rows = []
+MNIST1D_MEANINGLESS = 0.03
+"""On MNIST-1D the losses compared are near 1.0 (the MLP) and 0.3 (the CNN): +-0.03 is the
+practically meaningless size there (3% of the MLP's losses, 10% of the CNN's)."""
 
-    def add(claim: str, judged: str, effect: str, numbers: tuple, design: str, link: str, digits: int = 3) -> None:
-        rows.append((claim, judged, f"{effect}: {fmt(*numbers, digits)}", design, f"[↓](#{link})"))
 
+def verdict_within(mean: float, low: float, high: float, claimed_sign: int, meaningless: float) -> str:
+    """`verdict` with another practically meaningless size."""
+    if low > 0 or high < 0:
+        return "holds" if (mean > 0) == (claimed_sign > 0) else "does not hold"
+    if -meaningless < low and high < meaningless:
+        return f"does not hold (smaller than {meaningless:g})"
+    return "inconclusive"
+
+
+def best_of(name: str, by: str, metric: str = "best_val_data_loss", **fixed: object) -> float:
+    """The value of `by` with the best mean `metric` (lowest), among the runs with `fixed`."""
+    runs = mlreg.load_results(RESULTS / name).runs
+    runs = runs[runs.status == "ok"]
+    for key, value in fixed.items():
+        runs = runs[runs[key] == value]
+    return float(runs.groupby(by)[metric].mean().idxmin())
+
+
+def rows_of_the_second_edition(add: Callable) -> None:
     left = versus("l2_rate", "l2=0", l2=0.001)
     right = versus("l2_rate", "l2=0.001", l2=0.1)
     held = sum(h < 0 for _, _, h in per_split("l2_rate", {"l2": 0.001}, {"l2": 0.0}))
-    add("1. Validation loss is U-shaped in the L2 rate", f"holds in part: the right arm holds ({fmt(*right, 2)}); "
+    add("1", "1. Validation loss is U-shaped in the L2 rate", f"holds in part: the right arm holds ({fmt(*right, 2)}); "
         f"the left arm on {held} of 3 splits, not beyond the noise between splits", "best rate 1e-3 − none", left,
-        "10 × 3", "1-l2_rate-validation-loss-against-the-l2-rate-is-u-shaped")
+        "10 × 3 splits", "1-l2_rate-validation-loss-against-the-l2-rate-is-u-shaped")
     sp = versus("l1_vs_l2", "variant=L2 1e-3", metric="sparsity", variant="L1 1e-4")
-    add("2. L1 zeroes weights, L2 only shrinks them", verdict(*sp, +1), "share of weights < 1e-3, L1 1e-4 − L2 1e-3",
-        sp, "10 × 1", "2-l1_vs_l2-l1-zeroes-weights-l2-only-shrinks-them")
+    add("2", "2. L1 zeroes weights, L2 only shrinks them", verdict(*sp, +1), "share of weights < 1e-3, L1 1e-4 − "
+        "L2 1e-3", sp, "10 × 1", "2-l1_vs_l2-l1-zeroes-weights-l2-only-shrinks-them")
     under = versus("dropout_rate", "dropout=0", metric="train_data_loss_at_best", dropout=0.8)
     gap = versus("dropout_rate", "dropout=0", metric="gap", dropout=0.4)
-    add("3. Too much dropout underfits; moderate dropout narrows the gap", "holds in part: underfitting shows in "
-        f"the means (training loss, 0.8 − none: {fmt(*under)}); the gap: {verdict(*gap, -1)}",
-        "gap, dropout 0.4 − none", gap, "10 × 3", "3-dropout_rate-too-much-dropout-underfits")
+    add("3", "3. Too much dropout underfits; moderate dropout narrows the gap", "holds in part: underfitting shows "
+        f"in the means (training loss, 0.8 − none: {fmt(*under)}); the gap: {verdict(*gap, -1)}",
+        "gap, dropout 0.4 − none", gap, "10 × 3 splits", "3-dropout_rate-too-much-dropout-underfits")
     es = versus("early_stopping", "variant=to the end", metric="final_val_data_loss", variant="patience 10")
-    add("4. Early stopping beats training to the end", verdict(*es, -1), "kept model's loss, patience 10 − to the end",
-        es, "10 × 1", "4-early_stopping-early-stopping-beats-training-to-the-end")
+    add("4", "4. Early stopping beats training to the end", verdict(*es, -1), "kept model's loss, patience 10 − to "
+        "the end", es, "10 × 1", "4-early_stopping-early-stopping-beats-training-to-the-end")
     small = versus("data_size", "train_size=100,l2=0", train_size=100, l2=0.001)
     large = versus("data_size", "train_size=1400,l2=0", train_size=1400, l2=0.001)
-    add("5. Little data needs more regularization", f"{verdict(*small, -1)}: L2's benefit is no larger at 100 "
-        f"samples than at 1,400 ({fmt(*large)}); the best rate falls half a decade", "L2 1e-3 − none at 100 samples",
-        small, "10 × 3", "5-data_size-the-best-rate-against-the-amount-of-data")
+    add("5", "5. Little data needs more regularization", f"{verdict(*small, -1)}: L2's benefit is no larger at 100 "
+        f"samples than at 1,400 ({fmt(*large)}); the best rate {best_of('data_size', 'l2', train_size=100):g} "
+        f"at 100, {best_of('data_size', 'l2', train_size=1400):g} at 1,400", "L2 1e-3 − none at 100 samples",
+        small, "10 × 3 splits", "5-data_size-the-best-rate-against-the-amount-of-data")
     lr = versus("lr_vs_l2", "learning_rate=0.1,l2=0", metric="weight_l2", learning_rate=0.003, l2=0.0)
     l2 = versus("lr_vs_l2", "learning_rate=0.1,l2=0", metric="weight_l2", learning_rate=0.1, l2=0.001)
-    add("6. A lower learning rate acts like L2", f"holds in part: it shrinks Σw² a little (L2 1e-3: "
+    add("6", "6. A lower learning rate acts like L2", f"holds in part: it shrinks Σw² a little (L2 1e-3: "
         f"{fmt(*l2, 0)}) and does not lower the loss", "Σw², lr 0.003 − lr 0.1", lr, "10 × 1",
         "6-lr_vs_l2-a-lower-learning-rate-acts-like-l2", 0)
     big = versus("model_size", "variant=large 512x512x512", variant="large + L2")
-    add("7. Regularize a large model rather than shrink it", verdict(*big, -1), "large + L2 − large", big, "20 × 1",
-        "7-model_size-bigger-models-and-regularizing-them")
+    add("7", "7. Regularize a large model rather than shrink it", verdict(*big, -1), "large + L2 − large", big,
+        "20 × 1", "7-model_size-bigger-models-and-regularizing-them")
     res_mlp = versus("functional_residual", "variant=Residual MLP,l2=0", variant="Residual MLP", l2=0.001)
-    add("8. L2 works the same in Functional models", verdict(*res_mlp, -1), "residual MLP, L2 1e-3 − none", res_mlp,
-        "10 × 1", "8-functional_residual-functional-models")
-    tf = mlreg.load_results("results/transfer_freeze").runs
+    add("8", "8. L2 works the same in Functional models", verdict(*res_mlp, -1), "residual MLP, L2 1e-3 − none",
+        res_mlp, "10 × 1", "8-functional_residual-functional-models")
+    tf = mlreg.load_results(RESULTS / "transfer_freeze").runs
     acc = tf.groupby(["train_size", "variant"])["test_accuracy"].mean().unstack()
     head = versus("transfer_freeze", "variant=none,train_size=1000", metric="test_accuracy", variant="all_but_last",
                   train_size=1000)
-    add("9/15. Freeze most with little data, train everything with more", "holds in part: freezing all but the "
+    add("9", "9/15. Freeze most with little data, train everything with more", "holds in part: freezing all but the "
         f"head is best at every size (test accuracy at 30 / 100 / 1,000: {acc['all_but_last'].round(3).tolist()} "
         f"against {acc['none'].round(3).tolist()} for training everything)", "1,000 samples, head only − everything",
         head, "10 × 1", "9-and-15-transfer_freeze-what-to-freeze-when-fine-tuning")
     far = versus("shift", "shift=1.5,l2=0.001", shift=1.5, l2=0.03)
-    best_rate = mlreg.load_results("results/shift").runs.groupby(["shift", "l2"])["best_val_data_loss"].mean()
+    best_rate = mlreg.load_results(RESULTS / "shift").runs.groupby(["shift", "l2"])["best_val_data_loss"].mean()
     best_rate = best_rate.unstack().idxmin(axis=1)
-    add("10. Shifted evaluation data need more regularization", f"{verdict(*far, -1)}: the best rate is "
+    add("10", "10. Shifted evaluation data need more regularization", f"{verdict(*far, -1)}: the best rate is "
         f"{', '.join(f'{r:g}' for r in best_rate)} at shifts {', '.join(f'{x:g}' for x in best_rate.index)}",
         "at shift 1.5, L2 3e-2 − 1e-3", far, "10 × 1", "10-shift-different-training-and-test-data")
-    cv = pd.read_csv("results/cross_validation/summary.csv").set_index("procedure")
+    cv = pd.read_csv(RESULTS / "cross_validation" / "summary.csv").set_index("procedure")
     one, five = cv.loc["one validation split"], cv.loc["5-fold cross-validation"]
-    rows.append(("11. Tune the rate by cross-validation", f"holds in part: 5-fold picks the best rate in "
-                 f"{five.picked_best:.0%} of draws, one split in {one.picked_best:.0%}; the cost of one split's "
-                 f"misses is {one.regret:.4f} in test loss", "test loss of the choice, one split − 5-fold: "
-                 f"{one.test_loss - five.test_loss:+.4f}", "12 draws", "[↓](#11-cross_validation-tuning-the-rate)"))
-    shape = pd.read_csv("results/weight_distribution/summary.csv").set_index("l2")
-    rows.append(("12. High L2: normal weights; low: even; L2: near 0, not 0", "holds in part: low rates keep the "
-                 "even (uniform) initialisation; high rates give peaked, heavy-tailed weights, not normal ones",
-                 f"excess kurtosis (normal 0, uniform −1.2): initial {shape.loc['initial', 'excess_kurtosis']:+.2f}, "
-                 f"none {shape.loc['0.0', 'excess_kurtosis']:+.2f}, 1e-2 {shape.loc['0.01', 'excess_kurtosis']:+.2f}",
-                 "10 × 1", "[↓](#12-weight_distribution-the-shape-of-the-weights)"))
+    add("11", "11. Tune the rate by cross-validation", f"holds in part: 5-fold picks the best rate in "
+        f"{five.picked_best:.0%} of draws, one split in {one.picked_best:.0%}; the cost of one split's misses is "
+        f"{one.regret:.4f} in test loss", "test loss of the choice, one split − 5-fold",
+        (one.test_loss - five.test_loss, math.nan, math.nan), "12 draws", "11-cross_validation-tuning-the-rate", 4)
+    shape = pd.read_csv(RESULTS / "weight_distribution" / "summary.csv").set_index("l2")
+    add("12", "12. High L2: normal weights; low: even; L2: near 0, not 0", "holds in part: low rates keep the even "
+        "(uniform) initialisation; high rates give peaked, heavy-tailed weights, not normal ones",
+        f"excess kurtosis (normal 0, uniform −1.2): initial {shape.loc['initial', 'excess_kurtosis']:+.2f}, none "
+        f"{shape.loc['0.0', 'excess_kurtosis']:+.2f}, 1e-2", (shape.loc["0.01", "excess_kurtosis"], math.nan,
+                                                              math.nan), "10 × 1",
+        "12-weight_distribution-the-shape-of-the-weights", 2)
     epochs = tf.groupby(["variant"])["best_epoch"].mean()
-    rows.append(("13. Transfer needs 1–5 epochs, scratch more than 10", "does not hold: from scratch peaks first",
-                 f"best epoch (mean over sizes): from scratch {epochs['from scratch']:.1f}, fine-tuning everything "
-                 f"{epochs['none']:.1f}, the head only {epochs['all_but_last']:.1f}", "10 × 1",
-                 "[↓](#13-transfer-epochs)"))
+    add("13", "13. Transfer needs 1–5 epochs, scratch more than 10", "does not hold: from scratch peaks first",
+        f"best epoch (mean over sizes): fine-tuning everything {epochs['none']:.1f}, the head only "
+        f"{epochs['all_but_last']:.1f}, from scratch", (epochs["from scratch"], math.nan, math.nan), "10 × 1",
+        "13-transfer-epochs", 1)
     m1 = versus("mnist1d", "early_stopping=false,l2=0,dropout=0", metric="test_accuracy", early_stopping=False,
                 l2=0.001, dropout=0.3)
     stop = versus("mnist1d", "early_stopping=false,l2=0,dropout=0", metric="test_accuracy", early_stopping=True,
                   l2=0.0, dropout=0.0)
-    add("14. MNIST-1D: regularization helps an MLP that overfits badly", f"holds for L2 with Dropout; early stopping "
-        f"on the loss alone costs accuracy ({fmt(*stop)})", "test accuracy, L2 1e-3 + Dropout 0.3 − the paper's MLP",
-        m1, "10 × 1", "14-mnist1d-a-benchmark-where-mlps-overfit")
-    print("| claim | verdict | effect [95% interval] | seeds × splits | |")
-    print("|---|---|---|---|---|")
+    add("14", "14. MNIST-1D: regularization helps an MLP that overfits badly", f"holds for L2 with Dropout; early "
+        f"stopping on the loss alone costs accuracy ({fmt(*stop)})", "test accuracy, L2 1e-3 + Dropout 0.3 − the "
+        "paper's MLP", m1, "10 × 1", "14-mnist1d-a-benchmark-where-mlps-overfit")
+
+
+def rows_of_the_third_edition(add: Callable) -> None:
+    m = MNIST1D_MEANINGLESS
+    best = best_of("mnist1d_l2", "l2")
+    left = versus("mnist1d_l2", "l2=0", l2=best)
+    right = versus("mnist1d_l2", f"l2={best:g}", l2=0.01)
+    add("1m", "1. (MNIST-1D, MLP) U-shaped in the L2 rate", f"left arm: {verdict_within(*left, -1, m)}; right arm "
+        f"(1e-2 − best): {verdict_within(*right, +1, m)} ({fmt(*right)})", f"best rate {best:g} − none", left,
+        "2 × 10 draws", "16-mnist1d-independent-draws-decide-claims-1-3-and-5")
+    under = versus("mnist1d_dropout", "dropout=0", metric="train_data_loss_at_best", dropout=0.8)
+    gap = versus("mnist1d_dropout", "dropout=0", metric="gap", dropout=0.2)
+    add("3m", "3. (MNIST-1D, MLP) Too much dropout underfits; moderate dropout narrows the gap",
+        f"underfitting (training loss, 0.8 − none {fmt(*under)}): {verdict_within(*under, +1, m)}; the gap: "
+        f"{verdict_within(*gap, -1, m)}", "gap, dropout 0.2 − none", gap, "2 × 10 draws",
+        "16-mnist1d-independent-draws-decide-claims-1-3-and-5")
+    small = versus("mnist1d_data_size", "train_size=400,l2=0", train_size=400, l2=1e-3)
+    large = versus("mnist1d_data_size", "train_size=3200,l2=0", train_size=3200, l2=1e-3)
+    add("5m", "5. (MNIST-1D, MLP) Little data needs more regularization", f"L2 1e-3 − none: at 400 samples "
+        f"{verdict_within(*small, -1, m)}, at 3,200 {fmt(*large)}; the best rate "
+        f"{best_of('mnist1d_data_size', 'l2', train_size=400):g} at 400, "
+        f"{best_of('mnist1d_data_size', 'l2', train_size=3200):g} at 3,200", "L2 1e-3 − none at 400 samples",
+        small, "1 × 10 draws", "16-mnist1d-independent-draws-decide-claims-1-3-and-5")
+    cbest = best_of("cnn_l2", "l2")
+    cleft = versus("cnn_l2", "l2=0", l2=cbest)
+    cright = versus("cnn_l2", f"l2={cbest:g}", l2=0.01)
+    add("1c", "1. (MNIST-1D, CNN) U-shaped in the L2 rate", f"left arm: {verdict_within(*cleft, -1, m)}; right arm "
+        f"(1e-2 − best): {verdict_within(*cright, +1, m)} ({fmt(*cright)}); the MLP's best rate {best:g}",
+        f"best rate {cbest:g} − none", cleft, "1 × 10 draws", "17-cnn-the-claims-on-a-convolutional-model")
+    cdrop = best_of("cnn_dropout", "dropout")
+    cd = versus("cnn_dropout", "dropout=0", dropout=cdrop)
+    cunder = versus("cnn_dropout", "dropout=0", metric="train_data_loss_at_best", dropout=0.6)
+    add("3c", "3. (MNIST-1D, CNN) Too much dropout underfits; moderate dropout helps",
+        f"best dropout {cdrop:g}: {verdict_within(*cd, -1, m)}; underfitting (training loss, 0.6 − none "
+        f"{fmt(*cunder)}): {verdict_within(*cunder, +1, m)}", f"val loss, dropout {cdrop:g} − none", cd,
+        "1 × 10 draws", "17-cnn-the-claims-on-a-convolutional-model")
+    ces = versus("cnn_early_stopping", "variant=to the end", metric="final_val_data_loss", variant="patience 10")
+    add("4c", "4. (MNIST-1D, CNN) Early stopping beats training to the end", verdict_within(*ces, -1, m),
+        "kept model's loss, patience 10 − to the end", ces, "1 × 10 draws",
+        "17-cnn-the-claims-on-a-convolutional-model")
+    answer = mlreg.load_results(RESULTS / "l2_rate_search").answer
+    pick = float(json.loads(answer["best"])["l2"])
+    grid_best = best_of("l2_rate", "l2")
+    grid_l2 = set(mlreg.load_results(RESULTS / "l2_rate").runs["l2"])
+    same = versus("l2_rate", f"l2={grid_best:g}", l2=pick) if pick in grid_l2 and pick != grid_best else None
+    found = ("the grid's best" if pick == grid_best else f"one the grid calls tied with its best ({fmt(*same)})"
+             if same and same[1] <= 0 else f"l2={pick:g}, a value between the grid's (zoom)")
+    spent, grid = answer["run_epochs"], grid_epochs("l2_rate")
+    add("s", "Search: the L2 curve of l2_rate by halving, seeds where needed and a zoom",
+        f"finds l2={pick:g}: {found}", "run-epochs, search ÷ grid", (spent / grid, math.nan, math.nan),
+        f"{answer['seeds']} seeds at most × 3 splits", "18-l2_rate_search-the-l2-curve-by-a-search", 2)
+
+
+def grid_epochs(name: str) -> int:
+    return int(mlreg.load_results(RESULTS / name).runs["epochs_run"].sum())
+
+
+def main() -> None:
+    global RESULTS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the results directory (default: results)")
+    parser.add_argument("--csv", type=Path, help="write each row's key and effect to this CSV")
+    args = parser.parse_args()
+    RESULTS = args.results
+    rows: list[dict] = []
+    previous = pd.read_csv(PREVIOUS).set_index("key") if PREVIOUS.exists() and not args.csv else None
+
+    def add(key: str, claim: str, judged: str, effect: str, numbers: tuple, design: str, link: str,
+            digits: int = 3) -> None:
+        mean, low, high = numbers
+        shown = fmt(mean, low, high, digits) if low == low else f"{mean:+.{digits}f}"
+        moved = ""
+        if previous is not None and key in previous.index:
+            was = previous.loc[key]
+            if low == low and not low <= was["mean"] <= high:
+                moved = f"moved: was {was['mean']:+.{digits}f}"
+            elif low != low:
+                moved = "" if abs(was["mean"] - mean) < 10 ** -digits * 5 else f"was {was['mean']:+.{digits}f}"
+        elif previous is not None:
+            moved = "new"
+        rows.append({"key": key, "claim": claim, "verdict": judged, "effect": f"{effect}: {shown}", "design": design,
+                     "moved": moved or "–", "link": f"[↓](#{link})", "mean": mean, "low": low, "high": high})
+
+    for part in (rows_of_the_second_edition, rows_of_the_third_edition):
+        try:
+            part(add)
+        except (mlreg.ResultsError, FileNotFoundError, KeyError) as e:  # an edition without these results
+            print(f"(left out: {e})", file=sys.stderr)
+    if args.csv:
+        pd.DataFrame(rows)[["key", "mean", "low", "high"]].to_csv(args.csv, index=False)
+        return
+    print("| claim | verdict | effect [95% interval] | seeds × splits or draws | since the 2nd edition | |")
+    print("|---|---|---|---|---|---|")
     for r in rows:
-        print("| " + " | ".join(str(x) for x in r) + " |")
+        print("| " + " | ".join(str(r[k]) for k in ("claim", "verdict", "effect", "design", "moved", "link")) + " |")
 
 
 if __name__ == "__main__":

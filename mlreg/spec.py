@@ -666,11 +666,11 @@ class ExperimentSpec(_Section):
 
     @property
     def size(self) -> str:
-        """`n_runs` spelled out: "1,000,000 runs = 10,000 settings x 100 seeds [x 3 splits]"."""
+        """`n_runs` spelled out: "1,000,000 runs = 10,000 settings x 100 seeds [x 3 splits | draws]"."""
         def count(n: int, word: str) -> str:
             return f"{n:,} {word}{'s' * (n != 1)}"
 
-        splits = f" x {count(self.n_resamples, 'split')}" if self.n_resamples > 1 else ""
+        splits = f" x {count(self.n_resamples, 'draw' if self.data.draws else 'split')}" if self.n_resamples > 1 else ""
         return (f"{count(self.n_runs, 'run')} = {count(self.n_settings, 'setting')} x "
                 f"{count(len(self.seed_list), 'seed')}{splits}")
 

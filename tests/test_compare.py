@@ -197,3 +197,11 @@ def test_directories_on_different_data_are_listed_but_never_paired(tmp_path):
     assert len(table) == 8
     with pytest.raises(ValueError, match=r"trained on different data \(data hash .*1111.*2222\).*without a baseline"):
         compare([a, b], baseline="l2=0 dropout=0")
+
+
+def test_the_gap_and_the_best_epoch_can_be_the_metric(tmp_path):
+    res = load_results(make_results(tmp_path / "r", {0.0: BASE, 0.01: GOOD}))
+    for metric in ("gap", "best_epoch"):
+        table = compare(res, metric=metric, baseline="l2=0")
+        assert table.attrs["metric"] == metric and set(table["verdict"]) <= {"baseline", "inconclusive", "better",
+                                                                               "worse"}

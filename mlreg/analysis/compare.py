@@ -83,14 +83,21 @@ def independent(runs: pd.DataFrame, by: Sequence[str]) -> list[str]:
 
 
 def parse_setting(text: str) -> dict[str, str]:
-    """`"l2=0 dropout=0.5"` (or with commas) -> `{"l2": "0", "dropout": "0.5"}`."""
-    out = {}
+    """`"l2=0 dropout=0.5"` (or with commas) -> `{"l2": "0", "dropout": "0.5"}`; a word without
+    `=` continues the value before it, so a variant's name may hold spaces
+    (`"variant=L2 1e-3"`)."""
+    out: dict[str, str] = {}
+    key = None
     for part in text.replace(",", " ").split():
-        key, sep, value = part.partition("=")
-        if not sep or not key.strip() or not value.strip():
+        name, sep, value = part.partition("=")
+        if not sep and key is not None:
+            out[key] += f" {part}"
+            continue
+        if not sep or not name.strip() or not value.strip():
             raise InputError(f"Invalid value for `baseline`: expected 'param=value', several separated by spaces "
                              f"or commas (\"l2=0 dropout=0\"). Received: baseline={text!r}")
-        out[key.strip()] = value.strip()
+        key = name.strip()
+        out[key] = value.strip()
     return out
 
 
@@ -176,7 +183,7 @@ def compare(
     pruned = runs.set_index(by).index.isin(pruned_at.index)  # a search stopped these settings at a rung
     ok = runs[(runs["status"] == "ok") & ~pruned]  # never ranked against settings trained to the end
     keys = runs[by].drop_duplicates().reset_index(drop=True)
-    agg = over_seeds(ok, by, [metric, "gap", "best_epoch"])
+    agg = over_seeds(ok, by, list(dict.fromkeys([metric, "gap", "best_epoch"])))  # --metric gap: once
     stats = pd.DataFrame({"n": agg[(metric, "count")], "mean": agg[(metric, "mean")], "std": agg[(metric, "std")],
                           "min": agg[(metric, "min")], "max": agg[(metric, "max")], "gap": agg[("gap", "mean")],
                           "best_epoch": agg[("best_epoch", "mean")]})
