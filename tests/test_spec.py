@@ -150,7 +150,7 @@ def test_shift_is_sweepable_and_test_path_needs_path():
     ({"grid": {"early_stopping": ["no", True]}}, "expected true or false. Received: early_stopping='no'"),
     ({"model": {"hiden": [3]}}, "Unknown key `model.hiden`; did you mean `hidden`?"),
     ({"grid": {"l3": [0.1]}}, "Unknown parameter `l3` in grid; did you mean `l2`? Expected one of"),
-    ({"seeds": "three"}, "Invalid value for `seeds`: expected a count >= 1 or a list of seeds. "
+    ({"seeds": "three"}, "Invalid value for `seeds`: expected a count >= 1, a list of seeds, or {start, max}. "
                          "Received: seeds='three'"),
     ({"data": {"train_size": "half"}}, "Invalid value for `data.train_size`: expected a fraction in (0, 1] or a count"),
 ])
