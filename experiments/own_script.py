@@ -11,13 +11,15 @@ only what is missing.
 
 from __future__ import annotations
 
+import os
 import sys
 
-import keras
+os.environ.setdefault("KERAS_BACKEND", "jax")  # as mlreg's default: a model.fit loop runs 2-3x faster here than on TF
+import keras  # noqa: E402 - after the backend is chosen
 
-import mlreg
-from mlreg.data import load
-from mlreg.spec import DataSpec
+import mlreg  # noqa: E402
+from mlreg.data import load  # noqa: E402
+from mlreg.spec import DataSpec  # noqa: E402
 
 
 def build(l2: float) -> keras.Model:

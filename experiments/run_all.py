@@ -2,7 +2,9 @@
 
 Each experiment resumes: runs already in results/<name>/ are skipped, so an interrupted
 `make experiments` picks up where it stopped. Pass --fresh to retrain everything (the old
-results are moved aside, never deleted). Pass names to run some of them.
+results are moved aside, never deleted). Pass names to run some of them. The experiment files
+train and plot in this one process (`mlreg.cli.main`), so Keras, its backend and matplotlib are
+imported once; the scripts run as their own processes.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from mlreg import cli
 
 HERE = Path(__file__).parent
 EXPERIMENTS = ["l2_rate", "l1_vs_l2", "dropout_rate", "early_stopping", "data_size", "lr_vs_l2", "model_size",
@@ -25,10 +29,16 @@ def sh(*args: str) -> None:
     subprocess.run(args, check=True)
 
 
+def mlreg(*args: str) -> None:
+    print("$ mlreg", " ".join(args), flush=True)
+    code = cli.main(args)
+    if code:
+        sys.exit(code)
+
+
 def main() -> None:
     fresh = ["--fresh"] if "--fresh" in sys.argv else []
     only = [a for a in sys.argv[1:] if not a.startswith("--")] or [*EXPERIMENTS, *SCRIPTS]
-    mlreg = [sys.executable, "-m", "mlreg"]
     started = time.perf_counter()
     for name in only:
         t0 = time.perf_counter()
@@ -36,10 +46,10 @@ def main() -> None:
             sh(sys.executable, str(HERE / f"{name}.py"), *(fresh if name != "weight_distribution" else []))
             dirs = SCRIPTS[name]
         else:
-            sh(*mlreg, "run", str(HERE / f"{name}.toml"), "--quiet", *fresh)
+            mlreg("run", str(HERE / f"{name}.toml"), "--quiet", *fresh)
             dirs = [name]
         for d in dirs:
-            sh(*mlreg, "plot", f"results/{d}")
+            mlreg("plot", f"results/{d}")
         print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
     print(f"all: {time.perf_counter() - started:.0f} s", flush=True)
 
