@@ -216,7 +216,7 @@ def finish(
     for m in metric_names(task):
         for prefix in ("val_", "train_"):
             summary[f"{prefix}{m}_at_best"] = row.get(f"{prefix}{m}")
-    summary["final_val_data_loss"] = history[-1].get("val_data_loss")
+    summary["final_val_data_loss"] = (row if restored else history[-1]).get("val_data_loss")  # the kept model's
     summary |= kernel_stats(list(kernels.values())) if kernels else {}
     if test is not None:
         summary["test_data_loss"] = test["data_loss"]

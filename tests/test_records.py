@@ -57,7 +57,8 @@ def test_finish_with_restored_best_weights():
     s = res.summary
     assert res.status == "ok" and s["engine"] == "keras"
     assert (s["best_epoch"], s["kept_epoch"], s["stopped_epoch"], s["epochs_run"]) == (2, 2, 3, 3)
-    assert s["best_val_data_loss"] == 0.5 and s["gap"] == pytest.approx(0.2) and s["final_val_data_loss"] == 0.6
+    # the kept model is epoch 2's: its validation loss, not that of the last epoch trained (0.6)
+    assert s["best_val_data_loss"] == 0.5 and s["gap"] == pytest.approx(0.2) and s["final_val_data_loss"] == 0.5
     assert s["val_accuracy_at_best"] == 0.5 and s["test_data_loss"] == 0.7 and s["test_accuracy"] == 0.4
     assert set(s) <= set(columns("single_label", list(_run().params()), has_test=True)[RUNS])
 
@@ -67,6 +68,7 @@ def test_finish_without_early_stopping_keeps_the_last_epoch():
                  restored=False,
                  stopped=False, kernels=KERNELS, test=None, n_params=9, duration_s=1.0)
     assert (res.summary["best_epoch"], res.summary["kept_epoch"], res.summary["stopped_epoch"]) == (2, 3, None)
+    assert res.summary["final_val_data_loss"] == 0.6  # the last epoch's model is the one kept
 
 
 def test_finish_of_a_diverged_run_has_no_best_columns():
