@@ -65,11 +65,12 @@ def per_split(name: str, a: dict, b: dict, metric: str = "best_val_data_loss") -
     return out
 
 
-def verdict(mean: float, low: float, high: float, claimed_sign: int) -> str:
+def verdict(mean: float, low: float, high: float, claimed_sign: int, meaningless: float = MEANINGLESS) -> str:
+    """The verdict of an effect by the rules above, with `meaningless` the practically meaningless size."""
     if low > 0 or high < 0:
         return "holds" if (mean > 0) == (claimed_sign > 0) else "does not hold"
-    if -MEANINGLESS < low and high < MEANINGLESS:
-        return "does not hold (smaller than 0.01)"
+    if -meaningless < low and high < meaningless:
+        return f"does not hold (smaller than {meaningless:g})"
     return "inconclusive"
 
 
@@ -80,15 +81,6 @@ def fmt(mean: float, low: float, high: float, digits: int = 3) -> str:
 MNIST1D_MEANINGLESS = 0.03
 """On MNIST-1D the losses compared are near 1.0 (the MLP) and 0.3 (the CNN): +-0.03 is the
 practically meaningless size there (3% of the MLP's losses, 10% of the CNN's)."""
-
-
-def verdict_within(mean: float, low: float, high: float, claimed_sign: int, meaningless: float) -> str:
-    """`verdict` with another practically meaningless size."""
-    if low > 0 or high < 0:
-        return "holds" if (mean > 0) == (claimed_sign > 0) else "does not hold"
-    if -meaningless < low and high < meaningless:
-        return f"does not hold (smaller than {meaningless:g})"
-    return "inconclusive"
 
 
 def best_of(name: str, by: str, metric: str = "best_val_data_loss", **fixed: object) -> float:
@@ -181,8 +173,8 @@ def rows_of_the_third_edition(add: Callable) -> None:
     best = best_of("mnist1d_l2", "l2")
     left = versus("mnist1d_l2", "l2=0", l2=best)
     right = versus("mnist1d_l2", f"l2={best:g}", l2=0.01)
-    add("1m", "1. (MNIST-1D, MLP) U-shaped in the L2 rate", f"left arm: {verdict_within(*left, -1, m)}; right arm "
-        f"(1e-2 − best): {verdict_within(*right, +1, m)} ({fmt(*right)})", f"best rate {best:g} − none", left,
+    add("1m", "1. (MNIST-1D, MLP) U-shaped in the L2 rate", f"left arm: {verdict(*left, -1, m)}; right arm "
+        f"(1e-2 − best): {verdict(*right, +1, m)} ({fmt(*right)})", f"best rate {best:g} − none", left,
         "1 × 10 draws", "16-mnist1d-independent-draws-decide-claims-1-3-and-5")
     under = versus("mnist1d_dropout", "dropout=0", metric="train_data_loss_at_best", dropout=0.8)
     gap = versus("mnist1d_dropout", "dropout=0", metric="gap", dropout=0.4)
@@ -194,37 +186,37 @@ def rows_of_the_third_edition(add: Callable) -> None:
     small = versus("mnist1d_data_size", "train_size=400,l2=0.001", train_size=400, l2=0.01)
     large = versus("mnist1d_data_size", "train_size=3200,l2=0.001", train_size=3200, l2=0.01)
     rates = [best_of("mnist1d_data_size", "l2", train_size=n) for n in (400, 1000, 3200)]
-    add("5m", "5. (MNIST-1D, MLP) Little data needs more regularization", f"{verdict_within(*small, -1, m)}: "
+    add("5m", "5. (MNIST-1D, MLP) Little data needs more regularization", f"{verdict(*small, -1, m)}: "
         f"the best rate {', '.join(f'{r:g}' for r in rates)} at 400, 1,000, 3,200 samples; L2 1e-2 − 1e-3 at "
         f"3,200: {fmt(*large)}", "L2 1e-2 − 1e-3 at 400 samples", small, "1 × 10 draws",
         "16-mnist1d-independent-draws-decide-claims-1-3-and-5")
     cbest = best_of("cnn_l2", "l2")
     cleft = versus("cnn_l2", "l2=0", l2=cbest)
     cright = versus("cnn_l2", f"l2={cbest:g}", l2=0.01)
-    add("1c", "1. (MNIST-1D, CNN) U-shaped in the L2 rate", f"left arm: {verdict_within(*cleft, -1, m)}; right arm "
-        f"(1e-2 − best): {verdict_within(*cright, +1, m)} ({fmt(*cright)}); the MLP's best rate {best:g}",
+    add("1c", "1. (MNIST-1D, CNN) U-shaped in the L2 rate", f"left arm: {verdict(*cleft, -1, m)}; right arm "
+        f"(1e-2 − best): {verdict(*cright, +1, m)} ({fmt(*cright)}); the MLP's best rate {best:g}",
         f"best rate {cbest:g} − none", cleft, "1 × 10 draws", "17-cnn-the-claims-on-a-convolutional-model")
     cdrop = best_of("cnn_dropout", "dropout")
     cd = versus("cnn_dropout", "dropout=0", dropout=cdrop)
     cunder = versus("cnn_dropout", "dropout=0", metric="train_data_loss_at_best", dropout=0.6)
     add("3c", "3. (MNIST-1D, CNN) Too much dropout underfits; moderate dropout helps",
-        f"best dropout {cdrop:g}: {verdict_within(*cd, -1, m)}; underfitting (training loss, 0.6 − none "
-        f"{fmt(*cunder)}): {verdict_within(*cunder, +1, m)}", f"val loss, dropout {cdrop:g} − none", cd,
+        f"best dropout {cdrop:g}: {verdict(*cd, -1, m)}; underfitting (training loss, 0.6 − none "
+        f"{fmt(*cunder)}): {verdict(*cunder, +1, m)}", f"val loss, dropout {cdrop:g} − none", cd,
         "1 × 10 draws", "17-cnn-the-claims-on-a-convolutional-model")
     ces = versus("cnn_early_stopping", "variant=to the end", metric="final_val_data_loss", variant="patience 10")
     acc = versus("cnn_early_stopping", "variant=to the end", metric="test_accuracy", variant="patience 10")
-    add("4c", "4. (MNIST-1D, CNN) Early stopping beats training to the end", f"{verdict_within(*ces, -1, m)} on "
+    add("4c", "4. (MNIST-1D, CNN) Early stopping beats training to the end", f"{verdict(*ces, -1, m)} on "
         f"the loss; stopping on the loss costs test accuracy ({fmt(*acc)}), as for the MLP (claim 14)",
         "kept model's loss, patience 10 − to the end", ces, "1 × 10 draws",
         "17-cnn-the-claims-on-a-convolutional-model")
     searched = mlreg.load_results(RESULTS / "l2_rate_search")
     answer, runs = searched.answer, searched.runs
-    grid_l2 = set(mlreg.load_results(RESULTS / "l2_rate").runs["l2"])
-    on_grid = runs[runs.l2.isin(grid_l2)]
+    grid_runs = mlreg.load_results(RESULTS / "l2_rate").runs
+    on_grid = runs[runs.l2.isin(set(grid_runs.l2))]
     kept = on_grid[on_grid.status == "ok"].groupby("l2")["best_val_data_loss"].mean()
     pruned = sorted(on_grid[on_grid.status == "pruned"].l2.unique())
     rates = ", ".join(f"{json.loads(s)['l2']:g}" for s in [answer["best"], *answer["open"], *answer["tied"]])
-    spent, grid = int(on_grid.epochs_run.sum()), grid_epochs("l2_rate")
+    spent, grid = int(on_grid.epochs_run.sum()), int(grid_runs.epochs_run.sum())
     add("s", "Search: the L2 curve of l2_rate by halving, seeds where needed and a zoom",
         f"the grid's answer: best of its rates {kept.idxmin():g} (the grid's {best_of('l2_rate', 'l2'):g}), "
         f"{', '.join(f'{r:g}' for r in pruned)} pruned at epoch {int(on_grid.pruned_at.max())}; not separated at "
@@ -232,10 +224,6 @@ def rows_of_the_third_edition(add: Callable) -> None:
         f"{int(runs.epochs_run.sum()) - spent:,} run-epochs more", "run-epochs on the grid's rates, search ÷ grid",
         (spent / grid, math.nan, math.nan), f"3 to {answer['seeds']} seeds × 3 splits",
         "18-l2_rate_search-the-l2-curve-by-a-search", 2)
-
-
-def grid_epochs(name: str) -> int:
-    return int(mlreg.load_results(RESULTS / name).runs["epochs_run"].sum())
 
 
 def main() -> None:
