@@ -8,10 +8,14 @@ experiments measured (experiments/README.md), so that these are not flaky.
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import mlreg
+from mlreg.backend import backend
 from mlreg.spec import ExperimentSpec
 
 pytestmark = pytest.mark.slow
@@ -147,11 +151,6 @@ def test_committed_results_are_trained_again_to_the_same_numbers(tmp_path):
     up to 64 among 180 runs) trained again here in one pack of 6 give the same epochs and losses
     (the best validation loss to 2e-3 relative, as mlreg 0.2's engine and this one agree on TensorFlow:
     1.3e-5 median, 1.1e-3 at most over 18 runs)."""
-    import tomllib
-    from pathlib import Path
-
-    from mlreg.backend import backend
-
     root = Path(__file__).resolve().parents[1]
     committed = mlreg.load_results(root / "results" / "l2_rate").runs.set_index("run_id")
     if set(committed.backend) != {backend()}:
