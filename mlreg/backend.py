@@ -116,9 +116,10 @@ def seeded(seed: int) -> Iterator[None]:
     inside."""
     import random
 
-    set_seed(seed)
-    from keras.src.random import seed_generator
+    from mlreg.keras_private import seed_module
 
+    set_seed(seed)
+    seed_generator = seed_module()
     saved = seed_generator.python_random
     seed_generator.python_random = random.Random(seed)
     try:
@@ -136,9 +137,9 @@ def without_tensorflow() -> Iterator[None]:
     if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules:
         yield
         return
-    from keras.src.utils import module_utils
+    from mlreg.keras_private import tensorflow_flag
 
-    lazy = module_utils.tensorflow
+    lazy = tensorflow_flag()
     saved, lazy._available = lazy._available, False
     try:
         yield

@@ -12,6 +12,9 @@ import pytest
 from mlreg import engines, signals
 from mlreg.data import load
 from mlreg.engines import fused
+from mlreg.engines.fused.conv import conv_as_matmul
+from mlreg.engines.fused.introspect import build
+from mlreg.engines.fused.order import Orders
 from mlreg.engines.keras import execute
 from mlreg.spec import ExperimentSpec
 from tests.conftest import tiny_spec_dict
@@ -130,7 +133,7 @@ def test_the_batch_order_is_the_one_model_fit_uses():
                 return super().train_step(data)
 
     runs, ds = _runs(seeds=[11], training={"epochs": 3, "batch_size": 5})
-    b = fused._build(runs[0], ds)[1]
+    b = build(runs[0], ds)[1]
     keras.backend.clear_session()
     keras.utils.set_random_seed(11)
     inputs = keras.Input((1,))
@@ -141,7 +144,7 @@ def test_the_batch_order_is_the_one_model_fit_uses():
     if keras.backend.backend() == "jax":
         jax.effects_barrier()
     b.order_state = _state_after_seed(11)
-    orders = fused._Orders([b], runs, 23)
+    orders = Orders([b], runs, 23)
     flat = [i for batch in seen for i in batch]
     for epoch in range(3):
         assert flat[23 * epoch:23 * (epoch + 1)] == orders.next()[0].tolist(), epoch
@@ -273,7 +276,7 @@ def test_a_failing_pack_fails_its_runs_with_the_message(monkeypatch):
     def broken(*args, **kw):
         raise RuntimeError("no memory left")
 
-    monkeypatch.setattr(fused, "_build", broken)
+    monkeypatch.setattr(fused.train, "build", broken)
     results = list(fused.train_pack(runs, ds))
     assert [r.status for r in results] == ["failed", "failed"]
     assert "RuntimeError: no memory left" in results[0].summary["error"]
@@ -288,7 +291,7 @@ def test_convolutions_as_matrix_products_are_keras_convolutions():
             x = rng.normal(size=(2,) + (9,) * nd + (3,)).astype("float32")
             k = rng.normal(size=(3,) * (nd - 1) + (4, 3, 5)).astype("float32")
             reference = keras.ops.conv(x, k, strides=strides, padding=padding, dilation_rate=dilation)
-            ours = fused._conv(x, k, strides, padding, dilation)
+            ours = conv_as_matmul(x, k, strides, padding, dilation)
             np.testing.assert_allclose(np.asarray(ours), np.asarray(reference), rtol=1e-5, atol=1e-4)
 
 

@@ -1,0 +1,70 @@
+"""What packs together, and how large: runs that can share one compiled program, cut into
+packs whose sizes repeat (a stack's size is its program's shape, so sizes that repeat compile
+once)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlreg.spec import RunSpec
+
+MAX_PACK = 64
+"""Runs trained in one program at most (`benchmarks/bench_engines.py` measures throughput by
+pack size: it stops growing before this while memory keeps growing)."""
+
+MIN_STACK = 8
+"""Stacks are not compacted below this many positions: a smaller stack saves little time per
+epoch (per-step overhead dominates there), and each new size costs a compilation (about 1.5 s
+for the 2x128 MLP on this machine, measured with `jax_log_compiles`)."""
+
+PER_RUN = ("l1", "l2", "dropout", "learning_rate", "early_stopping", "patience", "min_delta")
+"""Parameters that may differ between the runs of one pack."""
+
+
+def pack_key(run: RunSpec) -> str:
+    """Runs with the same key can share a program: the same data, model (apart from the
+    per-run values), batch size, epochs, optimizer and early-stopping monitor."""
+    m, t, es = run.model, run.training, run.early_stopping
+    model = {k: v for k, v in m.model_dump(mode="json").items() if k not in PER_RUN}
+    return json.dumps([run.data_key, model, t.batch_size, t.epochs, t.optimizer, es.monitor,
+                       es.restore_best_weights], sort_keys=True)
+
+
+def pack(runs: Sequence[RunSpec], max_pack: int = MAX_PACK) -> list[list[RunSpec]]:
+    """Groups fusable runs by `pack_key` (in plan order) into packs of at most `max_pack`
+    runs, each a power of two where that wastes little (see `pack_sizes`)."""
+    groups: dict[str, list[RunSpec]] = {}
+    for run in runs:
+        groups.setdefault(pack_key(run), []).append(run)
+    packs = []
+    for group in groups.values():
+        start = 0
+        for size in pack_sizes(len(group), max_pack):
+            packs.append(group[start:start + size])
+            start += size
+    return packs
+
+
+def pack_sizes(n: int, max_pack: int = MAX_PACK) -> list[int]:
+    """How `n` runs are cut into packs: as many `max_pack` as fit, the rest in powers of two
+    (72 -> 64 + 8), or in one pack when it fills at least 3/4 of the next power (60, 12). A
+    stack's size is its program's shape: sizes that repeat (here, and in compaction, and
+    across the rounds of a search) compile once."""
+    sizes = [max_pack] * (n // max_pack)
+    rest = n % max_pack
+    while rest:
+        size = rest if stack_size(rest) > rest or rest & (rest - 1) == 0 else 1 << (rest.bit_length() - 1)
+        sizes.append(size)
+        rest -= size
+    return sizes
+
+
+def stack_size(n: int) -> int:
+    """The positions a stack of `n` runs has: the next power of two when `n` fills at least
+    3/4 of it (the rest are padding that never trains), else `n`."""
+    up = 1 << max(n - 1, 0).bit_length()
+    return up if n * 4 >= up * 3 else n
+
