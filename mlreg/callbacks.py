@@ -94,12 +94,31 @@ class HonestLogger(keras.callbacks.Callback):
 
 
 def evaluate(model: Any, x: Any, y: Any, *, batch_size: int | None = None) -> dict[str, float]:
-    """`model.evaluate`'s values with the honest two beside them: `penalty` (the model's
-    regularization losses now) and `data_loss` (the compiled metric where there is one, else
-    Keras's `loss` less the penalty)."""
-    penalty = float(sum(float(w) for w in model.losses))
+    """`model.evaluate`'s values with the honest two beside them: `data_loss` and `penalty`.
+
+    With a compiled `data_loss` metric (mlreg compiles one), the penalty is what Keras's `loss`
+    adds to it: every regularizer of the model's variables (kernel, bias, embeddings,
+    recurrent, ...), its activity regularizers as their mean over these samples, and what it
+    adds with `add_loss`; a model with no regularizer whose difference is float32 rounding
+    has a penalty of exactly 0. Without the metric, the penalty is the variables' regularizers
+    at the current weights, and `data_loss` is Keras's `loss` less it."""
     values = model.evaluate(x, y, batch_size=batch_size, verbose=0, return_dict=True)
-    return {"data_loss": values["loss"] - penalty} | values | {"penalty": penalty}
+    if "data_loss" not in values:
+        penalty = float(sum(float(v.regularizer(v)) for v in model.trainable_variables if v.regularizer is not None))
+        return {"data_loss": values["loss"] - penalty} | values | {"penalty": penalty}
+    penalty = values["loss"] - values["data_loss"]
+    if abs(penalty) <= 4 * np.finfo("float32").eps * abs(values["loss"]) and not _regularized(model):
+        penalty = 0.0
+    return values | {"penalty": penalty}
+
+
+def _regularized(model: Any) -> bool:
+    """Whether a variable of the model has a regularizer or a layer an activity regularizer."""
+    def layers(m: Any) -> list[Any]:
+        return [m, *(x for layer in getattr(m, "layers", []) for x in layers(layer))]
+
+    return any(v.regularizer is not None for v in model.trainable_variables) or any(
+        getattr(layer, "activity_regularizer", None) is not None for layer in layers(model))
 
 
 class StopOnSignal(keras.callbacks.Callback):

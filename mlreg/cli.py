@@ -203,7 +203,12 @@ def _check_and_list(spec: Any) -> int:
     shown = check_builders(shown)
     check_ignored(shown, spec.swept)
     if any(r.model.builder not in BUILDERS for r in shown):  # a builder of the user's: build and check its models
-        check_models(shown, {r.data_key: for_run(r) for r in shown}, spec.swept)
+        from mlreg.engines import plan
+
+        reasons, notes = check_models(shown, {r.data_key: for_run(r) for r in shown}, spec.swept)
+        note = plan(shown, spec.training.engine, reasons=reasons)[1]
+        for line in [*notes, *([note] if note else [])]:
+            print(f"  {line}")
     swept = [p for p in spec.swept if p != "variant"]
     resampling = list(shown[0].resampling)
     header = ["run_id", "seed", *resampling, *(["variant"] if spec.variants else []), *swept]

@@ -60,6 +60,11 @@ def noise_shape(inputs: Any, noise_shape: Any) -> Any:
     return _random()._get_concrete_noise_shape(inputs, noise_shape)
 
 
+def spatial_noise_shape(layer: Any, inputs: Any) -> Any:
+    """`SpatialDropout{1,2,3}D._get_noise_shape`: whole feature maps share a draw."""
+    return layer._get_noise_shape(inputs)
+
+
 def tensorflow_seed(seed: Any) -> Any:
     """`keras.src.backend.tensorflow.random._cast_seed`: a seed state as the int32 pair
     TensorFlow's stateless ops take (Keras's own conversion, so the same draws)."""

@@ -423,8 +423,26 @@ def build_model(run: RunSpec, data: Dataset) -> keras.Model:
         model = call_builder(user_builder(m.builder), builder_arguments(run, data), m.builder)
         if not isinstance(model, keras.Model):
             raise TypeError(f"builder {m.builder} returned {type(model).__name__}, not a keras.Model")
+        _build_variables(model, data)
     # "none" leaves the model as built (a user's builder may have frozen layers itself)
     return freeze(model, m.freeze) if m.freeze != "none" else model
+
+
+def _build_variables(model: keras.Model, data: Dataset) -> None:
+    """Creates the variables of a model whose layers are built on their first call (a
+    subclassed model, a Sequential without an `Input`), by calling it on one sample in
+    inference mode, so that its initial weights are drawn here, under the run's seed, the same
+    for every engine."""
+    if all(layer.built for layer in _nested(model)) and model.built:
+        return
+    model(data.x_train[:1], training=False)
+
+
+def _nested(model: Any) -> list[Any]:
+    out = []
+    for layer in getattr(model, "layers", []):
+        out += [layer, *_nested(layer)]
+    return out
 
 
 def check_model(model: Any, data: Dataset, builder: str) -> None:

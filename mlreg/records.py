@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import traceback
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -60,6 +61,8 @@ class RunResult:
         traceback: for a `failed` run, the whole traceback (its `error` column holds one
             short line); else empty.
         state: for a `paused` run, what its engine needs to go on (see `engines.Pack`).
+        note: a line for the driver to say once (an engine that handed the run to another);
+            never written.
     """
 
     run_id: str
@@ -69,6 +72,7 @@ class RunResult:
     weights: list[dict[str, Any]] = field(default_factory=list)
     traceback: str = ""
     state: Any = None
+    note: str = ""
 
     def row(self) -> dict[str, Any]:
         """The run's `runs.csv` row: its id, status and summary."""
@@ -238,29 +242,44 @@ def failed(run: RunSpec, error: BaseException | str, *, engine: str, backend: st
 ERROR_CHARS = 200
 """An error message is cut to this many characters in `runs.csv` and on the console."""
 
-_NOT_THE_USERS = (os.path.dirname(os.__file__), os.path.dirname(os.path.abspath(__file__)))  # Python's, mlreg's
+_PYTHON, _MLREG = os.path.dirname(os.__file__), os.path.dirname(os.path.abspath(__file__))
+_ESCAPES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_KERAS_CALL = re.compile(r"Exception encountered when calling ([\w.]+)\.call\(\)\.\s*\x1b\[1m(.*?)\x1b\[0m", re.S)
 
 
 def _users(filename: str) -> bool:
-    """Whether a traceback frame is in the user's own code: not Python's, mlreg's or an installed package's."""
-    return not (filename.startswith(_NOT_THE_USERS) or filename.startswith("<")
+    """Whether a traceback frame is in the user's own code: not Python's, mlreg's, an installed
+    package's, or code a backend generated (TensorFlow's autograph writes temporary files)."""
+    return not (filename.startswith((_PYTHON, _MLREG, "<")) or "__autograph_generated" in filename
                 or any(part in filename for part in ("site-packages", "dist-packages")))
 
 
 def error_line(error: BaseException | str) -> str:
-    """One line for an error: its type, its message cut to `ERROR_CHARS` characters, and the
-    file and line of the user's own code where it arose (the innermost frame outside mlreg,
-    Python and installed packages), e.g. `RuntimeError: no data (at my_models.py:12)`."""
+    """One line for an error: its type, its message (without terminal escape codes, and for an
+    error Keras caught in a layer's call, the layer's message) cut to `ERROR_CHARS` characters,
+    and where it arose: the file and line of the user's own code (the innermost frame outside
+    mlreg, Python, installed packages and generated code), e.g. `RuntimeError: no data (at
+    my_models.py:12)`; else, when it arose in mlreg, `(in mlreg's engine, fused/program.py:88)`."""
     if isinstance(error, str):
-        return " ".join(error.split())
-    text = " ".join(f"{type(error).__name__}: {error}".split())
+        return " ".join(_ESCAPES.sub("", error).split())
+    message = str(error)
+    call = _KERAS_CALL.search(message)
+    if call:
+        message = f"{call.group(2)} (in {call.group(1)}.call)"
+    text = " ".join(_ESCAPES.sub("", f"{type(error).__name__}: {message}").split())
     if len(text) > ERROR_CHARS:
         text = text[: ERROR_CHARS - 3].rstrip() + "..."
-    frames = [f for f in traceback.extract_tb(error.__traceback__) if _users(f.filename)]
-    if frames:
-        where = os.path.relpath(frames[-1].filename) if frames[-1].filename.startswith(os.getcwd()) \
-            else frames[-1].filename
-        text += f" (at {where}:{frames[-1].lineno})"
+    frames = traceback.extract_tb(error.__traceback__)
+    users = [f for f in frames if _users(f.filename)]
+    if users:
+        where = os.path.relpath(users[-1].filename) if users[-1].filename.startswith(os.getcwd()) \
+            else users[-1].filename
+        return text + f" (at {where}:{users[-1].lineno})"
+    ours = [f for f in frames if f.filename.startswith(_MLREG)]
+    if ours:
+        where = os.path.relpath(ours[-1].filename, _MLREG)
+        whose = "mlreg's engine" if where.startswith("engines") else "mlreg"
+        text += f" (in {whose}, {where.removeprefix('engines' + os.sep)}:{ours[-1].lineno})"
     return text
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import platform
 import socket
@@ -152,23 +151,29 @@ def check_ignored(plan: list[RunSpec], swept: list[str]) -> None:
                             f"Received: {ignored[0]} swept with builder={run.model.builder!r}")
 
 
-def check_models(plan: list[RunSpec], datasets: dict[str, Dataset], swept: Sequence[str] = ()) -> dict[str, str]:
+def check_models(plan: list[RunSpec], datasets: dict[str, Dataset],
+                 swept: Sequence[str] = ()) -> tuple[dict[str, str], list[str]]:
     """Builds one model per distinct configuration of a user's builder (the per-run values, such
     as the rates, aside) and checks it (`models.check_model`), so that a builder that raises,
     cannot be called, returns something else than a model, or a model that does not fit the
     task, is refused before anything is trained; and, for each swept model parameter the
-    builder takes, a model with another value, refusing a parameter that changes nothing.
-    Returns, for the runs whose model trains itself, why the fused engine must leave them to
-    `model.fit`.
+    builder takes, a model with another value, refusing a parameter that changes nothing. Then
+    traces one epoch of the fused engine's program for it (`fused.probe`).
+
+    Returns:
+        For the runs the fused engine must leave to `model.fit`, why (a model that trains itself,
+        one the engine cannot trace); and notes to say once (a builder that returns a compiled
+        model, whose compile mlreg does not use).
 
     Raises:
         SpecError: naming the builder, the setting and the error.
     """
-    from mlreg.engines.fused import pack_key, why_not_model
+    from mlreg.engines.fused import pack_key, probe
     from mlreg.models import check_model
     from mlreg.spec import MODEL_PARAMS
 
     reasons: dict[str, str] = {}
+    notes: list[str] = []
     seen: dict[str, str | None] = {}
     for run in plan:
         if run.model.builder in BUILDERS:
@@ -178,13 +183,17 @@ def check_models(plan: list[RunSpec], datasets: dict[str, Dataset], swept: Seque
             data = datasets[run.data_key]
             model = _build_checked(run, data)
             check_model(model, data, run.model.builder)
-            seen[key] = why_not_model(model)
+            if getattr(model, "compiled", False):
+                note = (f"{run.model.builder} returns a compiled model: mlreg trains it with [training] (optimizer "
+                        f"{run.training.optimizer}) and the {data.task} task's loss, not with its own compile")
+                notes += [note] if note not in notes else []
             for param in (p for p in swept if p in MODEL_PARAMS and p in run.params()):
                 _check_used(run, param, {r.model.model_dump()[param] for r in plan
                                          if r.model.builder == run.model.builder}, model, data)
+            seen[key] = probe(run, data)
         if seen[key]:
             reasons[run.run_id] = seen[key]  # type: ignore[assignment]
-    return reasons
+    return reasons, notes
 
 
 def _build_checked(run: RunSpec, data: Dataset) -> Any:
@@ -209,17 +218,13 @@ def _build_checked(run: RunSpec, data: Dataset) -> Any:
 def _check_used(run: RunSpec, param: str, values: set[Any], model: Any, data: Dataset) -> None:
     """Refuses a swept parameter that a user's builder takes but does not use: the model built
     with another of its values has the same configuration (layers, regularizers, rates)."""
-    from mlreg.backend import without_tensorflow
-
-    def config(m: Any) -> str:
-        with without_tensorflow():
-            return json.dumps(m.get_config(), sort_keys=True, default=str)
+    from mlreg.engines.fused.introspect import structure
 
     others = sorted((v for v in values if v != run.model.model_dump()[param]), key=repr)
     if not others:
         return
     other = replace(run, model=run.model.model_copy(update={param: others[0]}))
-    if config(_build_checked(other, data)) == config(model):
+    if structure(_build_checked(other, data), with_values=True) == structure(model, with_values=True):
         raise SpecError(f"Invalid value for `grid.{param}`: the builder {run.model.builder} takes `{param}` but "
                         f"builds the same model for {param}={label(run.model.model_dump()[param])} and "
                         f"{param}={label(others[0])} (use it, e.g. with mlreg.apply_regularization, or do not sweep "
@@ -288,6 +293,7 @@ class Prepared:
     backend: str
     columns: dict[str, list[str]]
     manifest: dict[str, object]
+    notes: tuple[str, ...] = ()
 
 
 def prepare(spec: ExperimentSpec, *, engine: str | None = None, backend: str | None = None, epochs: int | None = None,
@@ -318,7 +324,7 @@ def prepare(spec: ExperimentSpec, *, engine: str | None = None, backend: str | N
         check_monitor(plan, first.task)
         import_keras(verbose)
         signals.check()
-        reasons = check_models(plan, datasets, spec.swept)
+        reasons, notes = check_models(plan, datasets, spec.swept)
     except SpecError as e:
         raise spec.named(e) from None
     signals.check()
@@ -328,7 +334,7 @@ def prepare(spec: ExperimentSpec, *, engine: str | None = None, backend: str | N
         spec, plan, datasets, reasons, engine, backend,
         columns(first.task, params, has_test=first.x_test is not None, resampling=list(plan[0].resampling),
                 search=spec.searches),
-        manifest(spec, first.task, len(plan), engine, content),
+        manifest(spec, first.task, len(plan), engine, content), tuple(notes),
     )
 
 
@@ -358,14 +364,18 @@ def drive(runs: Iterator[RunResult], store: ResultsStore, *, max_failures: int, 
     """Records each run as it ends; stops on `max_failures` failures in a row, and on Ctrl-C or
     SIGTERM at the next safe point (nothing that ended after it is recorded)."""
     counts: Counter[str] = Counter()
-    failures_in_row = 0
+    failures_in_row, said = 0, set()
     for result in runs:
         signals.check()
         store.append(result)
         counts[result.status] += 1
         bar.update(counts)
+        if result.note and result.note not in said:
+            said.add(result.note)
+            say(result.note)
         if result.status == "failed" and counts["failed"] == 1:
-            say(f"run {result.run_id} failed: {result.summary.get('error')}")
+            say(f"run {result.run_id} failed: {result.summary.get('error')} (traceback in "
+                f"{store.root / 'errors' / (result.run_id + '.txt')})")
         failures_in_row = failures_in_row + 1 if result.status == "failed" else 0
         if failures_in_row >= max_failures:
             raise SweepError(f"{failures_in_row} runs failed in a row; stopping the sweep. Last error: "
@@ -491,6 +501,8 @@ def run(
         execute = executors.make(workers, dask, say)  # refused before anything is written
         prepared = prepare(spec, engine=engine, backend=backend, epochs=epochs, max_runs=max_runs, verbose=verbose)
         plan = prepared.plan
+        for note in prepared.notes:
+            say(note)
         out = Path(out) if out is not None else default_out(prepared.spec)
         with open_store(prepared, out, fresh) as store:
             statuses = store.statuses()

@@ -172,3 +172,22 @@ def records_pid(**hp):
     with open(os.environ["MLREG_KILL_MARKER"], "a") as f:
         f.write(f"{os.getpid()}\n")
     return everything(**hp)
+
+
+class _HostTanh(keras.layers.Layer):
+    """A layer that computes on the host (NumPy) through the backend's callback op: fine under
+    jit and `model.fit`, not under `jax.vmap` (a `pure_callback` without a `vmap_method`)."""
+
+    def call(self, x):
+        import jax
+        import numpy as np
+
+        return jax.pure_callback(lambda a: np.tanh(a).astype(a.dtype), jax.ShapeDtypeStruct(x.shape, x.dtype), x)
+
+
+def host_callback(input_shape, n_outputs, output_activation, l2):
+    """On JAX: a model the fused engine cannot map over runs (it goes to the keras engine)."""
+    inputs = keras.Input(input_shape)
+    x = _HostTanh()(inputs)
+    x = keras.layers.Dense(16, activation="relu", kernel_regularizer=keras.regularizers.L2(l2) if l2 else None)(x)
+    return keras.Model(inputs, keras.layers.Dense(n_outputs, activation=output_activation)(x))

@@ -327,3 +327,43 @@ def test_a_stop_request_is_honoured_between_epochs():
             next(pack)
     finally:
         signals.STOP.clear()
+
+
+# -- no sweep is lost to an engine ---------------------------------------------------------------------
+def test_a_run_the_fused_engine_fails_on_is_trained_by_the_keras_engine(monkeypatch):
+    from mlreg.engines.fused import stack
+
+    runs, ds = _runs(seeds=2, grid={"l2": [0.0, 1e-3]})
+    monkeypatch.setattr(stack.Orders, "next", None)  # a bug inside the engine: calling None
+    results = list(engines.train(engines.Pack("fused", tuple(runs)), ds))
+    assert [r.status for r in results] == ["ok"] * 4 and {r.summary["engine"] for r in results} == {"keras"}
+    notes = [r.note for r in results if r.note]
+    assert len(notes) == 1 and "the fused engine failed on 4 runs" in notes[0], notes
+    assert "TypeError: 'NoneType' object is not callable (in mlreg's engine, fused/stack.py:" in notes[0], notes
+    assert "the keras engine trains them" in notes[0]
+    alone = execute(runs[0], ds)
+    _assert_same_history(next(r for r in results if r.run_id == runs[0].run_id), alone, atol=0)
+
+
+def test_validate_and_run_say_which_models_go_to_the_keras_engine_before_training(tmp_path, capsys):
+    """A model the fused engine cannot trace (JAX: a host callback under vmap; TensorFlow: LSTM's
+    loop, which `tf.vectorized_map` cannot convert) is found by `validate`, and `run` trains it
+    with the keras engine, saying why once; every run ends `ok`."""
+    from mlreg.cli import main
+    from tests.conftest import write_toml
+
+    builder = "tests.builders:host_callback" if keras.backend.backend() == "jax" else "tests.zoo:bidirectional_lstm"
+    data = {"dataset": "digits", "train_size": 96} if keras.backend.backend() == "jax" else {
+        "dataset": "digits", "train_size": 96, "shape": [8, 8]}
+    path = write_toml(tmp_path / "e.toml", tiny_spec_dict(seeds=1, model={"builder": builder}, data=data,
+                                                         training={"epochs": 2}, grid={"l2": [0.0, 1e-3]}))
+    assert main(["validate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "engine auto: 2 of 2 runs train with keras (the fused engine cannot trace it:" in out, out
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("train with keras") == 1, err
+    import pandas as pd
+
+    runs = pd.read_csv(tmp_path / "out" / "runs.csv")
+    assert list(runs["status"]) == ["ok"] * 2 and set(runs["engine"]) == {"keras"}

@@ -89,3 +89,45 @@ def test_monitors_and_their_direction():
     assert monitor_mode("train_mae") == "min"
     assert set(monitors("regression")) < set(columns("regression", [])[HISTORY])
     assert "val_mae" in monitors("regression") and "lr" not in monitors("single_label")
+
+
+# -- one line for an error ------------------------------------------------------------------------
+def _raised(fn):
+    try:
+        fn()
+    except Exception as e:  # noqa: BLE001
+        return e
+    raise AssertionError("did not raise")
+
+
+def test_an_error_line_has_no_escape_codes_and_keeps_the_layers_own_message():
+    from mlreg.records import error_line
+
+    message = ("Exception encountered when calling PerRunDropout.call().\n\n\x1b[1m'PerRunDropout' object has no "
+               "attribute 'seed_generator'\x1b[0m\n\nArguments received by PerRunDropout.call():\n  • inputs=jnp")
+
+    def keras_style():
+        raise AttributeError(message)
+
+    line = error_line(_raised(keras_style))
+    assert "\x1b" not in line and "\n" not in line
+    assert line.startswith("AttributeError: 'PerRunDropout' object has no attribute 'seed_generator' "
+                           "(in PerRunDropout.call)"), line
+    assert error_line("\x1b[1mbold\x1b[0m  text") == "bold text"
+
+
+def test_an_error_line_names_the_users_file_not_generated_code_and_else_mlregs_engine(tmp_path):
+    from mlreg.records import error_line
+
+    generated = tmp_path / "__autograph_generated_filexyz.py"
+    generated.write_text("def f():\n    raise ValueError('in generated code')\n")
+    namespace: dict = {}
+    exec(compile(generated.read_text(), str(generated), "exec"), namespace)
+    assert "__autograph_generated" not in error_line(_raised(namespace["f"]))
+    assert "(at tests/test_records.py:" in error_line(_raised(lambda: 1 / 0))
+
+    from mlreg.engines.fused.packing import pack_sizes
+
+    error = _raised(lambda: pack_sizes("not a number"))  # raises inside mlreg's engine
+    error.__traceback__ = error.__traceback__.tb_next.tb_next  # as from mlreg's driver: no frame of the user's
+    assert error_line(error).endswith(f"(in mlreg's engine, fused/packing.py:{error.__traceback__.tb_lineno})")

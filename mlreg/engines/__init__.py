@@ -107,10 +107,17 @@ def plan(
 
 def train(pack: Pack, data: Dataset) -> Iterator[RunResult]:
     """Trains a pack with its engine, yielding each run's record as it ends. A run that
-    raises is a `failed` record; nothing here raises for a run's sake."""
+    raises is a `failed` record; nothing here raises for a run's sake. No sweep is lost to an
+    engine: the runs the fused engine fails on for a reason of its own are trained by the keras
+    engine (said once, in the first record's `note`); only an error the keras engine raises too
+    makes a run `failed`."""
     import_keras()
-    if pack.engine == "fused":
-        from mlreg.engines.fused import train_pack
-    else:
-        from mlreg.engines.keras import train_pack
-    yield from train_pack(list(pack.runs), data, until=pack.until, resume=dict(pack.resume or {}))
+    from mlreg.engines import keras
+
+    if pack.engine == "keras":
+        yield from keras.train_pack(list(pack.runs), data, until=pack.until)
+        return
+    from mlreg.engines.fused import train_pack
+
+    yield from train_pack(list(pack.runs), data, until=pack.until, resume=dict(pack.resume or {}),
+                          fallback=lambda run: keras.execute(run, data, pack.until))

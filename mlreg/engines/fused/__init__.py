@@ -41,7 +41,7 @@ from mlreg.engines.fused.introspect import why_not_model
 from mlreg.engines.fused.packing import MAX_PACK, pack, pack_key, pack_sizes, stack_size
 from mlreg.engines.fused.stack import NAME
 from mlreg.engines.fused.stopping import StopRule
-from mlreg.engines.fused.train import train_pack
+from mlreg.engines.fused.train import probe, train_pack
 
-__all__ = ["MAX_PACK", "NAME", "StopRule", "pack", "pack_key", "pack_sizes", "stack_size", "train_pack",
-           "why_not_model"]
+__all__ = ["MAX_PACK", "NAME", "StopRule", "pack", "pack_key", "pack_sizes", "probe", "stack_size",
+           "train_pack", "why_not_model"]

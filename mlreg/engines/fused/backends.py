@@ -1,5 +1,5 @@
-"""What differs between the backends, for the program: gradients, the compiled function, the
-dropout op with a traced rate, and an optimizer that can apply its step statelessly."""
+"""What differs between the backends, for the program: gradients, the compiled function, and
+an optimizer that can apply its step statelessly."""
 
 from __future__ import annotations
 
@@ -48,27 +48,6 @@ def value_and_grad(fn: Any) -> Any:
         return (value, aux), [tf.zeros_like(v) if g is None else g for g, v in zip(grads, tv, strict=True)]
 
     return value_and_grad
-
-
-def dropout_op(inputs: Any, rate: Any, noise_shape: Any, seed: Any) -> Any:
-    """Keras's dropout op of the active backend (`keras.src.backend.<name>.random.dropout`),
-    with the rate a traced value: the same draws from the same seed state, without the Python
-    tests of the rate that a traced value cannot answer (a rate of 0 keeps every value)."""
-    import keras
-
-    from mlreg.keras_private import noise_shape as concrete
-    from mlreg.keras_private import tensorflow_seed
-
-    shape = concrete(inputs, noise_shape)
-    if keras.backend.backend() == "jax":
-        import jax
-
-        keep = 1.0 - rate
-        mask = jax.random.bernoulli(seed.next(), p=keep, shape=shape)
-        return jax.lax.select(jax.numpy.broadcast_to(mask, inputs.shape), inputs / keep, jax.numpy.zeros_like(inputs))
-    import tensorflow as tf
-
-    return tf.nn.experimental.stateless_dropout(inputs, rate=rate, noise_shape=shape, seed=tensorflow_seed(seed.next()))
 
 
 def compile_fn(fn: Any, xla: bool) -> Any:

@@ -1,5 +1,13 @@
-"""What each run's own model says: its initial values, its L1/L2 rates and dropout rates, and
-its structure apart from those (the signature that decides which runs share a program)."""
+"""What each run's own model says: its initial values, its L1/L2 rates, its per-run layers'
+values and seed states, and its structure apart from those (the signature that decides which
+runs share a program).
+
+Models built by one builder under different settings differ, for the engine, only in per-run
+values; their other layers and variables line up one to one, in Keras's order. A per-run layer
+(`per_run.KINDS`) is placed by the layer before it that is not one (its *slot*), its class and
+its count there, so that a model whose builder left out a Dropout of rate 0 (`if dropout:`)
+still lines up with one that has it: its rate there is 0.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from mlreg.engines.fused.per_run import kind_of
 
 if TYPE_CHECKING:
     import keras
@@ -29,30 +39,29 @@ def why_not_model(model: keras.Model) -> str | None:
 
 @dataclass
 class Built:
-    """What the engine keeps of one run's freshly built model."""
+    """What the engine keeps of one run's freshly built model.
+
+    Attributes:
+        trainable: the trainable values, in the model's order.
+        non_trainable: the non-trainable values but the per-run layers' seed states.
+        regularized: trainable index -> (l1, l2) of its L1/L2/L1L2 regularizer.
+        layers: per-run layer key -> (value, seed state or `None` where Keras made none).
+        signature: the structure apart from the per-run values.
+        n_params: the parameter count.
+        order_state: the global NumPy random state right after the build (JAX's batch order).
+    """
 
     trainable: list[np.ndarray]
-    non_trainable: dict[str, np.ndarray]  # by variable path
-    regularized: dict[int, tuple[float, float]]  # trainable index -> (l1, l2) of its L1/L2/L1L2 regularizer
-    dropout: dict[str, float]  # Dropout layer name -> rate
-    signature: str  # the model apart from the per-run values
+    non_trainable: list[np.ndarray]
+    regularized: dict[int, tuple[float, float]]
+    layers: dict[str, tuple[float, np.ndarray | None]]
+    signature: str
     n_params: int
-    order_state: Any  # the global NumPy random state right after the build (JAX's batch order)
-
-
-def dropout_layers(model: keras.Model) -> list[Any]:
-    """The model's Dropout layers whose rate can be a per-run value (Keras's own `call`)."""
-    import keras
-
-    return [layer for layer in all_layers(model)
-            if isinstance(layer, keras.layers.Dropout) and call_of(type(layer)) is keras.layers.Dropout.call]
-
-
-def call_of(cls: type) -> Any:
-    return getattr(cls, "_mlreg_call", cls.call)
+    order_state: Any
 
 
 def all_layers(model: Any) -> list[Any]:
+    """Every layer of a model, nested models' layers after the nested model, in Keras's order."""
     out = []
     for layer in model.layers:
         out.append(layer)
@@ -61,29 +70,71 @@ def all_layers(model: Any) -> list[Any]:
     return out
 
 
-_STRIPPED = {"name", "kernel_regularizer", "bias_regularizer", "activity_regularizer", "seed", "rate"}
+def per_run_layers(model: Any) -> dict[str, Any]:
+    """The model's per-run layers by key: `slot/class/count`, the slot being how many layers
+    that are not per-run come before it."""
+    out: dict[str, Any] = {}
+    slot, counts = 0, {}
+    for layer in all_layers(model):
+        if kind_of(layer) is None:
+            slot, counts = slot + 1, {}
+            continue
+        name = getattr(type(layer), "_mlreg_base", type(layer)).__name__
+        counts[name] = counts.get(name, 0) + 1
+        out[f"{slot}/{name}/{counts[name] - 1}"] = layer
+    return out
 
 
-def _signature(model: keras.Model, regularized: dict[int, tuple[float, float]]) -> str:
-    """The structure of a model apart from the per-run values: its class, every layer but the
-    per-run Dropout layers with its configuration (no names, regularizers or seeds), and the
-    shape of every variable."""
-    per_run = set(map(id, dropout_layers(model)))
+def seed_state(layer: Any) -> Any:
+    """A per-run layer's seed-state variable, or `None` (Keras makes none for a rate of 0)."""
+    generator = getattr(layer, "seed_generator", None)
+    return None if generator is None else generator.state
 
-    def plain(config: Any) -> Any:
-        if isinstance(config, dict):
-            return {k: plain(v) for k, v in config.items() if k not in _STRIPPED}
-        return [plain(v) for v in config] if isinstance(config, list | tuple) else config
 
+def layer_config(layer: Any) -> dict[str, Any]:
+    """A layer's configuration: `get_config()`, or, for a layer that cannot serialize itself
+    (a class of the user's without `get_config`), its plain attributes."""
     from mlreg.backend import without_tensorflow
 
-    with without_tensorflow():
-        layers = [[type(layer).__name__, plain(layer.get_config())] for layer in all_layers(model)
-                  if id(layer) not in per_run]
-    variables = [[list(v.shape), str(v.dtype), v.trainable] for v in model.variables if "seed_generator" not in v.path]
-    custom = [str(v.regularizer.get_config()) for i, v in enumerate(model.trainable_variables)
-              if v.regularizer is not None and i not in regularized]
-    return json.dumps([type(model).__name__, layers, variables, custom], default=str)
+    try:
+        with without_tensorflow():
+            return layer.get_config()
+    except Exception:  # noqa: BLE001 - Keras raises NotImplementedError and others for such a class
+        plain = (int, float, str, bool, type(None))
+        return {k: v for k, v in vars(layer).items() if isinstance(v, plain)
+                or (isinstance(v, tuple) and all(isinstance(x, plain) for x in v))}
+
+
+_STRIPPED = {"name", "seed"}
+
+
+def _plain(config: Any) -> Any:
+    """A configuration without names, seeds and the regularizers of variables (the engine reads
+    those from the variables themselves); an activity regularizer stays (it is traced)."""
+    if isinstance(config, dict):
+        return {k: _plain(v) for k, v in config.items()
+                if k not in _STRIPPED and not (k.endswith("_regularizer") and k != "activity_regularizer")}
+    return [_plain(v) for v in config] if isinstance(config, list | tuple) else config
+
+
+def structure(model: keras.Model, *, with_values: bool = False) -> str:
+    """The structure of a model: its class, every layer with its configuration (no names or
+    seeds), the shape of every variable, and the regularizers the engine does not take over.
+    Without `with_values` the per-run values are left out (the signature); with them, they and
+    every variable regularizer are in (two models of a builder that differ in nothing else)."""
+    import keras
+
+    per_run = per_run_layers(model)
+    taken = {id(layer) for layer in per_run.values()}
+    seeds = {id(seed_state(layer)) for layer in per_run.values()}
+    layers = [[type(layer).__name__, _plain(layer_config(layer))] for layer in all_layers(model)
+              if id(layer) not in taken]
+    variables = [[list(v.shape), str(v.dtype), v.trainable] for v in model.variables if id(v) not in seeds]
+    taken_over = keras.regularizers.L1 | keras.regularizers.L2 | keras.regularizers.L1L2
+    regularizers = [str(v.regularizer.get_config()) for v in model.trainable_variables
+                    if v.regularizer is not None and (with_values or not isinstance(v.regularizer, taken_over))]
+    values = {key: kind_of(layer).value(layer) for key, layer in per_run.items()} if with_values else {}  # type: ignore[union-attr]
+    return json.dumps([type(model).__name__, layers, variables, regularizers, values], default=str)
 
 
 def build(run: RunSpec, data: Dataset) -> tuple[keras.Model, Built]:
@@ -102,14 +153,37 @@ def build(run: RunSpec, data: Dataset) -> tuple[keras.Model, Built]:
         if isinstance(v.regularizer, keras.regularizers.L1 | keras.regularizers.L2 | keras.regularizers.L1L2):
             config = v.regularizer.get_config()
             regularized[i] = (float(config.get("l1", 0.0)), float(config.get("l2", 0.0)))
+    per_run = per_run_layers(model)
+    seeds = {id(seed_state(layer)) for layer in per_run.values()}
+
+    def value(v: Any) -> np.ndarray:
+        return np.array(v.numpy(), copy=True)
+
     built = Built(
-        trainable=[np.array(v.numpy(), copy=True) for v in model.trainable_variables],
-        non_trainable={v.path: np.array(v.numpy(), copy=True) for v in model.non_trainable_variables},
+        trainable=[value(v) for v in model.trainable_variables],
+        non_trainable=[value(v) for v in model.non_trainable_variables if id(v) not in seeds],
         regularized=regularized,
-        dropout={layer.name: float(layer.rate) for layer in dropout_layers(model)},
-        signature=_signature(model, regularized),
+        layers={key: (kind_of(layer).value(layer), None if seed_state(layer) is None  # type: ignore[union-attr]
+                      else value(seed_state(layer))) for key, layer in per_run.items()},
+        signature=structure(model),
         n_params=int(model.count_params()),
         order_state=order_state,
     )
     return model, built
 
+
+def counts(keys: Any) -> dict[str, int]:
+    """How many per-run layers of each class each slot holds, from their keys."""
+    out: dict[str, int] = {}
+    for key in keys:
+        slot, name, _ = key.split("/")
+        out[f"{slot}/{name}"] = out.get(f"{slot}/{name}", 0) + 1
+    return out
+
+
+def fits(keys: Any, template: Any) -> bool:
+    """Whether a model with per-run layers `keys` lines up with a template that has `template`:
+    in every slot, of every class, it has as many as the template or none (a left-out layer
+    of rate 0); more, or a different count, would be ambiguous."""
+    mine, theirs = counts(keys), counts(template)
+    return all(theirs.get(k) == n for k, n in mine.items())

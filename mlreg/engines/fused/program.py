@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlreg.engines.fused.backends import compile_fn, dropout_op, stateless_optimizer, value_and_grad
-from mlreg.engines.fused.introspect import Built, all_layers, dropout_layers
+from mlreg.engines.fused.backends import compile_fn, stateless_optimizer, value_and_grad
+from mlreg.engines.fused.introspect import Built, all_layers, per_run_layers, seed_state
 from mlreg.engines.fused.packing import MAX_PACK
+from mlreg.engines.fused.per_run import take_over
 from mlreg.records import SPARSE_BELOW
 
 if TYPE_CHECKING:
@@ -34,21 +35,20 @@ EVAL_ELEMENTS = 1 << 22
 floats per layer (16 MB), whatever the pack and data size."""
 
 
-def _per_run_dropout(cls: type) -> type:
-    """A subclass of a Dropout class whose rate is the value set in `_mlreg_rate` while the
-    pack's program is traced (the run's own, mapped over the stack), through Keras's own op."""
-    if cls.__name__.startswith("PerRun"):
-        return cls
-
-    def call(self: Any, inputs: Any, training: bool = False) -> Any:
-        return dropout_op(inputs, self._mlreg_rate, self.noise_shape, self.seed_generator) if training else inputs
-
-    return type(f"PerRun{cls.__name__}", (cls,), {"call": call, "_mlreg_call": cls.call})
-
-
 class Program:
     """The compiled functions of one template model: a training epoch and an evaluation
-    pass, for stacks of any size (each size is traced once)."""
+    pass, for stacks of any size (each size is traced once).
+
+    Args:
+        template: a built model of the pack's structure with every per-run layer the runs
+            have (`introspect.fits`); the program takes it over (its per-run layers draw with
+            traced values, its L1/L2 regularizers of `regularized` are removed: the engine
+            computes that penalty per run).
+        regularized: the trainable variables (indices) some run regularizes with L1/L2.
+        runs: the runs it is made for (their batch size and optimizer).
+        data: their data (the task).
+        xla: compile under XLA on TensorFlow (see `backends.compile_fn`).
+    """
 
     def __init__(self, template: keras.Model, regularized: list[int], runs: Sequence[RunSpec], data: Dataset,
                  xla: bool) -> None:
@@ -60,13 +60,22 @@ class Program:
         self.template = template
         self.task = data.task
         self.batch_size = runs[0].training.batch_size
-        self.dropouts = dropout_layers(template)
-        for layer in self.dropouts:
-            layer.__class__ = _per_run_dropout(type(layer))
+        layers = per_run_layers(template)
+        self.keys = sorted(layers)
+        self.layers = [layers[k] for k in self.keys]
+        for layer in self.layers:
+            take_over(layer)
+        seeds = {id(seed_state(layer)) for layer in self.layers}
+        everything = template.non_trainable_variables
+        self.kept = [i for i, v in enumerate(everything) if id(v) not in seeds]  # what is stacked
+        self.fixed = {i: np.asarray(v.numpy()) for i, v in enumerate(everything) if id(v) in seeds}  # never drawn from
         self.regularized = regularized
         for i in self.regularized:
             template.trainable_variables[i].regularizer = None  # the engine adds its penalty, per run
-        self.kernels = _kernel_index(template)
+        self.kernels = _kernel_index(template, self.kept)
+        self.inference_draws = _inference_draws(template, self.kept, data)
+        self.evaluations = math.ceil(len(data.x_val) / self.batch_size) + math.ceil(
+            len(data.x_train) / max(self.batch_size, 256))
         self.optimizer_name = runs[0].training.optimizer
         self.optimizer = stateless_optimizer(make_optimizer(self.optimizer_name, 1e-3))
         self.optimizer.build(template.trainable_variables)
@@ -77,17 +86,25 @@ class Program:
         self.evaluate = compile_fn(self._evaluate, xla)
 
     # -- one run (mapped over the stack) -----------------------------------------------------------
-    def _forward(self, tv: list, ntv: list, x: Any, training: bool, drop: Any = None) -> tuple[Any, list, Any]:
-        for i, layer in enumerate(self.dropouts):  # plain attributes, not tracked by Keras
-            object.__setattr__(layer, "_mlreg_rate", None if drop is None else drop[i])
+    def _forward(self, tv: list, ntv: list, x: Any, training: bool, seeds: list | None = None,
+                 values: Any = None) -> tuple[Any, list, list, list]:
+        """The template on one run's values: its outputs, new non-trainable values, new seed
+        states of its per-run layers, and the losses the model adds itself (regularizers the
+        engine does not take over, activity regularizers, `add_loss`)."""
+        for i, layer in enumerate(self.layers):  # plain attributes, not tracked by Keras
+            object.__setattr__(layer, "_mlreg_value", None if values is None else values[i])
+            object.__setattr__(layer, "_mlreg_seed", None if seeds is None else seeds[i])
+        full = list(ntv)
+        for i in sorted(self.fixed):
+            full.insert(i, self.fixed[i])
         try:
-            if training:
-                return self.template.stateless_call(tv, ntv, x, training=True, return_losses=True)
-            y_pred, ntv = self.template.stateless_call(tv, ntv, x, training=False)
-            return y_pred, ntv, []
+            y_pred, full, losses = self.template.stateless_call(tv, full, x, training=training, return_losses=True)
+            new_seeds = [layer._mlreg_seed for layer in self.layers]
         finally:
-            for layer in self.dropouts:
-                object.__setattr__(layer, "_mlreg_rate", None)
+            for layer in self.layers:
+                object.__setattr__(layer, "_mlreg_value", None)
+                object.__setattr__(layer, "_mlreg_seed", None)
+        return y_pred, [full[i] for i in self.kept], new_seeds, list(losses)
 
     def _penalty(self, tv: list, l1: Any, l2: Any) -> Any:
         """`sum l1 * |w| + l2 * w^2` over the regularized variables, with the run's rates."""
@@ -101,53 +118,63 @@ class Program:
     def _step(self, args: tuple) -> tuple:
         """One optimizer step of one run on its batch."""
         ops = self.keras.ops
-        tv, ntv, ov, l1, l2, drop, x, y = args
+        tv, ntv, seeds, ov, l1, l2, values, x, y = args
 
         def objective(tv: list) -> tuple:
-            y_pred, new_ntv, losses = self._forward(tv, ntv, x, True, drop)
+            y_pred, new_ntv, new_seeds, losses = self._forward(tv, ntv, x, True, seeds, values)
             total = ops.mean(self.loss(y, y_pred)) + self._penalty(tv, l1, l2)
-            for extra in losses:  # what the model adds itself
+            for extra in losses:
                 total = total + extra
-            return total, (new_ntv, ops.sum(self.metric(y, y_pred)))
+            return total, (new_ntv, new_seeds, ops.sum(self.metric(y, y_pred)))
 
-        (total, (new_ntv, hits)), grads = value_and_grad(objective)(tv)
+        (total, (new_ntv, new_seeds, hits)), grads = value_and_grad(objective)(tv)
         new_tv, new_ov = self.optimizer.stateless_apply(ov, grads, tv)
-        return new_tv, new_ntv, new_ov, total, hits
+        return new_tv, new_ntv, new_seeds, new_ov, total, hits
 
     # -- the pack ----------------------------------------------------------------------------------
     def _epoch(self, state: dict, consts: dict, order: Any, x: Any, y: Any, x_val: Any, y_val: Any) -> tuple:
         """Trains every run of the stack for one epoch, then measures each. Returns the new
         state and a dict of `[K]` values: the running `loss` and `metric` (Dropout on, as Keras
         reports them), the data loss and metric on the training and validation sets in
-        inference mode (`train_*`, `val_*`), the penalty and the weight statistics."""
+        inference mode (`train_*`, `val_*`), the penalty, Keras's `val_loss` and the weight
+        statistics. The penalty is every term the model adds to the data loss, as Keras's
+        `evaluate` counts it on the training set: the L1/L2 penalty of the weights, other
+        regularizers', and activity regularizers' mean over the training samples."""
         ops = self.keras.ops
         k, n = order.shape[0], order.shape[1]
         bs = self.batch_size
 
         def batch(carry: tuple, idx: Any) -> tuple:
-            tv, ntv, ov, loss_sum, hit_sum = carry
+            tv, ntv, seeds, ov, loss_sum, hit_sum = carry
             xb, yb = ops.take(x, idx, axis=0), ops.take(y, idx, axis=0)
-            tv, ntv, ov, total, hits = ops.vectorized_map(
-                self._step, (tv, ntv, ov, consts["l1"], consts["l2"], consts["drop"], xb, yb))
+            tv, ntv, seeds, ov, total, hits = ops.vectorized_map(
+                self._step, (tv, ntv, seeds, ov, consts["l1"], consts["l2"], consts["values"], xb, yb))
             size = ops.cast(idx.shape[1], "float32")
-            return tv, ntv, ov, loss_sum + total * size, hit_sum + hits
+            return tv, ntv, seeds, ov, loss_sum + total * size, hit_sum + hits
 
-        carry = (state["tv"], state["ntv"], state["ov"], ops.zeros((k,)), ops.zeros((k,)))
+        carry = (state["tv"], state["ntv"], state["seeds"], state["ov"], ops.zeros((k,)), ops.zeros((k,)))
         full = n // bs
         if full:
             carry = ops.fori_loop(0, full, lambda i, c: batch(c, ops.slice(order, (0, i * bs), (k, bs))), carry)
         if n % bs:
             carry = batch(carry, order[:, full * bs:])
-        tv, ntv, ov, loss_sum, hit_sum = carry
-        new = {"tv": tv, "ntv": ntv, "ov": ov}
+        tv, ntv, seeds, ov, loss_sum, hit_sum = carry
+        for i, step in self.inference_draws.items():  # as model.fit's evaluations move them (see _inference_draws)
+            ntv[i] = ntv[i] + ops.convert_to_tensor(step * self.evaluations, dtype=ntv[i].dtype)
+        new = {"tv": tv, "ntv": ntv, "seeds": seeds, "ov": ov}
         values = {"loss": loss_sum / n, "metric": hit_sum / n}
-        values |= {f"train_{name}": v for name, v in self._evaluate(new, x, y).items()}
-        values |= {f"val_{name}": v for name, v in self._evaluate(new, x_val, y_val).items()}
-        return new, values | self._weights(new, consts)
+        train, val = self._evaluate(new, x, y), self._evaluate(new, x_val, y_val)
+        values |= {f"train_{name}": v for name, v in train.items() if name != "extra"}
+        values |= {f"val_{name}": v for name, v in val.items() if name != "extra"}
+        weights = self._weights(new, consts)
+        explicit = weights.pop("penalty")
+        return new, values | weights | {"penalty": explicit + train["extra"],
+                                        "val_loss": val["data_loss"] + explicit + val["extra"]}
 
     def _evaluate(self, state: dict, x: Any, y: Any) -> dict:
         """Per run, over a whole data set in inference mode, `chunk` samples at a time: the
-        mean data loss and metric."""
+        mean data loss and metric, and the mean of what the model adds to the loss itself
+        (`extra`)."""
         ops = self.keras.ops
         n = x.shape[0]
         chunk = min(self.chunk, n)
@@ -156,13 +183,17 @@ class Program:
         def part(carry: tuple, xc: Any, yc: Any) -> tuple:
             def one(args: tuple) -> tuple:
                 tv, ntv = args
-                y_pred = self._forward(tv, ntv, xc, False)[0]
-                return ops.sum(self.loss(yc, y_pred)), ops.sum(self.metric(yc, y_pred))
+                y_pred, _, _, losses = self._forward(tv, ntv, xc, False)
+                extra = ops.zeros(())
+                for value in losses:
+                    extra = extra + value
+                return ops.sum(self.loss(yc, y_pred)), ops.sum(self.metric(yc, y_pred)), extra
 
-            loss, hits = ops.vectorized_map(one, (state["tv"], state["ntv"]))
-            return carry[0] + loss, carry[1] + hits
+            loss, hits, extra = ops.vectorized_map(one, (state["tv"], state["ntv"]))
+            size = ops.cast(xc.shape[0], "float32")
+            return carry[0] + loss, carry[1] + hits, carry[2] + extra * size
 
-        carry = (ops.zeros((k,)), ops.zeros((k,)))
+        carry = (ops.zeros((k,)), ops.zeros((k,)), ops.zeros((k,)))
         full = n // chunk
         carry = ops.fori_loop(0, full, lambda i, c: part(c, ops.slice(x, (i * chunk,) + (0,) * (len(x.shape) - 1),
                                                                       (chunk,) + tuple(x.shape[1:])),
@@ -170,31 +201,22 @@ class Program:
                                                                   (chunk,) + tuple(y.shape[1:]))), carry)
         if n % chunk:
             carry = part(carry, x[full * chunk:], y[full * chunk:])
-        return {"data_loss": carry[0] / n, "metric": carry[1] / n}
+        return {"data_loss": carry[0] / n, "metric": carry[1] / n, "extra": carry[2] / n}
 
     def _weights(self, state: dict, consts: dict) -> dict:
-        """Per run: the penalty and the weight statistics over every kernel."""
+        """Per run: the L1/L2 penalty and the weight statistics over every kernel."""
         ops = self.keras.ops
 
         def weights(args: tuple) -> tuple:
             tv, ntv, l1, l2 = args
-            penalty = self._penalty(tv, l1, l2) + self._custom_penalty(tv)
             ws = [ops.reshape((tv if trainable else ntv)[i], (-1,)) for trainable, i in self.kernels.values()]
             w = ops.concatenate(ws) if ws else ops.zeros((0,))
-            return (penalty, ops.sum(ops.abs(w)), ops.sum(ops.square(w)),
+            return (self._penalty(tv, l1, l2), ops.sum(ops.abs(w)), ops.sum(ops.square(w)),
                     ops.mean(ops.cast(ops.abs(w) < SPARSE_BELOW, "float32")) if ws else ops.zeros(()))
 
         penalty, l1_sum, l2_sum, sparsity = ops.vectorized_map(
             weights, (state["tv"], state["ntv"], consts["l1"], consts["l2"]))
         return {"penalty": penalty, "weight_l1": l1_sum, "weight_l2": l2_sum, "sparsity": sparsity}
-
-    def _custom_penalty(self, tv: list) -> Any:
-        """What the regularizers the engine does not take over (not L1/L2) add, at these weights."""
-        total = self.keras.ops.zeros(())
-        for v, value in zip(self.template.trainable_variables, tv, strict=True):
-            if v.regularizer is not None:
-                total = total + v.regularizer(value)
-        return total
 
     # -- a stack's initial state ---------------------------------------------------------------------
     def initial_state(self, builts: Sequence[Built], runs: Sequence[RunSpec]) -> tuple[dict, dict]:
@@ -204,8 +226,11 @@ class Program:
         ops = self.keras.ops
         template = self.template
         tv = [np.stack([b.trainable[i] for b in builts]) for i in range(len(template.trainable_variables))]
-        ntv = [np.stack([b.non_trainable.get(v.path, np.asarray(v.numpy())) for b in builts])
-               for v in template.non_trainable_variables]
+        ntv = [np.stack([b.non_trainable[i] for b in builts]) for i in range(len(self.kept))]
+        dtype = next((s.dtype for b in builts for _, s in b.layers.values() if s is not None),
+                     np.dtype("uint32" if self.keras.backend.backend() == "jax" else "int64"))
+        seeds = [np.stack([b.layers[key][1] if b.layers.get(key, (0, None))[1] is not None
+                           else np.zeros(2, dtype) for b in builts]) for key in self.keys]
         optimizers: dict[float, list[np.ndarray]] = {}
         for r in runs:
             lr = r.training.learning_rate
@@ -219,21 +244,44 @@ class Program:
         rates = rates.reshape(len(builts), len(self.regularized), 2)
         consts = {
             "l1": rates[..., 0], "l2": rates[..., 1],
-            "drop": np.array([[b.dropout.get(layer.name, 0.0) for layer in self.dropouts] for b in builts],
-                             "float32").reshape(len(builts), -1),
+            "values": np.array([[b.layers.get(key, (0.0, None))[0] for key in self.keys] for b in builts],
+                               "float32").reshape(len(builts), -1),
         }
         convert = ops.convert_to_tensor
-        state = {"tv": [convert(a) for a in tv], "ntv": [convert(a) for a in ntv], "ov": [convert(a) for a in ov]}
+        state = {key: [convert(a) for a in arrays] for key, arrays in
+                 (("tv", tv), ("ntv", ntv), ("seeds", seeds), ("ov", ov))}
         return state, {k: convert(v) for k, v in consts.items()}
 
 
-def _kernel_index(model: keras.Model) -> dict[str, tuple[bool, int]]:
+def _inference_draws(model: keras.Model, kept: list[int], data: Dataset) -> dict[int, np.ndarray]:
+    """The seed states (indices among the stacked non-trainable values) that a call in inference
+    mode moves, and by how much a call. Keras's RNN layers prepare their dropout masks whatever
+    `training` is, so every `evaluate` in `model.fit` (the validation pass, a batch at a time,
+    and the keras engine's honest pass over the training set) moves their seed state, and the
+    next epoch's masks follow from it; the program moves them as many times an epoch
+    (`Program.evaluations`), so that its masks stay `model.fit`'s. Measured on the model itself,
+    one call on one sample."""
+    everything = model.non_trainable_variables
+    before = [np.asarray(everything[i].numpy()) for i in kept]
+    _, after = model.stateless_call([v.value for v in model.trainable_variables], [v.value for v in everything],
+                                    data.x_train[:1], training=False)
+    out = {}
+    for j, i in enumerate(kept):
+        if np.issubdtype(before[j].dtype, np.integer):
+            step = np.asarray(after[i]).astype(before[j].dtype) - before[j]
+            if step.any():
+                out[j] = step
+    return out
+
+
+def _kernel_index(model: keras.Model, kept: list[int]) -> dict[str, tuple[bool, int]]:
     """Each kernel layer's name -> (trainable, index of its kernel among the model's trainable
-    or non-trainable variables), in `kernel_layers`' order."""
+    variables or the stacked non-trainable ones, `kept`), in `kernel_layers`' order."""
     from mlreg.regularizers import kernel_layers
 
     trainable = {id(v): i for i, v in enumerate(model.trainable_variables)}
-    frozen = {id(v): i for i, v in enumerate(model.non_trainable_variables)}
+    everything = model.non_trainable_variables
+    frozen = {id(everything[i]): j for j, i in enumerate(kept)}
     out = {}
     for layer in kernel_layers(model):
         key = id(layer.kernel)

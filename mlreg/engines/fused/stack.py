@@ -66,7 +66,6 @@ class Stack:
         m = self.metric
         names = {"metric": m, "train_metric": f"train_{m}", "val_metric": f"val_{m}"}
         values = {names.get(k, k): np.asarray(v, dtype=np.float64) for k, v in out.items()}
-        values["val_loss"] = values["val_data_loss"] + values["penalty"]
         live = np.flatnonzero(self.active)
         share = (time.perf_counter() - t0) / len(live)
         runs = self.alive[live]
@@ -151,7 +150,7 @@ class Stack:
         """Everything run `j` needs to go on later, in another pack or process (NumPy values)."""
         rule = self.rule
         return {
-            "values": {key: [np.array(np.asarray(a)[pos]) for a in self.state[key]] for key in ("tv", "ntv", "ov")},
+            "values": {key: [np.array(np.asarray(a)[pos]) for a in self.state[key]] for key in self.state},
             "best": {key: [np.array(np.asarray(a)[pos]) for a in self.best[key]] for key in ("tv", "ntv")},
             "rule": {"best": rule.best[j], "seen": rule.seen[j], "best_epoch": rule.best_epoch[j],
                      "wait": rule.wait[j]},
@@ -171,7 +170,7 @@ class Stack:
                     a[j] = value
             return [convert(a) for a in arrays]
 
-        self.state = {key: put(self.state[key], key, "values") for key in ("tv", "ntv", "ov")}
+        self.state = {key: put(self.state[key], key, "values") for key in self.state}
         self.best = {key: put(self.best[key], key, "best") for key in ("tv", "ntv")}
         for j, paused in rows.items():
             for name, value in paused["rule"].items():

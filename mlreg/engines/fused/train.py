@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from mlreg.engines.fused.introspect import Built, build, why_not_model
+import numpy as np
+
+from mlreg.engines.fused.introspect import Built, build, fits, why_not_model
 from mlreg.engines.fused.program import Program
 from mlreg.engines.fused.stack import NAME, Stack
 from mlreg.records import RunResult, failed
@@ -26,10 +29,13 @@ sweep trace once (the template model is kept with its program)."""
 
 
 def train_pack(runs: Sequence[RunSpec], data: Dataset, *, until: int | None = None,
-               resume: dict[str, dict] | None = None) -> Iterator[RunResult]:
+               resume: dict[str, dict] | None = None,
+               fallback: Callable[[RunSpec], RunResult] | None = None) -> Iterator[RunResult]:
     """Trains the runs of a pack, yielding each run's record as soon as it ends (early
-    stopping, divergence, or the last epoch). If the pack itself fails, its unfinished runs
-    are `failed` with the message.
+    stopping, divergence, or the last epoch). A run whose model the builder fails to build is
+    `failed` alone. If the engine itself fails (tracing, compiling, its own code), each run
+    it has not finished goes to `fallback` (the keras engine, from `mlreg.engines.train`), the
+    first with a note that says why; without one, they are `failed` with the message.
 
     Args:
         runs: the pack.
@@ -39,6 +45,7 @@ def train_pack(runs: Sequence[RunSpec], data: Dataset, *, until: int | None = No
             to `None`: train to the end.
         resume: paused states by run id: those runs go on from where they paused (their
             models are built again, then take their values). Defaults to `None`.
+        fallback: trains one run another way. Defaults to `None`.
     """
     from mlreg.backend import import_keras
 
@@ -54,38 +61,60 @@ def train_pack(runs: Sequence[RunSpec], data: Dataset, *, until: int | None = No
             except Exception as e:  # noqa: BLE001 - the user's builder: a failed run, the pack goes on
                 done.add(run.run_id)
                 yield failed(run, e, engine=NAME, backend=keras.backend.backend(), duration_s=time.perf_counter() - t1)
-        groups: dict[str, list[int]] = {}
-        for j, (_, b) in built.items():
-            groups.setdefault(b.signature, []).append(j)
-        for members in groups.values():
+        for members in _groups(built):
             for result in _train([runs[j] for j in members], [built[j] for j in members], data, t0, until,
                                  resume or {}):
                 done.add(result.run_id)
                 yield result
-    except Exception as e:  # noqa: BLE001 - a failed pack fails its runs, the sweep goes on
-        share = (time.perf_counter() - t0) / max(len(runs) - len(done), 1)
-        for run in runs:
-            if run.run_id not in done:
-                yield failed(run, e, engine=NAME, backend=keras.backend.backend(), duration_s=share)
+    except Exception as e:  # noqa: BLE001 - the engine's own failure: no run is lost to it
+        left = [run for run in runs if run.run_id not in done]
+        share = (time.perf_counter() - t0) / max(len(left), 1)
+        for i, run in enumerate(left):
+            ours = failed(run, e, engine=NAME, backend=keras.backend.backend(), duration_s=share)
+            if fallback is None:
+                yield ours
+                continue
+            result = fallback(run)
+            if i == 0:
+                result = replace(result, traceback=result.traceback or ours.traceback, note=(
+                    f"the fused engine failed on {len(left)} run{'s' * (len(left) != 1)} of a pack "
+                    f"({ours.summary['error']}; traceback in errors/{run.run_id}.txt); the keras engine trains them"))
+            yield result
+
+
+def _groups(built: dict[int, tuple[Any, Built]]) -> list[list[int]]:
+    """The runs (indices) that train in one program: the same signature, and per-run layers
+    that line up with the group's first model (`introspect.fits`), taken in order of most
+    per-run layers first, so that a model which left out a Dropout of rate 0 joins one that has it."""
+    groups: list[tuple[str, set[str], list[int]]] = []
+    for j in sorted(built, key=lambda j: -len(built[j][1].layers)):
+        b = built[j][1]
+        group = next((g for g in groups if g[0] == b.signature and fits(b.layers, g[1])), None)
+        if group is None:
+            groups.append((b.signature, set(b.layers), [j]))
+        else:
+            group[2].append(j)
+    return [sorted(g[2]) for g in groups]
 
 
 def _template(runs: Sequence[RunSpec], built: Sequence[tuple[Any, Built]], data: Dataset) -> Program:
     """The program for these runs, cached by the model's signature and the pack's settings: a
-    cached program serves any pack whose Dropout layers and regularized variables it has (a
-    run without them gets rate 0 there), so the rounds of a search and the packs of a sweep
-    compile each stack size once. A new template is the model with the most Dropout layers."""
+    cached program serves any group whose per-run layers line up with its template's and whose
+    regularized variables it has (a run without them gets rate 0 there), so the rounds of a
+    search and the packs of a sweep compile each stack size once. A new template is the group's
+    model with the most per-run layers."""
     first = runs[0]
     regularized = set().union(*(b.regularized for _, b in built))
-    names = {n for _, b in built for n in b.dropout}
-    xla = not any(rate > 0 for _, b in built for rate in b.dropout.values())  # see compile_fn
-    key = json.dumps([built[0][1].signature, data.task, first.training.batch_size, first.training.optimizer, xla])
+    model, leader = max(built, key=lambda mb: len(mb[1].layers))
+    draws = any(v.name == "seed_generator_state" for m, _ in built for v in m.non_trainable_variables)
+    xla = not draws  # see compile_fn: XLA's random draws are not TensorFlow's
+    key = json.dumps([leader.signature, data.task, first.training.batch_size, first.training.optimizer, xla])
     cached = _PROGRAMS.get(key)
-    if cached is not None and names <= {layer.name for layer in cached[0].dropouts} \
+    if cached is not None and all(fits(b.layers, cached[0].keys) for _, b in built) \
             and regularized <= set(cached[0].regularized):
         return cached[0]
     if len(_PROGRAMS) >= 8:
         _PROGRAMS.pop(next(iter(_PROGRAMS)))
-    model = max(built, key=lambda mb: len(mb[1].dropout))[0]
     if cached is not None:  # grow the cached program's reach rather than keep two
         regularized |= set(cached[0].regularized)
     _PROGRAMS[key] = (Program(model, sorted(regularized), runs, data, xla), model)
@@ -100,9 +129,6 @@ def _train(runs: list[RunSpec], built: list[tuple[Any, Built]], data: Dataset, t
     if reason is not None:
         raise TypeError(f"the fused engine cannot train {reason}; use engine = \"keras\"")
     program = _template(runs, built, data)
-    missing = set().union(*(b.dropout for _, b in built)) - {layer.name for layer in program.dropouts}
-    if missing:
-        raise TypeError(f"the runs of this pack have Dropout layers {sorted(missing)} that the template lacks")
     stack = Stack(program, runs, [b for _, b in built], data, t_start, resume)
     while stack.active.any():
         if STOP.is_set():
@@ -112,3 +138,34 @@ def _train(runs: list[RunSpec], built: list[tuple[Any, Built]], data: Dataset, t
         stack.compact()
 
 
+
+
+def probe(run: RunSpec, data: Dataset) -> str | None:
+    """Why the fused engine cannot train this run's model (one line), or `None`: the model
+    trains itself (`why_not_model`), or tracing one epoch of its program on a few samples fails.
+    It traces without compiling or training (`jax.eval_shape`, `tf.function.get_concrete_function`),
+    so that `mlreg validate` and `run` find, before any training, what the engine would fail on."""
+    from mlreg.backend import import_keras
+    from mlreg.records import error_line
+
+    keras = import_keras()
+    model, b = build(run, data)
+    reason = why_not_model(model)
+    if reason is not None:
+        return reason
+    try:
+        program = Program(model, sorted(b.regularized), [run], data, xla=False)
+        state, consts = program.initial_state([b], [run])
+        n = min(len(data.x_train), 2 * run.training.batch_size)
+        convert = keras.ops.convert_to_tensor
+        args = (state, consts, convert(np.arange(n, dtype="int32")[None]),
+                *(convert(a[:n]) for a in (data.x_train, data.y_train, data.x_val, data.y_val)))
+        if keras.backend.backend() == "jax":
+            import jax
+
+            jax.eval_shape(program.epoch, *args)
+        else:
+            program.epoch.get_concrete_function(*args)
+    except Exception as e:  # noqa: BLE001 - what the engine cannot trace goes to the keras engine
+        return f"the fused engine cannot trace it: {error_line(e)}"
+    return None
