@@ -45,6 +45,8 @@ class Built:
         trainable: the trainable values, in the model's order.
         non_trainable: the non-trainable values but the per-run layers' seed states.
         regularized: trainable index -> (l1, l2) of its L1/L2/L1L2 regularizer.
+        activity: index among the layers that are not per-run -> (l1, l2) of its L1/L2/L1L2
+            activity regularizer.
         layers: per-run layer key -> (value, seed state or `None` where Keras made none).
         signature: the structure apart from the per-run values.
         n_params: the parameter count.
@@ -54,6 +56,7 @@ class Built:
     trainable: list[np.ndarray]
     non_trainable: list[np.ndarray]
     regularized: dict[int, tuple[float, float]]
+    activity: dict[int, tuple[float, float]]
     layers: dict[str, tuple[float, np.ndarray | None]]
     signature: str
     n_params: int
@@ -85,6 +88,31 @@ def per_run_layers(model: Any) -> dict[str, Any]:
     return out
 
 
+def fixed_layers(model: Any) -> list[Any]:
+    """The layers that are not per-run, in Keras's order (what a slot counts)."""
+    return [layer for layer in all_layers(model) if kind_of(layer) is None]
+
+
+def rates(regularizer: Any) -> tuple[float, float] | None:
+    """`(l1, l2)` of an L1, L2 or L1L2 regularizer (the engine takes those over, per run), else `None`."""
+    import keras
+
+    if not isinstance(regularizer, keras.regularizers.L1 | keras.regularizers.L2 | keras.regularizers.L1L2):
+        return None
+    config = regularizer.get_config()
+    return float(config.get("l1", 0.0)), float(config.get("l2", 0.0))
+
+
+def activity(model: Any) -> dict[int, tuple[float, float]]:
+    """The L1/L2 activity regularizers of the layers that are not per-run, by their index."""
+    out = {}
+    for i, layer in enumerate(fixed_layers(model)):
+        r = rates(getattr(layer, "activity_regularizer", None))
+        if r is not None:
+            out[i] = r
+    return out
+
+
 def seed_state(layer: Any) -> Any:
     """A per-run layer's seed-state variable, or `None` (Keras makes none for a rate of 0)."""
     generator = getattr(layer, "seed_generator", None)
@@ -93,9 +121,12 @@ def seed_state(layer: Any) -> Any:
 
 def layer_config(layer: Any) -> dict[str, Any]:
     """A layer's configuration: `get_config()`, or, for a layer that cannot serialize itself
-    (a class of the user's without `get_config`), its plain attributes."""
+    (a class of the user's without `get_config`), its plain attributes. A nested model's own is
+    left out: its layers are each listed (and its configuration would hold their per-run values)."""
     from mlreg.backend import without_tensorflow
 
+    if hasattr(layer, "layers"):
+        return {}
     try:
         with without_tensorflow():
             return layer.get_config()
@@ -109,30 +140,30 @@ _STRIPPED = {"name", "seed"}
 
 
 def _plain(config: Any) -> Any:
-    """A configuration without names, seeds and the regularizers of variables (the engine reads
-    those from the variables themselves); an activity regularizer stays (it is traced)."""
+    """A configuration without names, seeds and regularizers (the engine reads those from the
+    variables and layers themselves, see `structure`)."""
     if isinstance(config, dict):
-        return {k: _plain(v) for k, v in config.items()
-                if k not in _STRIPPED and not (k.endswith("_regularizer") and k != "activity_regularizer")}
+        return {k: _plain(v) for k, v in config.items() if k not in _STRIPPED and not k.endswith("_regularizer")}
     return [_plain(v) for v in config] if isinstance(config, list | tuple) else config
 
 
 def structure(model: keras.Model, *, with_values: bool = False) -> str:
     """The structure of a model: its class, every layer with its configuration (no names or
-    seeds), the shape of every variable, and the regularizers the engine does not take over.
-    Without `with_values` the per-run values are left out (the signature); with them, they and
-    every variable regularizer are in (two models of a builder that differ in nothing else)."""
-    import keras
-
+    seeds), the shape of every variable, and the regularizers the engine does not take over
+    (of variables and activities). Without `with_values` the per-run values are left out (the
+    signature); with them, they and every regularizer are in (two models of a builder that
+    differ in nothing else)."""
     per_run = per_run_layers(model)
     taken = {id(layer) for layer in per_run.values()}
     seeds = {id(seed_state(layer)) for layer in per_run.values()}
     layers = [[type(layer).__name__, _plain(layer_config(layer))] for layer in all_layers(model)
               if id(layer) not in taken]
     variables = [[list(v.shape), str(v.dtype), v.trainable] for v in model.variables if id(v) not in seeds]
-    taken_over = keras.regularizers.L1 | keras.regularizers.L2 | keras.regularizers.L1L2
     regularizers = [str(v.regularizer.get_config()) for v in model.trainable_variables
-                    if v.regularizer is not None and (with_values or not isinstance(v.regularizer, taken_over))]
+                    if v.regularizer is not None and (with_values or rates(v.regularizer) is None)]
+    regularizers += [[i, str(layer.activity_regularizer.get_config())] for i, layer in enumerate(fixed_layers(model))
+                     if getattr(layer, "activity_regularizer", None) is not None
+                     and (with_values or rates(layer.activity_regularizer) is None)]
     values = {key: kind_of(layer).value(layer) for key, layer in per_run.items()} if with_values else {}  # type: ignore[union-attr]
     return json.dumps([type(model).__name__, layers, variables, regularizers, values], default=str)
 
@@ -148,11 +179,8 @@ def build(run: RunSpec, data: Dataset) -> tuple[keras.Model, Built]:
     with seeded(run.seed):
         model = build_model(run, data)
     order_state = np.random.get_state()
-    regularized = {}
-    for i, v in enumerate(model.trainable_variables):
-        if isinstance(v.regularizer, keras.regularizers.L1 | keras.regularizers.L2 | keras.regularizers.L1L2):
-            config = v.regularizer.get_config()
-            regularized[i] = (float(config.get("l1", 0.0)), float(config.get("l2", 0.0)))
+    regularized = {i: rates(v.regularizer) for i, v in enumerate(model.trainable_variables)
+                   if rates(v.regularizer) is not None}
     per_run = per_run_layers(model)
     seeds = {id(seed_state(layer)) for layer in per_run.values()}
 
@@ -162,7 +190,8 @@ def build(run: RunSpec, data: Dataset) -> tuple[keras.Model, Built]:
     built = Built(
         trainable=[value(v) for v in model.trainable_variables],
         non_trainable=[value(v) for v in model.non_trainable_variables if id(v) not in seeds],
-        regularized=regularized,
+        regularized=regularized,  # type: ignore[arg-type]
+        activity=activity(model),
         layers={key: (kind_of(layer).value(layer), None if seed_state(layer) is None  # type: ignore[union-attr]
                       else value(seed_state(layer))) for key, layer in per_run.items()},
         signature=structure(model),

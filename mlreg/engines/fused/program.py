@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlreg.engines.fused.backends import compile_fn, stateless_optimizer, value_and_grad
-from mlreg.engines.fused.introspect import Built, all_layers, per_run_layers, seed_state
+from mlreg.engines.fused.introspect import Built, all_layers, fixed_layers, per_run_layers, seed_state
 from mlreg.engines.fused.packing import MAX_PACK
 from mlreg.engines.fused.per_run import take_over
 from mlreg.records import SPARSE_BELOW
@@ -45,13 +45,15 @@ class Program:
             traced values, its L1/L2 regularizers of `regularized` are removed: the engine
             computes that penalty per run).
         regularized: the trainable variables (indices) some run regularizes with L1/L2.
+        activity: the layers (indices among those not per-run) some run puts an L1/L2 activity
+            regularizer on; the template's are made to take each run's rates.
         runs: the runs it is made for (their batch size and optimizer).
         data: their data (the task).
         xla: compile under XLA on TensorFlow (see `backends.compile_fn`).
     """
 
-    def __init__(self, template: keras.Model, regularized: list[int], runs: Sequence[RunSpec], data: Dataset,
-                 xla: bool) -> None:
+    def __init__(self, template: keras.Model, regularized: list[int], activity: list[int], runs: Sequence[RunSpec],
+                 data: Dataset, xla: bool) -> None:
         import keras
 
         from mlreg.models import make_optimizer
@@ -72,6 +74,11 @@ class Program:
         self.regularized = regularized
         for i in self.regularized:
             template.trainable_variables[i].regularizer = None  # the engine adds its penalty, per run
+        self.activity = activity
+        self.activities = [_PerRunActivity() for _ in activity]
+        fixed = fixed_layers(template)
+        for i, regularizer in zip(activity, self.activities, strict=True):
+            fixed[i].activity_regularizer = regularizer
         self.kernels = _kernel_index(template, self.kept)
         self.inference_draws = _inference_draws(template, self.kept, data)
         self.evaluations = math.ceil(len(data.x_val) / self.batch_size) + math.ceil(
@@ -87,13 +94,15 @@ class Program:
 
     # -- one run (mapped over the stack) -----------------------------------------------------------
     def _forward(self, tv: list, ntv: list, x: Any, training: bool, seeds: list | None = None,
-                 values: Any = None) -> tuple[Any, list, list, list]:
+                 values: Any = None, activity: Any = None) -> tuple[Any, list, list, list]:
         """The template on one run's values: its outputs, new non-trainable values, new seed
         states of its per-run layers, and the losses the model adds itself (regularizers the
-        engine does not take over, activity regularizers, `add_loss`)."""
+        engine does not take over, activity regularizers at the run's rates, `add_loss`)."""
         for i, layer in enumerate(self.layers):  # plain attributes, not tracked by Keras
             object.__setattr__(layer, "_mlreg_value", None if values is None else values[i])
             object.__setattr__(layer, "_mlreg_seed", None if seeds is None else seeds[i])
+        for i, regularizer in enumerate(self.activities):
+            regularizer.rates = None if activity is None else activity[i]
         full = list(ntv)
         for i in sorted(self.fixed):
             full.insert(i, self.fixed[i])
@@ -118,10 +127,10 @@ class Program:
     def _step(self, args: tuple) -> tuple:
         """One optimizer step of one run on its batch."""
         ops = self.keras.ops
-        tv, ntv, seeds, ov, l1, l2, values, x, y = args
+        tv, ntv, seeds, ov, l1, l2, values, activity, x, y = args
 
         def objective(tv: list) -> tuple:
-            y_pred, new_ntv, new_seeds, losses = self._forward(tv, ntv, x, True, seeds, values)
+            y_pred, new_ntv, new_seeds, losses = self._forward(tv, ntv, x, True, seeds, values, activity)
             total = ops.mean(self.loss(y, y_pred)) + self._penalty(tv, l1, l2)
             for extra in losses:
                 total = total + extra
@@ -148,7 +157,8 @@ class Program:
             tv, ntv, seeds, ov, loss_sum, hit_sum = carry
             xb, yb = ops.take(x, idx, axis=0), ops.take(y, idx, axis=0)
             tv, ntv, seeds, ov, total, hits = ops.vectorized_map(
-                self._step, (tv, ntv, seeds, ov, consts["l1"], consts["l2"], consts["values"], xb, yb))
+                self._step, (tv, ntv, seeds, ov, consts["l1"], consts["l2"], consts["values"], consts["activity"],
+                             xb, yb))
             size = ops.cast(idx.shape[1], "float32")
             return tv, ntv, seeds, ov, loss_sum + total * size, hit_sum + hits
 
@@ -163,7 +173,7 @@ class Program:
             ntv[i] = ntv[i] + ops.convert_to_tensor(step * self.evaluations, dtype=ntv[i].dtype)
         new = {"tv": tv, "ntv": ntv, "seeds": seeds, "ov": ov}
         values = {"loss": loss_sum / n, "metric": hit_sum / n}
-        train, val = self._evaluate(new, x, y), self._evaluate(new, x_val, y_val)
+        train, val = self._evaluate(new, x, y, consts), self._evaluate(new, x_val, y_val, consts)
         values |= {f"train_{name}": v for name, v in train.items() if name != "extra"}
         values |= {f"val_{name}": v for name, v in val.items() if name != "extra"}
         weights = self._weights(new, consts)
@@ -171,7 +181,7 @@ class Program:
         return new, values | weights | {"penalty": explicit + train["extra"],
                                         "val_loss": val["data_loss"] + explicit + val["extra"]}
 
-    def _evaluate(self, state: dict, x: Any, y: Any) -> dict:
+    def _evaluate(self, state: dict, x: Any, y: Any, consts: dict) -> dict:
         """Per run, over a whole data set in inference mode, `chunk` samples at a time: the
         mean data loss and metric, and the mean of what the model adds to the loss itself
         (`extra`)."""
@@ -182,14 +192,14 @@ class Program:
 
         def part(carry: tuple, xc: Any, yc: Any) -> tuple:
             def one(args: tuple) -> tuple:
-                tv, ntv = args
-                y_pred, _, _, losses = self._forward(tv, ntv, xc, False)
+                tv, ntv, activity = args
+                y_pred, _, _, losses = self._forward(tv, ntv, xc, False, activity=activity)
                 extra = ops.zeros(())
                 for value in losses:
                     extra = extra + value
                 return ops.sum(self.loss(yc, y_pred)), ops.sum(self.metric(yc, y_pred)), extra
 
-            loss, hits, extra = ops.vectorized_map(one, (state["tv"], state["ntv"]))
+            loss, hits, extra = ops.vectorized_map(one, (state["tv"], state["ntv"], consts["activity"]))
             size = ops.cast(xc.shape[0], "float32")
             return carry[0] + loss, carry[1] + hits, carry[2] + extra * size
 
@@ -246,11 +256,28 @@ class Program:
             "l1": rates[..., 0], "l2": rates[..., 1],
             "values": np.array([[b.layers.get(key, (0.0, None))[0] for key in self.keys] for b in builts],
                                "float32").reshape(len(builts), -1),
+            "activity": np.array([[b.activity.get(i, (0.0, 0.0)) for i in self.activity] for b in builts],
+                                 "float32").reshape(len(builts), len(self.activity), 2),
         }
         convert = ops.convert_to_tensor
         state = {key: [convert(a) for a in arrays] for key, arrays in
                  (("tv", tv), ("ntv", ntv), ("seeds", seeds), ("ov", ov))}
         return state, {k: convert(v) for k, v in consts.items()}
+
+
+class _PerRunActivity:
+    """An L1/L2 activity regularizer whose rates are the run's, set while the program is traced:
+    `l1 * sum|x| + l2 * sum x^2`, as Keras's `L1`, `L2` and `L1L2` compute it."""
+
+    rates: Any = None
+
+    def __call__(self, x: Any) -> Any:
+        import keras
+
+        ops = keras.ops
+        if self.rates is None:  # outside the program (a call to measure the model)
+            return ops.zeros(())
+        return self.rates[0] * ops.sum(ops.abs(x)) + self.rates[1] * ops.sum(ops.square(x))
 
 
 def _inference_draws(model: keras.Model, kept: list[int], data: Dataset) -> dict[int, np.ndarray]:

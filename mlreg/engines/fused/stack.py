@@ -133,7 +133,7 @@ class Stack:
         if self.data.x_test is None:
             return None
         convert = self.keras.ops.convert_to_tensor
-        measured = self.program.evaluate(kept, convert(self.data.x_test), convert(self.data.y_test))
+        measured = self.program.evaluate(kept, convert(self.data.x_test), convert(self.data.y_test), self.consts)
         return {k: np.asarray(v, dtype=np.float64) for k, v in measured.items()}
 
     def _record(self, j: int, pos: int, kept: dict, stopped: bool, test: dict | None) -> RunResult:

@@ -105,19 +105,21 @@ def _template(runs: Sequence[RunSpec], built: Sequence[tuple[Any, Built]], data:
     model with the most per-run layers."""
     first = runs[0]
     regularized = set().union(*(b.regularized for _, b in built))
+    activity = set().union(*(b.activity for _, b in built))
     model, leader = max(built, key=lambda mb: len(mb[1].layers))
     draws = any(v.name == "seed_generator_state" for m, _ in built for v in m.non_trainable_variables)
     xla = not draws  # see compile_fn: XLA's random draws are not TensorFlow's
     key = json.dumps([leader.signature, data.task, first.training.batch_size, first.training.optimizer, xla])
     cached = _PROGRAMS.get(key)
     if cached is not None and all(fits(b.layers, cached[0].keys) for _, b in built) \
-            and regularized <= set(cached[0].regularized):
+            and regularized <= set(cached[0].regularized) and activity <= set(cached[0].activity):
         return cached[0]
     if len(_PROGRAMS) >= 8:
         _PROGRAMS.pop(next(iter(_PROGRAMS)))
     if cached is not None:  # grow the cached program's reach rather than keep two
         regularized |= set(cached[0].regularized)
-    _PROGRAMS[key] = (Program(model, sorted(regularized), runs, data, xla), model)
+        activity |= set(cached[0].activity)
+    _PROGRAMS[key] = (Program(model, sorted(regularized), sorted(activity), runs, data, xla), model)
     return _PROGRAMS[key][0]
 
 
@@ -154,7 +156,7 @@ def probe(run: RunSpec, data: Dataset) -> str | None:
     if reason is not None:
         return reason
     try:
-        program = Program(model, sorted(b.regularized), [run], data, xla=False)
+        program = Program(model, sorted(b.regularized), sorted(b.activity), [run], data, xla=False)
         state, consts = program.initial_state([b], [run])
         n = min(len(data.x_train), 2 * run.training.batch_size)
         convert = keras.ops.convert_to_tensor
