@@ -205,7 +205,8 @@ def _check_and_list(spec: Any) -> int:
     if any(r.model.builder not in BUILDERS for r in shown):  # a builder of the user's: build and check its models
         from mlreg.engines import plan
 
-        reasons, notes = check_models(shown, {r.data_key: for_run(r) for r in shown}, spec.swept)
+        reasons, notes = check_models(shown, {r.data_key: for_run(r) for r in shown}, spec.swept,
+                                      fused=spec.training.engine != "keras")
         note = plan(shown, spec.training.engine, reasons=reasons)[1]
         for line in [*notes, *([note] if note else [])]:
             print(f"  {line}")

@@ -151,14 +151,15 @@ def check_ignored(plan: list[RunSpec], swept: list[str]) -> None:
                             f"Received: {ignored[0]} swept with builder={run.model.builder!r}")
 
 
-def check_models(plan: list[RunSpec], datasets: dict[str, Dataset],
-                 swept: Sequence[str] = ()) -> tuple[dict[str, str], list[str]]:
+def check_models(plan: list[RunSpec], datasets: dict[str, Dataset], swept: Sequence[str] = (),
+                 fused: bool = True) -> tuple[dict[str, str], list[str]]:
     """Builds one model per distinct configuration of a user's builder (the per-run values, such
     as the rates, aside) and checks it (`models.check_model`), so that a builder that raises,
     cannot be called, returns something else than a model, or a model that does not fit the
     task, is refused before anything is trained; and, for each swept model parameter the
-    builder takes, a model with another value, refusing a parameter that changes nothing. Then
-    traces one epoch of the fused engine's program for it (`fused.probe`).
+    builder takes, a model with another value, refusing a parameter that changes nothing. Then,
+    unless `fused` is false (the keras engine trains everything), traces one epoch of the fused
+    engine's program for it (`fused.probe`).
 
     Returns:
         For the runs the fused engine must leave to `model.fit`, why (a model that trains itself,
@@ -190,7 +191,7 @@ def check_models(plan: list[RunSpec], datasets: dict[str, Dataset],
             for param in (p for p in swept if p in MODEL_PARAMS and p in run.params()):
                 _check_used(run, param, {r.model.model_dump()[param] for r in plan
                                          if r.model.builder == run.model.builder}, model, data)
-            seen[key] = probe(run, data)
+            seen[key] = probe(run, data) if fused else None
         if seen[key]:
             reasons[run.run_id] = seen[key]  # type: ignore[assignment]
     return reasons, notes
@@ -324,7 +325,7 @@ def prepare(spec: ExperimentSpec, *, engine: str | None = None, backend: str | N
         check_monitor(plan, first.task)
         import_keras(verbose)
         signals.check()
-        reasons, notes = check_models(plan, datasets, spec.swept)
+        reasons, notes = check_models(plan, datasets, spec.swept, fused=engine != "keras")
     except SpecError as e:
         raise spec.named(e) from None
     signals.check()

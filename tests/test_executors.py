@@ -16,8 +16,6 @@ import pytest
 import mlreg
 from tests.conftest import ROOT, mlreg_cli, tiny_spec_dict, write_toml
 
-pytestmark = pytest.mark.backends  # run again under the other Keras backend in CI
-
 NUMBERS = ["best_val_data_loss", "train_data_loss_at_best", "best_epoch", "weight_l2", "val_accuracy_at_best"]
 
 
@@ -25,6 +23,7 @@ def _runs(out):
     return pd.read_csv(out / "runs.csv").set_index("run_id").sort_index()
 
 
+@pytest.mark.backends  # the numbers, and a start-up Ctrl-C, on each backend; the rest is the processes'
 def test_process_pool_and_dask_give_the_inline_numbers(tmp_path):
     spec = mlreg.ExperimentSpec.from_dict(tiny_spec_dict(seeds=3, grid={"l2": [0.0, 0.01]},
                                                          model={"hidden": [16], "dropout": 0.2}))
@@ -138,6 +137,7 @@ def test_workers_end_when_their_driver_is_killed(tmp_path):
         driver.kill()
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("delay", [0.3, 1.0, 2.0, 3.0])
 def test_ctrl_c_during_start_up_ends_with_130_and_never_runs_the_sweep(tmp_path, delay):
     """Issue 17.2: a SIGINT while TensorFlow or JAX imported was swallowed (the whole sweep ran,
