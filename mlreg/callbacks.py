@@ -97,7 +97,8 @@ def evaluate(model: Any, x: Any, y: Any, *, batch_size: int | None = None) -> di
     """`model.evaluate`'s values with the honest two beside them: `data_loss` and `penalty`.
 
     With a compiled `data_loss` metric (mlreg compiles one), the penalty is what Keras's `loss`
-    adds to it: every regularizer of the model's variables (kernel, bias, embeddings,
+    adds to it (to `objective`, the smoothed data loss, where labels are smoothed): every
+    regularizer of the model's variables (kernel, bias, embeddings,
     recurrent, ...), its activity regularizers as their mean over these samples, and what it
     adds with `add_loss`; a model with no regularizer whose difference is float32 rounding
     has a penalty of exactly 0. Without the metric, the penalty is the variables' regularizers
@@ -106,7 +107,7 @@ def evaluate(model: Any, x: Any, y: Any, *, batch_size: int | None = None) -> di
     if "data_loss" not in values:
         penalty = float(sum(float(v.regularizer(v)) for v in model.trainable_variables if v.regularizer is not None))
         return {"data_loss": values["loss"] - penalty} | values | {"penalty": penalty}
-    penalty = values["loss"] - values["data_loss"]
+    penalty = values["loss"] - values.pop("objective", values["data_loss"])  # objective: the smoothed data loss
     if abs(penalty) <= 4 * np.finfo("float32").eps * abs(values["loss"]) and not _regularized(model):
         penalty = 0.0
     return values | {"penalty": penalty}

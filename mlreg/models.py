@@ -53,11 +53,29 @@ def output_activation(task: str) -> str:
     return TASK_HEADS[task][0]
 
 
-def loss_for(task: str) -> keras.losses.Loss:
-    """The data loss of a task (Keras's names: crossentropies, or mean squared error)."""
+def loss_for(task: str, label_smoothing: float = 0.0) -> keras.losses.Loss:
+    """The training loss of a task (Keras's names: crossentropies, or mean squared error), its
+    targets smoothed by `label_smoothing` (single-label: integer labels one-hot first, as Keras's
+    sparse crossentropy takes no smoothing)."""
     import keras
 
-    return getattr(keras.losses, TASK_HEADS[task][1])()
+    if not label_smoothing:
+        return getattr(keras.losses, TASK_HEADS[task][1])()
+    if task == "regression":
+        raise InputError(f"Invalid value for `label_smoothing`: a regression task has no labels to smooth. "
+                         f"Received: label_smoothing={label_smoothing}")
+    if task != "single_label":
+        return keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
+
+    class SmoothedSparseCrossentropy(keras.losses.Loss):
+        """Categorical crossentropy of integer labels, one-hot and smoothed (Keras's own function)."""
+
+        def call(self, y_true: Any, y_pred: Any) -> Any:
+            ops = keras.ops
+            target = ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), y_pred.shape[-1], dtype=y_pred.dtype)
+            return keras.losses.categorical_crossentropy(target, y_pred, label_smoothing=label_smoothing)
+
+    return SmoothedSparseCrossentropy(name="smoothed_crossentropy")
 
 
 def data_loss_metric(task: str) -> keras.metrics.Metric:
@@ -79,21 +97,43 @@ def metrics_for(task: str) -> list[keras.metrics.Metric]:
     return [getattr(keras.metrics, TASK_HEADS[task][3])(name=metric_names(task)[0])]
 
 
-def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
-    """A Keras optimizer by its name in `mlreg.spec.OPTIMIZERS`, with Keras's defaults."""
+def make_optimizer(name: str, learning_rate: float, weight_decay: float | None = None) -> keras.optimizers.Optimizer:
+    """A Keras optimizer by its name in `mlreg.spec.OPTIMIZERS`, with Keras's defaults but the
+    weight decay: `weight_decay` (`None` or 0: none; `adamw` without one: Keras's 0.004)."""
     import keras
 
-    return getattr(keras.optimizers, OPTIMIZER_CLASSES[name])(learning_rate=learning_rate)
+    from mlreg.spec import ADAMW_DECAY
+
+    cls = getattr(keras.optimizers, OPTIMIZER_CLASSES[name])
+    if name == "adamw":
+        return cls(learning_rate=learning_rate, weight_decay=ADAMW_DECAY if weight_decay is None else weight_decay)
+    return cls(learning_rate=learning_rate, weight_decay=weight_decay or None)
+
+
+def decayed(variable: Any, decay_biases: bool) -> bool:
+    """Whether weight decay applies to a variable: kernels, embeddings and recurrent kernels
+    (two or more dimensions), or every variable with `decay_biases`."""
+    return decay_biases or len(variable.shape) >= 2
 
 
 def compile_model(model: keras.Model, task: str, training: TrainingSpec) -> keras.Model:
-    """Compiles with the task's loss, its metrics and the `data_loss` metric."""
-    model.compile(
-        optimizer=make_optimizer(training.optimizer, training.learning_rate),
-        loss=loss_for(task),
-        metrics=[*metrics_for(task), data_loss_metric(task)],
-    )
+    """Compiles with the task's loss (its labels smoothed by `label_smoothing`), its metrics and
+    the `data_loss` metric (and, with smoothing, `objective`: the smoothed loss without the
+    penalty); the optimizer decays the variables `decayed` says, by `weight_decay`."""
+    training = training.resolved()
+    optimizer = make_optimizer(training.optimizer, training.learning_rate, training.weight_decay)
+    if optimizer.weight_decay and not training.decay_biases:
+        optimizer.exclude_from_weight_decay(var_list=[v for v in model.trainable_variables if not decayed(v, False)])
+    loss = loss_for(task, training.label_smoothing)
+    objective = [] if not training.label_smoothing else [_objective_metric(loss)]
+    model.compile(optimizer=optimizer, loss=loss, metrics=[*metrics_for(task), data_loss_metric(task), *objective])
     return model
+
+
+def _objective_metric(loss: Any) -> Any:
+    import keras
+
+    return keras.metrics.MeanMetricWrapper(lambda y, p: loss.call(y, p), name="objective")
 
 
 # -- builders -------------------------------------------------------------------------------
@@ -101,27 +141,84 @@ def _rate(rates: Rates, i: int) -> float:
     return float(rates if isinstance(rates, int | float) else rates[i])
 
 
-def _dense(units: int, i: int, l1: Rates, l2: Rates, name: str, activation: str | None = None):
+def _max_norm(max_norm: float, dims: int) -> Any:
+    """`MaxNorm(max_norm)` over each output unit's incoming weights (every axis of a kernel of
+    `dims` dimensions but the last), or `None` for 0."""
+    import keras
+
+    return keras.constraints.MaxNorm(max_norm, axis=0 if dims == 2 else list(range(dims - 1))) if max_norm else None
+
+
+def _dense(units: int, i: int, l1: Rates, l2: Rates, name: str, activation: str | None = None, max_norm: float = 0.0):
     import keras
 
     return keras.layers.Dense(
         units,
         activation=activation,
         kernel_regularizer=kernel_regularizer(_rate(l1, i), _rate(l2, i)),
+        kernel_constraint=_max_norm(max_norm, 2),
         name=name,
     )
+
+
+def _on_inputs(shape: tuple[int, ...], augment: float, noise: float) -> list[Any]:
+    """The layers a built-in builder puts on its inputs: augmentation, then input noise (each only
+    when above 0, so that a model without them is the model mlreg always built)."""
+    import keras
+
+    from mlreg.layers import Augment
+
+    if augment and len(shape) not in (2, 3):
+        raise InputError(f"Invalid value for `augment`: it takes images [H, W, C] or sequences [T, C]; the samples "
+                         f"are {list(shape)}: give [data] a `shape`. Received: augment={augment}")
+    return ([Augment(augment, name="augment")] if augment else []) + (
+        [keras.layers.GaussianNoise(noise, name="noise")] if noise else [])
+
+
+def _after_hidden(i: int, activation: str, *, batch_norm: bool = False, hidden_noise: float = 0.0,
+                  dropout: float = 0.0, spatial: Any = None, spatial_dropout: float = 0.0,
+                  named: bool = True) -> list[Any]:
+    """What follows a hidden layer's kernel (built without its activation when `batch_norm`):
+    BatchNormalization and the activation, hidden noise, spatial dropout, dropout; each only
+    when asked for, so that a model without them is the model mlreg always built (the residual
+    and wide-and-deep models' layers keep Keras's own names, `named=False`, as they always had)."""
+    import keras
+
+    def name(what: str) -> str | None:
+        return f"{what}_{i + 1}" if named else None
+
+    out: list[Any] = []
+    if batch_norm:
+        out += [keras.layers.BatchNormalization(name=name("batch_norm")),
+                keras.layers.Activation(activation, name=name("activation"))]
+    if hidden_noise:
+        out.append(keras.layers.GaussianNoise(hidden_noise, name=name("hidden_noise")))
+    if spatial_dropout:
+        out.append(spatial(spatial_dropout, name=name("spatial_dropout")))
+    if dropout:
+        out.append(keras.layers.Dropout(dropout, name=name("dropout")))
+    return out
+
+
+def _apply(layers: Sequence[Any], x: Any) -> Any:
+    for layer in layers:
+        x = layer(x)
+    return x
 
 
 def _shape(input_shape: Shape) -> tuple[int, ...]:
     return (int(input_shape),) if isinstance(input_shape, int) else tuple(int(d) for d in input_shape)
 
 
-def _flat_input(input_shape: Shape, name: str | None = None) -> tuple[Any, Any]:
-    """The model's input and its features as one vector (a Flatten for images and sequences)."""
+def _flat_input(input_shape: Shape, name: str | None = None, *, augment: float = 0.0,
+                noise: float = 0.0) -> tuple[Any, Any]:
+    """The model's input and its features as one vector (after augmentation and input noise, a
+    Flatten for images and sequences)."""
     import keras
 
     inputs = keras.Input(_shape(input_shape), name=name)
-    return inputs, (keras.layers.Flatten(name="flatten")(inputs) if len(inputs.shape) > 2 else inputs)
+    x = _apply(_on_inputs(_shape(input_shape), augment, noise), inputs)
+    return inputs, (keras.layers.Flatten(name="flatten")(x) if len(inputs.shape) > 2 else x)
 
 
 def build_mlp(
@@ -134,6 +231,11 @@ def build_mlp(
     dropout: float = 0.0,
     l1: Rates = 0.0,
     l2: Rates = 0.0,
+    noise: float = 0.0,
+    hidden_noise: float = 0.0,
+    max_norm: float = 0.0,
+    augment: float = 0.0,
+    batch_norm: bool = False,
 ) -> keras.Sequential:
     """A Sequential MLP: Dense (+ Dropout) per hidden layer, then the task's head.
 
@@ -147,6 +249,13 @@ def build_mlp(
         dropout: rate of the Dropout after each hidden layer. Defaults to `0.0`.
         l1: L1 rate, for all Dense layers or one per layer (hidden..., output). Defaults to `0.0`.
         l2: L2 rate, likewise. Defaults to `0.0`.
+        noise: standard deviation of Gaussian noise on the inputs (training only). Defaults to `0.0`.
+        hidden_noise: likewise after each hidden layer. Defaults to `0.0`.
+        max_norm: a `MaxNorm` constraint on every kernel; 0 is none. Defaults to `0.0`.
+        augment: augmentation strength of images or sequences (`mlreg.layers.Augment`).
+            Defaults to `0.0`.
+        batch_norm: BatchNormalization between each hidden Dense and its activation.
+            Defaults to `False`.
 
     Returns:
         An uncompiled `keras.Sequential` with layers `hidden_1`, ..., `output`.
@@ -159,12 +268,12 @@ def build_mlp(
     import keras
 
     shape = _shape(input_shape)
-    layers: list[Any] = [keras.Input(shape)] + ([keras.layers.Flatten(name="flatten")] if len(shape) > 1 else [])
+    layers: list[Any] = [keras.Input(shape), *_on_inputs(shape, augment, noise)]
+    layers += [keras.layers.Flatten(name="flatten")] if len(shape) > 1 else []
     for i, units in enumerate(hidden):
-        layers.append(_dense(units, i, l1, l2, f"hidden_{i + 1}", activation))
-        if dropout:
-            layers.append(keras.layers.Dropout(dropout, name=f"dropout_{i + 1}"))
-    layers.append(_dense(n_outputs, len(hidden), l1, l2, "output", output_activation(task)))
+        layers.append(_dense(units, i, l1, l2, f"hidden_{i + 1}", None if batch_norm else activation, max_norm))
+        layers += _after_hidden(i, activation, batch_norm=batch_norm, hidden_noise=hidden_noise, dropout=dropout)
+    layers.append(_dense(n_outputs, len(hidden), l1, l2, "output", output_activation(task), max_norm))
     return keras.Sequential(layers, name="mlp")
 
 
@@ -178,26 +287,29 @@ def build_residual_mlp(
     dropout: float = 0.0,
     l1: Rates = 0.0,
     l2: Rates = 0.0,
+    noise: float = 0.0,
+    hidden_noise: float = 0.0,
+    max_norm: float = 0.0,
+    augment: float = 0.0,
 ) -> keras.Model:
     """A Functional residual MLP: each hidden layer after the first adds a skip connection.
 
     `x_{i+1} = x_i + Dropout(act(Dense(x_i)))`, with a linear projection on the
-    skip when the width changes. Arguments as in `build_mlp`.
+    skip when the width changes. Arguments as in `build_mlp` (no `batch_norm`).
     """
     import keras
 
-    inputs, x = _flat_input(input_shape, "features")
-    x = _dense(hidden[0], 0, l1, l2, "hidden_1", activation)(x)
-    if dropout:
-        x = keras.layers.Dropout(dropout)(x)
+    inputs, x = _flat_input(input_shape, "features", augment=augment, noise=noise)
+    after = {"hidden_noise": hidden_noise, "dropout": dropout, "named": False}
+    x = _apply([_dense(hidden[0], 0, l1, l2, "hidden_1", activation, max_norm)], x)
+    x = _apply(_after_hidden(0, activation, **after), x)
     for i, units in enumerate(hidden[1:], start=1):
-        y = _dense(units, i, l1, l2, f"hidden_{i + 1}", activation)(x)
-        if dropout:
-            y = keras.layers.Dropout(dropout)(y)
+        y = _dense(units, i, l1, l2, f"hidden_{i + 1}", activation, max_norm)(x)
+        y = _apply(_after_hidden(i, activation, **after), y)
         if x.shape[-1] != units:
-            x = _dense(units, i, l1, l2, f"skip_{i + 1}")(x)
+            x = _dense(units, i, l1, l2, f"skip_{i + 1}", max_norm=max_norm)(x)
         x = keras.layers.Add(name=f"residual_{i + 1}")([x, y])
-    outputs = _dense(n_outputs, len(hidden), l1, l2, "output", output_activation(task))(x)
+    outputs = _dense(n_outputs, len(hidden), l1, l2, "output", output_activation(task), max_norm)(x)
     return keras.Model(inputs, outputs, name="residual_mlp")
 
 
@@ -211,20 +323,24 @@ def build_wide_deep(
     dropout: float = 0.0,
     l1: Rates = 0.0,
     l2: Rates = 0.0,
+    noise: float = 0.0,
+    hidden_noise: float = 0.0,
+    max_norm: float = 0.0,
+    augment: float = 0.0,
 ) -> keras.Model:
     """A Functional wide-and-deep model: the raw features (wide, linear) and an MLP
-    branch (deep) are concatenated before the output layer. Arguments as in `build_mlp`.
+    branch (deep) are concatenated before the output layer. Arguments as in `build_mlp` (no
+    `batch_norm`).
     """
     import keras
 
-    inputs, features = _flat_input(input_shape, "features")
+    inputs, features = _flat_input(input_shape, "features", augment=augment, noise=noise)
     deep = features
     for i, units in enumerate(hidden):
-        deep = _dense(units, i, l1, l2, f"hidden_{i + 1}", activation)(deep)
-        if dropout:
-            deep = keras.layers.Dropout(dropout)(deep)
+        deep = _dense(units, i, l1, l2, f"hidden_{i + 1}", activation, max_norm)(deep)
+        deep = _apply(_after_hidden(i, activation, hidden_noise=hidden_noise, dropout=dropout, named=False), deep)
     merged = keras.layers.Concatenate(name="wide_and_deep")([features, deep])
-    outputs = _dense(n_outputs, len(hidden), l1, l2, "output", output_activation(task))(merged)
+    outputs = _dense(n_outputs, len(hidden), l1, l2, "output", output_activation(task), max_norm)(merged)
     return keras.Model(inputs, outputs, name="wide_deep")
 
 
@@ -241,6 +357,12 @@ def build_cnn(
     dropout: float = 0.0,
     l1: Rates = 0.0,
     l2: Rates = 0.0,
+    noise: float = 0.0,
+    hidden_noise: float = 0.0,
+    max_norm: float = 0.0,
+    augment: float = 0.0,
+    batch_norm: bool = False,
+    spatial_dropout: float = 0.0,
 ) -> keras.Model:
     """A convolutional model: blocks of convolution (+ max-pooling) (+ Dropout), then the
     flattened features into the task's head. Conv1D for sequences `[T, C]`, Conv2D for images
@@ -259,6 +381,8 @@ def build_cnn(
         dropout: rate of the Dropout after each block. Defaults to `0.0`.
         l1: L1 rate on every kernel, or one per block then the output layer. Defaults to `0.0`.
         l2: L2 rate, likewise. Defaults to `0.0`.
+        noise, hidden_noise, max_norm, augment, batch_norm: as in `build_mlp`, per block.
+        spatial_dropout: rate of a SpatialDropout1D/2D after each block. Defaults to `0.0`.
 
     Raises:
         InputError: a flat input (samples x features): give the data a `shape`.
@@ -275,29 +399,36 @@ def build_cnn(
         raise InputError(f"Invalid value for `data.shape`: the cnn builder takes sequences [T, C] or images "
                          f"[H, W, C]; the data are {list(shape)}: give [data] a `shape`, e.g. shape = [{shape[0]}, 1] "
                          f"for a sequence. Received: shape={list(shape)}")
-    conv, pooling = ((keras.layers.Conv1D, keras.layers.MaxPooling1D) if len(shape) == 2
-                     else (keras.layers.Conv2D, keras.layers.MaxPooling2D))
+    conv, pooling, spatial = ((keras.layers.Conv1D, keras.layers.MaxPooling1D, keras.layers.SpatialDropout1D)
+                              if len(shape) == 2 else
+                              (keras.layers.Conv2D, keras.layers.MaxPooling2D, keras.layers.SpatialDropout2D))
 
     def each(v: int | Sequence[int], i: int) -> int:
         return int(v) if isinstance(v, int) else int(v[i])
 
     inputs = keras.Input(shape, name="inputs")
-    x = inputs
+    x = _apply(_on_inputs(shape, augment, noise), inputs)
     for i, n in enumerate(filters):
-        x = conv(n, each(kernel_size, i), strides=each(strides, i), padding="same", activation=activation,
-                 kernel_regularizer=kernel_regularizer(_rate(l1, i), _rate(l2, i)), name=f"conv_{i + 1}")(x)
+        x = conv(n, each(kernel_size, i), strides=each(strides, i), padding="same",
+                 activation=None if batch_norm else activation,
+                 kernel_regularizer=kernel_regularizer(_rate(l1, i), _rate(l2, i)),
+                 kernel_constraint=_max_norm(max_norm, len(shape) + 1), name=f"conv_{i + 1}")(x)
+        tail = _after_hidden(i, activation, batch_norm=batch_norm, hidden_noise=hidden_noise, dropout=dropout,
+                             spatial=spatial, spatial_dropout=spatial_dropout)
+        x = _apply(tail[:2] if batch_norm else [], x)
         if each(pool, i) > 1:
             x = pooling(each(pool, i), padding="same", name=f"pool_{i + 1}")(x)
-        if dropout:
-            x = keras.layers.Dropout(dropout, name=f"dropout_{i + 1}")(x)
+        x = _apply(tail[2:] if batch_norm else tail, x)
     x = keras.layers.Flatten(name="flatten")(x)
-    outputs = _dense(n_outputs, len(filters), l1, l2, "output", output_activation(task))(x)
+    outputs = _dense(n_outputs, len(filters), l1, l2, "output", output_activation(task), max_norm)(x)
     return keras.Model(inputs, outputs, name="cnn")
 
 
-def _dense_args(run: RunSpec) -> dict[str, Any]:
-    m = run.model
-    return {"hidden": m.hidden, "activation": m.activation, "dropout": m.dropout, "l1": m.l1, "l2": m.l2}
+def _model_args(run: RunSpec, builder: str) -> dict[str, Any]:
+    """The run's values of the parameters a built-in builder takes (`BUILDER_PARAMS`)."""
+    from mlreg.spec import BUILDER_PARAMS
+
+    return {k: getattr(run.model, k) for k in BUILDER_PARAMS[builder]}
 
 
 def _transfer(run: RunSpec, data: Dataset) -> keras.Model:
@@ -308,14 +439,12 @@ def _transfer(run: RunSpec, data: Dataset) -> keras.Model:
 
 # The built-in builders, keyed by mlreg.spec.BUILDERS: (run, data) -> an uncompiled keras.Model.
 BUILDERS: dict[str, Any] = {
-    "mlp": lambda run, data: build_mlp(data.input_shape, data.n_outputs, data.task, **_dense_args(run)),
+    "mlp": lambda run, data: build_mlp(data.input_shape, data.n_outputs, data.task, **_model_args(run, "mlp")),
     "residual_mlp": lambda run, data: build_residual_mlp(data.input_shape, data.n_outputs, data.task,
-                                                         **_dense_args(run)),
-    "wide_deep": lambda run, data: build_wide_deep(data.input_shape, data.n_outputs, data.task, **_dense_args(run)),
-    "cnn": lambda run, data: build_cnn(
-        data.input_shape, data.n_outputs, data.task, filters=run.model.filters, kernel_size=run.model.kernel_size,
-        strides=run.model.strides, pool=run.model.pool, activation=run.model.activation,
-        dropout=run.model.dropout, l1=run.model.l1, l2=run.model.l2),
+                                                         **_model_args(run, "residual_mlp")),
+    "wide_deep": lambda run, data: build_wide_deep(data.input_shape, data.n_outputs, data.task,
+                                                   **_model_args(run, "wide_deep")),
+    "cnn": lambda run, data: build_cnn(data.input_shape, data.n_outputs, data.task, **_model_args(run, "cnn")),
     "transfer": _transfer,
 }
 

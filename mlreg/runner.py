@@ -280,6 +280,21 @@ def check_monitor(plan: list[RunSpec], task: str) -> None:
                             f"task; expected one of {allowed}. Received: monitor={monitor!r}")
 
 
+def check_kinds(plan: list[RunSpec], datasets: dict[str, Dataset]) -> None:
+    """Refuses, before training, a regularizer the data cannot take: label smoothing of a
+    regression target, augmentation of samples that are neither images nor sequences (a
+    built-in builder; a user's builder is built and checked)."""
+    for run in plan:
+        data = datasets[run.data_key]
+        if run.training.label_smoothing and data.task == "regression":
+            raise SpecError(f"Invalid value for `label_smoothing`: a regression task has no labels to smooth. "
+                            f"Received: label_smoothing={run.training.label_smoothing}")
+        if run.model.augment and run.model.builder in BUILDERS and len(data.input_shape) not in (2, 3):
+            raise SpecError(f"Invalid value for `augment`: it takes images [H, W, C] or sequences [T, C]; the "
+                            f"samples are {list(data.input_shape)}: give [data] a `shape`. "
+                            f"Received: augment={run.model.augment}")
+
+
 @dataclass(frozen=True)
 class Prepared:
     """A sweep checked and ready, before anything is written: its plan (each run with what its
@@ -323,6 +338,7 @@ def prepare(spec: ExperimentSpec, *, engine: str | None = None, backend: str | N
         plan = check_builders(plan)
         check_ignored(plan, spec.swept)
         check_monitor(plan, first.task)
+        check_kinds(plan, datasets)
         import_keras(verbose)
         signals.check()
         reasons, notes = check_models(plan, datasets, spec.swept, fused=engine != "keras")

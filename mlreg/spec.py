@@ -72,11 +72,20 @@ PARAMS: dict[str, tuple[str, str]] = {
     "dropout": ("model", "dropout"),
     "l1": ("model", "l1"),
     "l2": ("model", "l2"),
+    "noise": ("model", "noise"),
+    "hidden_noise": ("model", "hidden_noise"),
+    "max_norm": ("model", "max_norm"),
+    "augment": ("model", "augment"),
+    "batch_norm": ("model", "batch_norm"),
+    "spatial_dropout": ("model", "spatial_dropout"),
     "freeze": ("model", "freeze"),
     "epochs": ("training", "epochs"),
     "batch_size": ("training", "batch_size"),
     "learning_rate": ("training", "learning_rate"),
     "optimizer": ("training", "optimizer"),
+    "weight_decay": ("training", "weight_decay"),
+    "decay_biases": ("training", "decay_biases"),
+    "label_smoothing": ("training", "label_smoothing"),
     "early_stopping": ("early_stopping", "enabled"),
     "patience": ("early_stopping", "patience"),
     "min_delta": ("early_stopping", "min_delta"),
@@ -89,19 +98,38 @@ class InputError(ValueError):
     it; every other exception is mlreg's own failure (exit 1)."""
 
 
+_DENSE = ("hidden", "activation", "dropout", "l1", "l2", "noise", "hidden_noise", "max_norm", "augment")
 BUILDER_PARAMS = {
-    "mlp": ("hidden", "activation", "dropout", "l1", "l2"),
-    "residual_mlp": ("hidden", "activation", "dropout", "l1", "l2"),
-    "wide_deep": ("hidden", "activation", "dropout", "l1", "l2"),
-    "cnn": ("filters", "kernel_size", "strides", "pool", "activation", "dropout", "l1", "l2"),
+    "mlp": (*_DENSE, "batch_norm"),
+    "residual_mlp": _DENSE,
+    "wide_deep": _DENSE,
+    "cnn": ("filters", "kernel_size", "strides", "pool", "activation", "dropout", "l1", "l2", "noise", "hidden_noise",
+            "max_norm", "augment", "batch_norm", "spatial_dropout"),
     "transfer": ("l1", "l2"),
 }
 """The model parameters each built-in builder takes (keyed by `BUILDERS`); `builder` and
 `freeze` (applied by mlreg to any model) always count. `runs.csv` records only these; a user's
 builder takes those its signature names."""
 
-MODEL_PARAMS = ("hidden", "filters", "kernel_size", "strides", "pool", "activation", "dropout", "l1", "l2")
+MODEL_PARAMS = ("hidden", "filters", "kernel_size", "strides", "pool", "activation", "dropout", "l1", "l2", "noise",
+                "hidden_noise", "max_norm", "augment", "batch_norm", "spatial_dropout")
 """The parameters that only the builder uses: a run records those its builder takes."""
+
+KINDS: dict[str, tuple[str, Any]] = {
+    "l1": ("L1", 0.0),
+    "l2": ("L2", 0.0),
+    "weight_decay": ("weight decay", 0.0),
+    "dropout": ("dropout", 0.0),
+    "spatial_dropout": ("spatial dropout", 0.0),
+    "noise": ("input noise", 0.0),
+    "hidden_noise": ("hidden noise", 0.0),
+    "label_smoothing": ("label smoothing", 0.0),
+    "max_norm": ("max-norm", 0.0),
+    "augment": ("augmentation", 0.0),
+    "batch_norm": ("batch norm", False),
+}
+"""The kinds of regularization, by parameter: a label and the value that means none of it
+(`mlreg compare --kinds` ranks them; the `kinds` plot draws them)."""
 
 
 class SpecError(InputError):
@@ -274,6 +302,17 @@ class ModelSpec(_Section):
         strides: for `cnn`, the stride of every block or one per block. Defaults to `2`.
         pool: for `cnn`, the size of a max-pooling after every block (or one per block);
             1 is none. Defaults to `1`.
+        noise: the standard deviation of Gaussian noise on the inputs, in training (a
+            `GaussianNoise` layer; Keras takes [0, 1]). Defaults to `0.0`.
+        hidden_noise: likewise after each hidden layer (convolution block). Defaults to `0.0`.
+        max_norm: a `MaxNorm` constraint on every kernel (each unit's incoming weights
+            rescaled to this L2 norm at most after each step); 0 is none. Defaults to `0.0`.
+        augment: data augmentation of images or sequences in training, a strength in [0, 1]
+            (`mlreg.layers.Augment`). Defaults to `0.0`.
+        batch_norm: for `mlp` and `cnn`, BatchNormalization before each hidden activation.
+            Defaults to `False`.
+        spatial_dropout: for `cnn`, the rate of a SpatialDropout1D/2D after each block (whole
+            feature maps dropped). Defaults to `0.0`.
     """
 
     builder: str = "mlp"
@@ -286,6 +325,12 @@ class ModelSpec(_Section):
     dropout: float = Field(0.0, ge=0, lt=1)
     l1: Rate = 0.0
     l2: Rate = 0.0
+    noise: float = Field(0.0, ge=0, le=1)
+    hidden_noise: float = Field(0.0, ge=0, le=1)
+    max_norm: float = Field(0.0, ge=0, allow_inf_nan=False)
+    augment: float = Field(0.0, ge=0, le=1)
+    batch_norm: bool = False
+    spatial_dropout: float = Field(0.0, ge=0, lt=1)
     base_model: str | None = None
     freeze: Literal[FREEZE] | int = "none"  # type: ignore[valid-type]
 
@@ -364,6 +409,16 @@ class TrainingSpec(_Section):
         batch_size: Defaults to `32`.
         learning_rate: Defaults to `1e-3`.
         optimizer: `adam`, `adamw`, `sgd` or `rmsprop`. Defaults to `"adam"`.
+        weight_decay: decoupled weight decay (Keras's `weight_decay`: each step, before the
+            gradient's, `w -= learning_rate * weight_decay * w`), on kernels, embeddings and
+            recurrent kernels (the variables of two or more dimensions). Defaults to `None`: the
+            optimizer's own, 0.004 for `adamw` (Keras's AdamW), none for the others.
+        decay_biases: decay every trainable variable, biases and normalization parameters too.
+            Defaults to `False`.
+        label_smoothing: the training loss's targets moved towards uniform by this much (a
+            class's 1 becomes `1 - label_smoothing + label_smoothing / classes`; a binary target
+            `y (1 - label_smoothing) + label_smoothing / 2`). The data losses mlreg records stay
+            unsmoothed. Defaults to `0.0`.
         engine: how runs are trained: `auto` (the fused engine wherever it can, `keras`
             for the rest), `fused` or `keras`. Not part of what a run means: it stays out of
             run ids and `spec.toml`, and `runs.csv` records the engine of each run.
@@ -374,7 +429,17 @@ class TrainingSpec(_Section):
     batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
     optimizer: Literal[OPTIMIZERS] = "adam"  # type: ignore[valid-type]
+    weight_decay: float | None = Field(None, ge=0, allow_inf_nan=False)
+    decay_biases: bool = False
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
     engine: Literal[ENGINES] = "auto"  # type: ignore[valid-type]
+
+    def resolved(self) -> TrainingSpec:
+        """This section with `weight_decay` as a run trains with it: the optimizer's default where
+        the file gives none (Keras's AdamW: 0.004; the others: none)."""
+        if self.weight_decay is not None:
+            return self
+        return self.model_copy(update={"weight_decay": ADAMW_DECAY if self.optimizer == "adamw" else 0.0})
 
 
 class EarlyStoppingSpec(_Section):
@@ -394,6 +459,9 @@ class EarlyStoppingSpec(_Section):
     monitor: str = "val_data_loss"
     restore_best_weights: bool = True
 
+
+ADAMW_DECAY = 0.004
+"""Keras's `AdamW` default weight decay: what `optimizer = "adamw"` decays by unless told."""
 
 STRATEGIES = ("grid", "halving")
 """How a search spends its budget (`[search] strategy`)."""
@@ -452,7 +520,9 @@ _SECTIONS: dict[str, type[_Section]] = {
 _QUIET_DEFAULTS: dict[str, dict[str, Any]] = {
     "data": {"scale": True, "folds": None, "repeats": None, "draws": None, "shift": 0.0, "test_path": None,
              "shape": None},
-    "model": {"filters": [25, 25, 25], "kernel_size": [5, 3, 3], "strides": 2, "pool": 1},
+    "model": {"filters": [25, 25, 25], "kernel_size": [5, 3, 3], "strides": 2, "pool": 1, "noise": 0.0,
+              "hidden_noise": 0.0, "max_norm": 0.0, "augment": 0.0, "batch_norm": False, "spatial_dropout": 0.0},
+    "training": {"weight_decay": 0.0, "decay_biases": False, "label_smoothing": 0.0},
 }
 
 # Fields that say how runs are executed, not what they are: never in spec.toml or run ids.
@@ -462,7 +532,7 @@ _EXECUTION: dict[str, set[str]] = {"training": {"engine"}}
 def _dump_section(name: str, section: dict[str, Any]) -> dict[str, Any]:
     quiet, execution = _QUIET_DEFAULTS.get(name, {}), _EXECUTION.get(name, set())
     if section.get("builder") == "cnn":  # its own fields are always written out
-        quiet = {}
+        quiet = {k: v for k, v in quiet.items() if k not in ("filters", "kernel_size", "strides", "pool")}
     return {k: v for k, v in section.items() if k not in execution and not (k in quiet and v == quiet[k])}
 
 
@@ -707,6 +777,7 @@ class ExperimentSpec(_Section):
                 sections[section][field] = value
             try:
                 built = {s: _SECTIONS[s].model_validate(v) for s, v in sections.items()}
+                built["training"] = built["training"].resolved()
             except ValidationError as e:  # each value was fine alone; this combination is not
                 setting = ", ".join(f"{k}={format_value(v)}" for k, v in overrides.items())
                 raise SpecError(f"{self.name}: the setting {setting} is invalid: {_format(e)}") from None

@@ -191,3 +191,15 @@ def host_callback(input_shape, n_outputs, output_activation, l2):
     x = _HostTanh()(inputs)
     x = keras.layers.Dense(16, activation="relu", kernel_regularizer=keras.regularizers.L2(l2) if l2 else None)(x)
     return keras.Model(inputs, keras.layers.Dense(n_outputs, activation=output_activation)(x))
+
+
+def every_kind(input_shape, n_outputs, output_activation, augment, max_norm, dropout):
+    """A user's image model with mlreg's augmentation layer and a max-norm constraint, by keyword."""
+    from mlreg.layers import Augment
+
+    constraint = keras.constraints.MaxNorm(max_norm) if max_norm else None
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Flatten()(Augment(augment)(inputs))
+    x = keras.layers.Dense(16, activation="relu", kernel_constraint=constraint)(x)
+    x = keras.layers.Dropout(dropout)(x)
+    return keras.Model(inputs, keras.layers.Dense(n_outputs, activation=output_activation)(x))

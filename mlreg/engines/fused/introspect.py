@@ -47,6 +47,7 @@ class Built:
         regularized: trainable index -> (l1, l2) of its L1/L2/L1L2 regularizer.
         activity: index among the layers that are not per-run -> (l1, l2) of its L1/L2/L1L2
             activity regularizer.
+        max_norm: trainable index -> (max value, axis) of its `MaxNorm` constraint.
         layers: per-run layer key -> (value, seed state or `None` where Keras made none).
         signature: the structure apart from the per-run values.
         n_params: the parameter count.
@@ -57,6 +58,7 @@ class Built:
     non_trainable: list[np.ndarray]
     regularized: dict[int, tuple[float, float]]
     activity: dict[int, tuple[float, float]]
+    max_norm: dict[int, tuple[float, Any]]
     layers: dict[str, tuple[float, np.ndarray | None]]
     signature: str
     n_params: int
@@ -113,6 +115,19 @@ def activity(model: Any) -> dict[int, tuple[float, float]]:
     return out
 
 
+def max_norms(model: Any) -> dict[int, tuple[float, Any]]:
+    """The `MaxNorm` constraints of the trainable variables (the engine takes them over, per
+    run): index -> (max value, axis)."""
+    import keras
+
+    return {i: (float(v.constraint.max_value), _axis(v.constraint.axis))
+            for i, v in enumerate(model.trainable_variables) if type(v.constraint) is keras.constraints.MaxNorm}
+
+
+def _axis(axis: Any) -> Any:
+    return tuple(axis) if isinstance(axis, list | tuple) else axis
+
+
 def seed_state(layer: Any) -> Any:
     """A per-run layer's seed-state variable, or `None` (Keras makes none for a rate of 0)."""
     generator = getattr(layer, "seed_generator", None)
@@ -140,10 +155,11 @@ _STRIPPED = {"name", "seed"}
 
 
 def _plain(config: Any) -> Any:
-    """A configuration without names, seeds and regularizers (the engine reads those from the
-    variables and layers themselves, see `structure`)."""
+    """A configuration without names, seeds, regularizers and constraints (the engine reads those
+    from the variables and layers themselves, see `structure`)."""
     if isinstance(config, dict):
-        return {k: _plain(v) for k, v in config.items() if k not in _STRIPPED and not k.endswith("_regularizer")}
+        return {k: _plain(v) for k, v in config.items()
+                if k not in _STRIPPED and not k.endswith(("_regularizer", "_constraint"))}
     return [_plain(v) for v in config] if isinstance(config, list | tuple) else config
 
 
@@ -164,6 +180,10 @@ def structure(model: keras.Model, *, with_values: bool = False) -> str:
     regularizers += [[i, str(layer.activity_regularizer.get_config())] for i, layer in enumerate(fixed_layers(model))
                      if getattr(layer, "activity_regularizer", None) is not None
                      and (with_values or rates(layer.activity_regularizer) is None)]
+    constrained = max_norms(model)
+    regularizers += [[i, type(v.constraint).__name__, str(v.constraint.get_config())]
+                     for i, v in enumerate(model.trainable_variables)
+                     if v.constraint is not None and (with_values or i not in constrained)]
     values = {key: kind_of(layer).value(layer) for key, layer in per_run.items()} if with_values else {}  # type: ignore[union-attr]
     return json.dumps([type(model).__name__, layers, variables, regularizers, values], default=str)
 
@@ -192,6 +212,7 @@ def build(run: RunSpec, data: Dataset) -> tuple[keras.Model, Built]:
         non_trainable=[value(v) for v in model.non_trainable_variables if id(v) not in seeds],
         regularized=regularized,  # type: ignore[arg-type]
         activity=activity(model),
+        max_norm=max_norms(model),
         layers={key: (kind_of(layer).value(layer), None if seed_state(layer) is None  # type: ignore[union-attr]
                       else value(seed_state(layer))) for key, layer in per_run.items()},
         signature=structure(model),

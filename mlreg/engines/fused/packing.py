@@ -20,17 +20,23 @@ MIN_STACK = 8
 epoch (per-step overhead dominates there), and each new size costs a compilation (about 1.5 s
 for the 2x128 MLP on this machine, measured with `jax_log_compiles`)."""
 
-PER_RUN = ("l1", "l2", "dropout", "learning_rate", "early_stopping", "patience", "min_delta")
-"""Parameters that may differ between the runs of one pack."""
+PER_RUN: dict[str, tuple[str, ...]] = {
+    "model": ("l1", "l2", "dropout", "spatial_dropout", "noise", "hidden_noise", "max_norm", "augment"),
+    "training": ("learning_rate", "weight_decay", "decay_biases", "label_smoothing"),
+    "early_stopping": ("enabled", "patience", "min_delta"),
+}
+"""The fields, by section, that the program takes as per-run values: the engine reads them from
+each run's own model (rates of regularizers, per-run layers, constraints) or its own settings.
+Every other field of a run's sections must be the same in a pack."""
 
 
 def pack_key(run: RunSpec) -> str:
-    """Runs with the same key can share a program: the same data, model (apart from the
-    per-run values), batch size, epochs, optimizer and early-stopping monitor."""
-    m, t, es = run.model, run.training, run.early_stopping
-    model = {k: v for k, v in m.model_dump(mode="json").items() if k not in PER_RUN}
-    return json.dumps([run.data_key, model, t.batch_size, t.epochs, t.optimizer, es.monitor,
-                       es.restore_best_weights], sort_keys=True)
+    """Runs with the same key can share a program: they differ in nothing but the per-run values
+    (`PER_RUN`) and the seed. Derived from every field of the run's sections, so that a field
+    added later splits packs until the engine takes it per run."""
+    sections = {name: {k: v for k, v in getattr(run, name).model_dump(mode="json").items()
+                       if k not in PER_RUN.get(name, ())} for name in ("data", "model", "training", "early_stopping")}
+    return json.dumps([sections, run.split, run.fold, run.draw, run.root], sort_keys=True)
 
 
 def pack(runs: Sequence[RunSpec], max_pack: int = MAX_PACK) -> list[list[RunSpec]]:

@@ -81,13 +81,23 @@ def _gaussian_dropout(layer: Any, inputs: Any, stddev: Any, seed: Any) -> Any:
     return inputs * _normal(inputs, 1.0, stddev, seed, layer.compute_dtype)
 
 
+def _augment(layer: Any, inputs: Any, strength: Any, seed: Any) -> Any:
+    """`mlreg.layers.Augment.call` in training: the same function, the strength traced."""
+    from mlreg.layers import augment
+
+    return augment(inputs, strength, seed)
+
+
 def kinds() -> dict[type, Kind]:
-    """The per-run layer classes, each with its `Kind` (Keras's own classes: their calls are the
-    ones replicated here)."""
+    """The per-run layer classes, each with its `Kind` (Keras's own classes, whose calls are the
+    ones replicated here, and mlreg's `Augment`)."""
     import keras
+
+    from mlreg.layers import Augment
 
     rate = Kind(lambda layer: float(layer.rate), _dropout)
     return {
+        Augment: Kind(lambda layer: float(layer.strength), _augment),
         keras.layers.Dropout: rate,
         keras.layers.SpatialDropout1D: rate,
         keras.layers.SpatialDropout2D: rate,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,32 +36,68 @@ EVAL_ELEMENTS = 1 << 22
 floats per layer (16 MB), whatever the pack and data size."""
 
 
+@dataclass(frozen=True)
+class Reach:
+    """What per-run values a program takes, beyond its per-run layers: the trainable variables
+    (indices) some run puts an L1/L2 regularizer on (`regularized`) or a `MaxNorm` constraint on
+    (`max_norm`: index -> axis), the layers (indices among those not per-run) some run puts an
+    L1/L2 activity regularizer on, and whether some run decays its weights or smooths its
+    labels. A program serves any pack whose reach lies within its own."""
+
+    regularized: frozenset[int] = frozenset()
+    activity: frozenset[int] = frozenset()
+    max_norm: tuple[tuple[int, Any], ...] = ()
+    decay: bool = False
+    smoothing: bool = False
+
+    @classmethod
+    def of(cls, builts: Sequence[Built], runs: Sequence[RunSpec]) -> Reach:
+        axes: dict[int, Any] = {}
+        for b in builts:
+            for i, (_, axis) in b.max_norm.items():
+                if axes.setdefault(i, axis) != axis:
+                    raise TypeError(f"the runs of this pack constrain variable {i} along different axes")
+        return cls(frozenset().union(*(b.regularized for b in builts)),
+                   frozenset().union(*(b.activity for b in builts)), tuple(sorted(axes.items(), key=lambda kv: kv[0])),
+                   any(r.training.weight_decay for r in runs), any(r.training.label_smoothing for r in runs))
+
+    def within(self, other: Reach) -> bool:
+        return (self.regularized <= other.regularized and self.activity <= other.activity
+                and set(self.max_norm) <= set(other.max_norm) and other.decay >= self.decay
+                and other.smoothing >= self.smoothing)
+
+    def union(self, other: Reach) -> Reach:
+        return Reach(self.regularized | other.regularized, self.activity | other.activity,
+                     tuple(sorted(dict(self.max_norm + other.max_norm).items(), key=lambda kv: kv[0])),
+                     self.decay or other.decay, self.smoothing or other.smoothing)
+
+
 class Program:
     """The compiled functions of one template model: a training epoch and an evaluation
     pass, for stacks of any size (each size is traced once).
 
     Args:
         template: a built model of the pack's structure with every per-run layer the runs
-            have (`introspect.fits`); the program takes it over (its per-run layers draw with
-            traced values, its L1/L2 regularizers of `regularized` are removed: the engine
-            computes that penalty per run).
-        regularized: the trainable variables (indices) some run regularizes with L1/L2.
-        activity: the layers (indices among those not per-run) some run puts an L1/L2 activity
-            regularizer on; the template's are made to take each run's rates.
+            have (`introspect.fits`); the program takes it over: its per-run layers draw with
+            traced values, its L1/L2 regularizers and `MaxNorm` constraints in `reach` are
+            removed (the engine applies them per run), its L1/L2 activity regularizers take
+            each run's rates.
+        reach: what per-run values it takes (`Reach`).
         runs: the runs it is made for (their batch size and optimizer).
         data: their data (the task).
         xla: compile under XLA on TensorFlow (see `backends.compile_fn`).
     """
 
-    def __init__(self, template: keras.Model, regularized: list[int], activity: list[int], runs: Sequence[RunSpec],
-                 data: Dataset, xla: bool) -> None:
+    def __init__(self, template: keras.Model, reach: Reach, runs: Sequence[RunSpec], data: Dataset,
+                 xla: bool) -> None:
         import keras
 
         from mlreg.models import make_optimizer
 
         self.keras = keras
         self.template = template
-        self.task = data.task
+        self.reach = reach
+        self.task, self.classes = data.task, data.n_outputs
         self.batch_size = runs[0].training.batch_size
         layers = per_run_layers(template)
         self.keys = sorted(layers)
@@ -71,21 +108,25 @@ class Program:
         everything = template.non_trainable_variables
         self.kept = [i for i, v in enumerate(everything) if id(v) not in seeds]  # what is stacked
         self.fixed = {i: np.asarray(v.numpy()) for i, v in enumerate(everything) if id(v) in seeds}  # never drawn from
-        self.regularized = regularized
+        self.regularized = sorted(reach.regularized)
+        self.max_norm = dict(reach.max_norm)
         for i in self.regularized:
             template.trainable_variables[i].regularizer = None  # the engine adds its penalty, per run
-        self.activity = activity
-        self.activities = [_PerRunActivity() for _ in activity]
+        for i in self.max_norm:
+            template.trainable_variables[i].constraint = None  # the engine constrains, per run
+        self.activity = sorted(reach.activity)
+        self.activities = [_PerRunActivity() for _ in self.activity]
         fixed = fixed_layers(template)
-        for i, regularizer in zip(activity, self.activities, strict=True):
+        for i, regularizer in zip(self.activity, self.activities, strict=True):
             fixed[i].activity_regularizer = regularizer
         self.kernels = _kernel_index(template, self.kept)
         self.inference_draws = _inference_draws(template, self.kept, data)
         self.evaluations = math.ceil(len(data.x_val) / self.batch_size) + math.ceil(
             len(data.x_train) / max(self.batch_size, 256))
         self.optimizer_name = runs[0].training.optimizer
-        self.optimizer = stateless_optimizer(make_optimizer(self.optimizer_name, 1e-3))
+        self.optimizer = stateless_optimizer(make_optimizer(self.optimizer_name, 1e-3, weight_decay=0.0))
         self.optimizer.build(template.trainable_variables)
+        self.learning_rate = next(i for i, v in enumerate(self.optimizer.variables) if v.name == "learning_rate")
         self.chunk = _chunk(template)
         self.loss = _per_sample_loss(data.task)
         self.metric = _per_sample_metric(data.task)
@@ -124,20 +165,45 @@ class Program:
             total = total + l1[j] * ops.sum(ops.abs(w)) + l2[j] * ops.sum(ops.square(w))
         return total
 
-    def _step(self, args: tuple) -> tuple:
-        """One optimizer step of one run on its batch."""
+    def _objective(self, y: Any, y_pred: Any, c: dict) -> Any:
+        """The per-sample training loss: the data loss, or with label smoothing (some run has it),
+        Keras's crossentropy of the smoothed targets `y (1 - ls) + ls / classes` (binary:
+        `+ ls / 2`), the run's `(1 - ls, ls / classes)` in `c["smooth"]`."""
         ops = self.keras.ops
-        tv, ntv, seeds, ov, l1, l2, values, activity, x, y = args
+        plain = self.loss(y, y_pred)
+        if not self.reach.smoothing:
+            return plain
+        keep, spread = c["smooth"][0], c["smooth"][1]
+        if self.task == "single_label":
+            target = ops.one_hot(ops.cast(ops.reshape(y, (-1,)), "int32"), y_pred.shape[-1], dtype=y_pred.dtype)
+            smoothed = ops.categorical_crossentropy(target * keep + spread, y_pred)
+        else:
+            smoothed = ops.mean(ops.binary_crossentropy(ops.cast(y, y_pred.dtype) * keep + spread, y_pred), axis=-1)
+        return ops.where(spread > 0, smoothed, plain)
+
+    def _step(self, args: tuple) -> tuple:
+        """One optimizer step of one run on its batch: the gradient of its loss (with its L1/L2
+        penalty and what the model adds), its weight decay (Keras's: `w - w * weight_decay *
+        learning_rate`, before the step), the optimizer's step, its max-norm constraints."""
+        ops = self.keras.ops
+        tv, ntv, seeds, ov, c, x, y = args
 
         def objective(tv: list) -> tuple:
-            y_pred, new_ntv, new_seeds, losses = self._forward(tv, ntv, x, True, seeds, values, activity)
-            total = ops.mean(self.loss(y, y_pred)) + self._penalty(tv, l1, l2)
+            y_pred, new_ntv, new_seeds, losses = self._forward(tv, ntv, x, True, seeds, c["values"], c["activity"])
+            total = ops.mean(self._objective(y, y_pred, c)) + self._penalty(tv, c["l1"], c["l2"])
             for extra in losses:
                 total = total + extra
             return total, (new_ntv, new_seeds, ops.sum(self.metric(y, y_pred)))
 
         (total, (new_ntv, new_seeds, hits)), grads = value_and_grad(objective)(tv)
+        if self.reach.decay:
+            lr = ov[self.learning_rate]
+            tv = [w - w * c["decay"][i] * ops.cast(lr, w.dtype) for i, w in enumerate(tv)]
         new_tv, new_ov = self.optimizer.stateless_apply(ov, grads, tv)
+        new_tv = list(new_tv)
+        for j, (i, axis) in enumerate(self.max_norm.items()):
+            most = c["max_norm"][j]
+            new_tv[i] = ops.where(most > 0, _max_norm(new_tv[i], most, axis), new_tv[i])
         return new_tv, new_ntv, new_seeds, new_ov, total, hits
 
     # -- the pack ----------------------------------------------------------------------------------
@@ -145,8 +211,9 @@ class Program:
         """Trains every run of the stack for one epoch, then measures each. Returns the new
         state and a dict of `[K]` values: the running `loss` and `metric` (Dropout on, as Keras
         reports them), the data loss and metric on the training and validation sets in
-        inference mode (`train_*`, `val_*`), the penalty, Keras's `val_loss` and the weight
-        statistics. The penalty is every term the model adds to the data loss, as Keras's
+        inference mode (`train_*`, `val_*`), the penalty, the parts of Keras's `val_loss` (the
+        validation objective, the L1/L2 penalty, and what the model adds on the validation set)
+        and the weight statistics. The penalty is every term the model adds to the data loss, as Keras's
         `evaluate` counts it on the training set: the L1/L2 penalty of the weights, other
         regularizers', and activity regularizers' mean over the training samples."""
         ops = self.keras.ops
@@ -156,9 +223,7 @@ class Program:
         def batch(carry: tuple, idx: Any) -> tuple:
             tv, ntv, seeds, ov, loss_sum, hit_sum = carry
             xb, yb = ops.take(x, idx, axis=0), ops.take(y, idx, axis=0)
-            tv, ntv, seeds, ov, total, hits = ops.vectorized_map(
-                self._step, (tv, ntv, seeds, ov, consts["l1"], consts["l2"], consts["values"], consts["activity"],
-                             xb, yb))
+            tv, ntv, seeds, ov, total, hits = ops.vectorized_map(self._step, (tv, ntv, seeds, ov, consts, xb, yb))
             size = ops.cast(idx.shape[1], "float32")
             return tv, ntv, seeds, ov, loss_sum + total * size, hit_sum + hits
 
@@ -174,16 +239,17 @@ class Program:
         new = {"tv": tv, "ntv": ntv, "seeds": seeds, "ov": ov}
         values = {"loss": loss_sum / n, "metric": hit_sum / n}
         train, val = self._evaluate(new, x, y, consts), self._evaluate(new, x_val, y_val, consts)
-        values |= {f"train_{name}": v for name, v in train.items() if name != "extra"}
-        values |= {f"val_{name}": v for name, v in val.items() if name != "extra"}
+        values |= {f"train_{name}": train[name] for name in ("data_loss", "metric")}
+        values |= {f"val_{name}": val[name] for name in ("data_loss", "metric")}
         weights = self._weights(new, consts)
         explicit = weights.pop("penalty")
-        return new, values | weights | {"penalty": explicit + train["extra"],
-                                        "val_loss": val["data_loss"] + explicit + val["extra"]}
+        return new, values | weights | {"penalty": explicit + train["extra"], "explicit": explicit,
+                                        "val_objective": val["objective"], "val_extra": val["extra"]}
 
     def _evaluate(self, state: dict, x: Any, y: Any, consts: dict) -> dict:
         """Per run, over a whole data set in inference mode, `chunk` samples at a time: the
-        mean data loss and metric, and the mean of what the model adds to the loss itself
+        mean data loss and metric, the mean training objective without the penalty (the smoothed
+        loss, where labels are smoothed) and the mean of what the model adds to the loss itself
         (`extra`)."""
         ops = self.keras.ops
         n = x.shape[0]
@@ -192,18 +258,20 @@ class Program:
 
         def part(carry: tuple, xc: Any, yc: Any) -> tuple:
             def one(args: tuple) -> tuple:
-                tv, ntv, activity = args
-                y_pred, _, _, losses = self._forward(tv, ntv, xc, False, activity=activity)
+                tv, ntv, c = args
+                y_pred, _, _, losses = self._forward(tv, ntv, xc, False, activity=c["activity"])
                 extra = ops.zeros(())
                 for value in losses:
                     extra = extra + value
-                return ops.sum(self.loss(yc, y_pred)), ops.sum(self.metric(yc, y_pred)), extra
+                loss = self.loss(yc, y_pred)
+                objective = self._objective(yc, y_pred, c) if self.reach.smoothing else loss
+                return ops.sum(loss), ops.sum(self.metric(yc, y_pred)), ops.sum(objective), extra
 
-            loss, hits, extra = ops.vectorized_map(one, (state["tv"], state["ntv"], consts["activity"]))
+            loss, hits, objective, extra = ops.vectorized_map(one, (state["tv"], state["ntv"], consts))
             size = ops.cast(xc.shape[0], "float32")
-            return carry[0] + loss, carry[1] + hits, carry[2] + extra * size
+            return carry[0] + loss, carry[1] + hits, carry[2] + objective, carry[3] + extra * size
 
-        carry = (ops.zeros((k,)), ops.zeros((k,)), ops.zeros((k,)))
+        carry = tuple(ops.zeros((k,)) for _ in range(4))
         full = n // chunk
         carry = ops.fori_loop(0, full, lambda i, c: part(c, ops.slice(x, (i * chunk,) + (0,) * (len(x.shape) - 1),
                                                                       (chunk,) + tuple(x.shape[1:])),
@@ -211,7 +279,7 @@ class Program:
                                                                   (chunk,) + tuple(y.shape[1:]))), carry)
         if n % chunk:
             carry = part(carry, x[full * chunk:], y[full * chunk:])
-        return {"data_loss": carry[0] / n, "metric": carry[1] / n, "extra": carry[2] / n}
+        return {"data_loss": carry[0] / n, "metric": carry[1] / n, "objective": carry[2] / n, "extra": carry[3] / n}
 
     def _weights(self, state: dict, consts: dict) -> dict:
         """Per run: the L1/L2 penalty and the weight statistics over every kernel."""
@@ -245,7 +313,7 @@ class Program:
         for r in runs:
             lr = r.training.learning_rate
             if lr not in optimizers:
-                opt = make_optimizer(self.optimizer_name, lr)
+                opt = make_optimizer(self.optimizer_name, lr, weight_decay=0.0)
                 opt.build(template.trainable_variables)
                 optimizers[lr] = [np.asarray(v.numpy()) for v in opt.variables]
         ov = [np.stack([optimizers[r.training.learning_rate][i] for r in runs])
@@ -254,6 +322,12 @@ class Program:
         rates = rates.reshape(len(builts), len(self.regularized), 2)
         consts = {
             "l1": rates[..., 0], "l2": rates[..., 1],
+            "decay": np.array([[(r.training.weight_decay or 0.0) if r.training.decay_biases or len(v.shape) >= 2
+                                else 0.0 for v in template.trainable_variables] for r in runs], "float32"),
+            "smooth": np.array([_smoothing(r.training.label_smoothing, self.task, self.classes) for r in runs],
+                               "float32"),
+            "max_norm": np.array([[b.max_norm.get(i, (0.0, None))[0] for i in self.max_norm] for b in builts],
+                                 "float32").reshape(len(builts), len(self.max_norm)),
             "values": np.array([[b.layers.get(key, (0.0, None))[0] for key in self.keys] for b in builts],
                                "float32").reshape(len(builts), -1),
             "activity": np.array([[b.activity.get(i, (0.0, 0.0)) for i in self.activity] for b in builts],
@@ -263,6 +337,21 @@ class Program:
         state = {key: [convert(a) for a in arrays] for key, arrays in
                  (("tv", tv), ("ntv", ntv), ("seeds", seeds), ("ov", ov))}
         return state, {k: convert(v) for k, v in consts.items()}
+
+
+def _smoothing(ls: float, task: str, classes: float) -> tuple[float, float]:
+    """`(1 - ls, ls / classes)` (binary: `ls / 2`), computed as Keras computes them from a Python
+    float, before they become float32."""
+    return 1.0 - ls, (0.5 * ls if task != "single_label" else ls / classes) if ls else 0.0
+
+
+def _max_norm(w: Any, most: Any, axis: Any) -> Any:
+    """Keras's `MaxNorm(most, axis)` of `w`, with `most` a traced value."""
+    import keras
+
+    ops = keras.ops
+    norms = ops.sqrt(ops.sum(ops.square(w), axis=axis, keepdims=True))
+    return ops.cast(w, norms.dtype) * (ops.clip(norms, 0, most) / (keras.config.epsilon() + norms))
 
 
 class _PerRunActivity:

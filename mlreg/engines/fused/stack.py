@@ -66,6 +66,7 @@ class Stack:
         m = self.metric
         names = {"metric": m, "train_metric": f"train_{m}", "val_metric": f"val_{m}"}
         values = {names.get(k, k): np.asarray(v, dtype=np.float64) for k, v in out.items()}
+        values["val_loss"] = values.pop("val_objective") + values.pop("explicit") + values.pop("val_extra")
         live = np.flatnonzero(self.active)
         share = (time.perf_counter() - t0) / len(live)
         runs = self.alive[live]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlreg.engines.fused.introspect import Built, build, fits, why_not_model
-from mlreg.engines.fused.program import Program
+from mlreg.engines.fused.program import Program, Reach
 from mlreg.engines.fused.stack import NAME, Stack
 from mlreg.records import RunResult, failed
 from mlreg.signals import STOP
@@ -100,26 +100,23 @@ def _groups(built: dict[int, tuple[Any, Built]]) -> list[list[int]]:
 def _template(runs: Sequence[RunSpec], built: Sequence[tuple[Any, Built]], data: Dataset) -> Program:
     """The program for these runs, cached by the model's signature and the pack's settings: a
     cached program serves any group whose per-run layers line up with its template's and whose
-    regularized variables it has (a run without them gets rate 0 there), so the rounds of a
-    search and the packs of a sweep compile each stack size once. A new template is the group's
-    model with the most per-run layers."""
+    reach (`Reach`) lies within its own (a run without a regularizer, a constraint or a per-run
+    layer gets 0 there), so the rounds of a search and the packs of a sweep compile each stack
+    size once. A new template is the group's model with the most per-run layers."""
     first = runs[0]
-    regularized = set().union(*(b.regularized for _, b in built))
-    activity = set().union(*(b.activity for _, b in built))
+    reach = Reach.of([b for _, b in built], runs)
     model, leader = max(built, key=lambda mb: len(mb[1].layers))
     draws = any(v.name == "seed_generator_state" for m, _ in built for v in m.non_trainable_variables)
     xla = not draws  # see compile_fn: XLA's random draws are not TensorFlow's
     key = json.dumps([leader.signature, data.task, first.training.batch_size, first.training.optimizer, xla])
     cached = _PROGRAMS.get(key)
-    if cached is not None and all(fits(b.layers, cached[0].keys) for _, b in built) \
-            and regularized <= set(cached[0].regularized) and activity <= set(cached[0].activity):
+    if cached is not None and all(fits(b.layers, cached[0].keys) for _, b in built) and reach.within(cached[0].reach):
         return cached[0]
     if len(_PROGRAMS) >= 8:
         _PROGRAMS.pop(next(iter(_PROGRAMS)))
     if cached is not None:  # grow the cached program's reach rather than keep two
-        regularized |= set(cached[0].regularized)
-        activity |= set(cached[0].activity)
-    _PROGRAMS[key] = (Program(model, sorted(regularized), sorted(activity), runs, data, xla), model)
+        reach = reach.union(cached[0].reach)
+    _PROGRAMS[key] = (Program(model, reach, runs, data, xla), model)
     return _PROGRAMS[key][0]
 
 
@@ -156,7 +153,7 @@ def probe(run: RunSpec, data: Dataset) -> str | None:
     if reason is not None:
         return reason
     try:
-        program = Program(model, sorted(b.regularized), sorted(b.activity), [run], data, xla=False)
+        program = Program(model, Reach.of([b], [run]), [run], data, xla=False)
         state, consts = program.initial_state([b], [run])
         n = min(len(data.x_train), 2 * run.training.batch_size)
         convert = keras.ops.convert_to_tensor
