@@ -27,6 +27,7 @@ _EXPORTS = {
     "Results": "mlreg.analysis.results",
     "ResultsError": "mlreg.analysis.results",
     "compare": "mlreg.analysis.compare",
+    "kinds": "mlreg.analysis.kinds",
     "load_data": "mlreg.data",
     "DATASETS": "mlreg.spec",
     "build_mlp": "mlreg.models",

@@ -77,6 +77,8 @@ def _compare_args(c: argparse.ArgumentParser) -> None:
     c.add_argument("dirs", nargs="+", metavar="DIR", help="results directories")
     c.add_argument("--metric", help="a runs.csv column (default: best_val_data_loss, else the validation metric)")
     c.add_argument("--by", nargs="+", metavar="PARAM", help="columns defining a setting")
+    c.add_argument("--kinds", action="store_true",
+                   help="which kind of regularization: each swept kind's best against none, and the best combination")
     _baseline_args(c)
     c.add_argument("--csv", metavar="OUT", help="also write the table to a CSV file")
 
@@ -244,6 +246,15 @@ def _print_compare(dirs: Sequence[str | Path], *, metric: str | None, by: Sequen
 
 
 def _compare(args: argparse.Namespace) -> int:
+    if args.kinds:
+        from mlreg.analysis.kinds import format_kinds, kinds
+
+        table = kinds(_load(args.dirs), metric=args.metric)
+        print(format_kinds(table))
+        if args.csv:
+            table.to_csv(args.csv, index=False)
+            print(f"wrote {args.csv}")
+        return 0
     _print_compare(args.dirs, metric=args.metric, by=args.by, baseline=args.baseline, adjust=args.adjust,
                    csv=args.csv)
     return 0

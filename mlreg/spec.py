@@ -52,7 +52,7 @@ GENERATED = ("mnist1d", "moons", "classification", "multilabel", "poly")
 DATASETS = ("digits", "breast_cancer", "diabetes", "wine", "iris", "mnist1d", "moons", "classification",
             "multilabel", "poly")
 """Built-in data sets (`mlreg.data.DESCRIPTIONS`)."""
-PLOT_KINDS = ("loss_curves", "validation_curve", "gap", "weights", "sparsity", "weight_l2", "stopping")
+PLOT_KINDS = ("loss_curves", "validation_curve", "gap", "weights", "sparsity", "weight_l2", "stopping", "kinds")
 """What `mlreg plot --kind` draws (`mlreg.analysis.plots`)."""
 ADJUSTMENTS = ("none", "holm")
 """Adjustments of the baseline comparisons' p-values (`mlreg.analysis.compare`)."""

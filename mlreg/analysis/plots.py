@@ -16,13 +16,14 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mlreg.analysis.compare import as_list, combined_runs, experiment_names, independent, metric_of, over_seeds
 from mlreg.records import higher_is_better
+from mlreg.spec import KINDS as REGULARIZER_KINDS
 from mlreg.spec import PLOT_KINDS, InputError, label
 
 if TYPE_CHECKING:
@@ -31,8 +32,9 @@ if TYPE_CHECKING:
 
     from mlreg.analysis.results import Results
 
-__all__ = ["MAX_CURVES", "KINDS", "figures", "frames", "generalization_gap", "loss_curves", "metric_against",
-           "set_param_scale", "stopping_epoch", "validation_curve", "weight_histograms", "weight_stat"]
+__all__ = ["MAX_CURVES", "KINDS", "PlotKind", "caption", "figures", "frames", "generalization_gap", "kinds_curves",
+           "loss_curves", "metric_against", "set_param_scale", "stopping_epoch", "validation_curve",
+           "weight_histograms", "weight_stat"]
 
 
 def __dir__() -> list[str]:
@@ -56,6 +58,8 @@ LABELS = {
     "epochs_run": "epochs trained (early stopping)",
 }
 """Axis labels of the metrics; a parameter's axis is labelled with its one name (`l2`, `learning_rate`)."""
+
+KIND_LABELS = {k: text for k, (text, _) in REGULARIZER_KINDS.items()}
 
 
 @dataclass(frozen=True)
@@ -514,17 +518,129 @@ def weight_histograms(
     return ax
 
 
-# What each kind of `mlreg plot` draws (keyed by mlreg.spec.PLOT_KINDS): the file stem, the
-# function and its keyword arguments; `{p}` kinds are drawn once per swept parameter.
-KINDS: dict[str, tuple[str, Any, dict[str, str]]] = {
-    "loss_curves": ("loss_curves", loss_curves, {}),
-    "validation_curve": ("validation_curve_{p}", validation_curve, {}),
-    "gap": ("gap_{p}", generalization_gap, {}),
-    "weights": ("weight_histograms", weight_histograms, {}),
-    "sparsity": ("sparsity_{p}", weight_stat, {"stat": "sparsity"}),
-    "weight_l2": ("weight_l2_{p}", weight_stat, {"stat": "weight_l2"}),
-    "stopping": ("stopping_epoch_{p}", stopping_epoch, {}),
+def kinds_curves(
+    results: Results | Sequence[Results],
+    *,
+    metric: str | None = None,
+    axes: Sequence[Axes] | None = None,
+    legend: bool | str = True,
+    **line_kw: Any,
+) -> Sequence[Axes]:
+    """Each swept kind of regularization's validation curve, a panel each against its own axis
+    (the other kinds at none): mean ± std over seeds, each run a dot, the kind's best value a
+    star; the setting without any kind as a grey band (its mean and 95% interval) in every panel.
+
+    Args:
+        results: one `Results`.
+        metric: a `runs.csv` column. Defaults to `compare`'s.
+        axes: one `Axes` per swept kind. Defaults to a new figure with a row of panels.
+        legend: in the first panel (`True`), `"outside"` on its right, or `False`. Defaults to `True`.
+        **line_kw: passed to the curves.
+
+    Returns:
+        The axes, one per kind (`mlreg.analysis.kinds.curves` computes what they show).
+    """
+    import pandas as pd
+
+    from mlreg.analysis.kinds import curves
+
+    drawn = curves(results, metric=metric)
+    swept = list(drawn["kinds"])
+    if axes is None:
+        import matplotlib.pyplot as plt
+
+        _, axes = plt.subplots(1, len(swept), figsize=(3.2 * len(swept) + 1, 3.8), sharey=True, layout="constrained",
+                               squeeze=False)
+        axes = list(axes[0])
+    mean, half = drawn["baseline"]
+    for i, (ax, k) in enumerate(zip(axes, swept, strict=True)):
+        part, best = drawn["kinds"][k]
+        ax.axhspan(mean - half, mean + half, color="0.85", lw=0, label="none (mean, 95% interval)")
+        ax.axhline(mean, color="0.5", lw=0.8)
+        numeric = pd.api.types.is_numeric_dtype(part["value"]) and not pd.api.types.is_bool_dtype(part["value"])
+        x = part["value"] if numeric else part["value"].astype(str).map({"False": 0, "True": 1})
+        stats = part.assign(x=x).groupby("x")["metric"].agg(["mean", "std"]).sort_index()
+        (line,) = ax.plot(stats.index, stats["mean"], "o-", ms=4, lw=1.6, **({"color": f"C{i}"} | line_kw))
+        ax.fill_between(stats.index, stats["mean"] - stats["std"].fillna(0), stats["mean"] + stats["std"].fillna(0),
+                        color=line.get_color(), alpha=0.15, lw=0)
+        ax.scatter(x, part["metric"], s=8, color=line.get_color(), alpha=0.5, lw=0)
+        if best is not None:
+            bx = best if numeric else int(bool(best))
+            ax.plot([bx], [stats.loc[bx, "mean"]], "*", ms=13, color=line.get_color(), mec="k", mew=0.6,
+                    label="its best")
+        if numeric:
+            set_param_scale(ax, stats.index)
+            if len(stats) <= 6:  # few values: each its own tick, as the grid wrote it
+                ax.set_xticks(list(stats.index), [label(float(v)) for v in stats.index])
+                ax.minorticks_off()
+        else:
+            ax.set_xticks([0, 1], ["off", "on"])
+        ax.set_xlabel(k)
+        ax.set_title(KIND_LABELS[k], fontsize="medium")
+        if i == 0:
+            ax.set_ylabel(LABELS.get(drawn["metric"], drawn["metric"]).replace("validation ", ""))
+    if legend == "outside":
+        axes[0].figure.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=2,
+                              frameon=False, fontsize="small")
+    elif legend:
+        axes[0].legend(loc="best", fontsize="small", frameon=False)
+    return axes
+
+
+@dataclass(frozen=True)
+class PlotKind:
+    """One kind of `mlreg plot` (keyed by `mlreg.spec.PLOT_KINDS`): everything about it.
+
+    Attributes:
+        stem: its file's name, `{p}` for the kinds drawn once per swept parameter.
+        draw: the plot function.
+        kw: the function's keyword arguments.
+        caption: what it shows, in words (`{p}`: the parameter's label), for the report.
+        needs: a `runs.csv` column (or `weights`) it needs values of, else it is left out.
+        panels: draws a row of panels (`axes=`) rather than one `ax`.
+    """
+
+    stem: str
+    draw: Any
+    caption: str
+    kw: dict[str, str] = field(default_factory=dict)
+    needs: str | None = None
+    panels: bool = False
+
+
+KINDS: dict[str, PlotKind] = {
+    "loss_curves": PlotKind("loss_curves", loss_curves,
+                            "Training (dashed) and validation (solid) data loss per epoch, mean over seeds."),
+    "validation_curve": PlotKind("validation_curve_{p}", validation_curve,
+                                 "Best validation data loss (and the training loss at that epoch) against {p}: mean "
+                                 "over seeds, the band ± one standard deviation, each run a dot."),
+    "gap": PlotKind("gap_{p}", generalization_gap,
+                    "Generalization gap (validation minus training data loss at the best epoch) against {p}.",
+                    needs="gap"),
+    "weights": PlotKind("weight_histograms", weight_histograms,
+                        "Histograms of the final kernel weights per setting (all seeds and layers).", needs="weights"),
+    "sparsity": PlotKind("sparsity_{p}", weight_stat,
+                         "Fraction of final kernel weights below 1e-3 in size, against {p}.", {"stat": "sparsity"},
+                         needs="sparsity"),
+    "weight_l2": PlotKind("weight_l2_{p}", weight_stat, "Sum of squared final kernel weights against {p}.",
+                          {"stat": "weight_l2"}, needs="weight_l2"),
+    "stopping": PlotKind("stopping_epoch_{p}", stopping_epoch, "Epochs trained before early stopping stopped, "
+                         "against {p}.", needs="epochs_run"),
+    "kinds": PlotKind("kinds", kinds_curves,
+                      "Each kind of regularization against its own axis, the other kinds at none: mean over seeds, "
+                      "the band ± one standard deviation, each run a dot, the kind's best value a star; the grey "
+                      "band is the setting without any (its mean and the 95% interval of that mean).", panels=True),
 }
+
+
+def caption(stem: str) -> str:
+    """What a figure of `mlreg plot` shows, in words, from its file stem."""
+    for kind in KINDS.values():
+        prefix = kind.stem.removesuffix("{p}")
+        if stem == kind.stem or ("{p}" in kind.stem and stem.startswith(prefix)):
+            param = stem.removeprefix(prefix)
+            return kind.caption.format(p=LABELS.get(param, param))
+    return stem
 
 
 def figures(results: Results | Sequence[Results], kinds: Sequence[str] = PLOT_KINDS) -> dict[str, Any]:
@@ -540,14 +656,22 @@ def figures(results: Results | Sequence[Results], kinds: Sequence[str] = PLOT_KI
     params = [p for p in f.axes if p != "experiment"] or (["experiment"] if "experiment" in f.axes else [])
     has = {c for c in f.runs if f.runs[c].notna().any()} | ({"weights"} if not f.weights.empty else set())
     out: dict[str, Any] = {}
-    for kind in kinds:
-        stem, draw, kw = KINDS[kind]
-        needs = {"gap": "gap", "weights": "weights", "sparsity": "sparsity", "weight_l2": "weight_l2",
-                 "stopping": "epochs_run"}.get(kind)
-        if needs is not None and needs not in has:
+    for name in kinds:
+        kind = KINDS[name]
+        if kind.needs is not None and kind.needs not in has:
             continue
-        for p in params if "{p}" in stem else [None]:
+        if kind.panels:
+            swept = [p for p in f.axes if p in REGULARIZER_KINDS]
+            if len(swept) < 2 or len(as_list(results)) != 1:  # which kind: a question of two or more
+                continue
+            try:
+                axes = kind.draw(results, legend="outside", **kind.kw)
+            except InputError:  # no setting without any kind to compare with
+                continue
+            out[kind.stem] = axes[0].figure
+            continue
+        for p in params if "{p}" in kind.stem else [None]:
             fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
-            draw(f, ax=ax, legend="outside", **kw, **({"param": p} if p else {}))
-            out[stem.format(p=p)] = fig
+            kind.draw(f, ax=ax, legend="outside", **kind.kw, **({"param": p} if p else {}))
+            out[kind.stem.format(p=p)] = fig
     return out

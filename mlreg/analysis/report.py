@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlreg.analysis.compare import as_list, baseline_note, combined_runs, compare, mark_empty
-from mlreg.analysis.plots import LABELS, figures
+from mlreg.analysis.plots import caption, figures
 from mlreg.records import describe
 from mlreg.spec import PLOT_KINDS
 from mlreg.store import ERRORS
@@ -70,24 +70,6 @@ def png_data_uri(fig: object) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def caption(stem: str) -> str:
-    """What a figure of `mlreg plot` shows, in words."""
-    if stem == "loss_curves":
-        return "Training (dashed) and validation (solid) data loss per epoch, mean over seeds."
-    if stem == "weight_histograms":
-        return "Histograms of the final kernel weights per setting (all seeds and layers)."
-    kinds = {"validation_curve_": "Best validation data loss (and the training loss at that epoch) against {}.",
-             "gap_": "Generalization gap (validation minus training data loss at the best epoch) against {}.",
-             "sparsity_": "Fraction of final kernel weights below 1e-3 in size, against {}.",
-             "weight_l2_": "Sum of squared final kernel weights against {}.",
-             "stopping_epoch_": "Epochs trained before early stopping stopped, against {}."}
-    for prefix, text in kinds.items():
-        if stem.startswith(prefix):
-            param = stem.removeprefix(prefix)
-            return text.format(LABELS.get(param, param))
-    return stem
-
-
 def render(results: Results | Sequence[Results], *, metric: str | None = None,
            baseline: str | None = None, adjust: str = "none", kinds: Sequence[str] = PLOT_KINDS) -> str:
     """The report as an HTML string.
@@ -112,6 +94,9 @@ def render(results: Results | Sequence[Results], *, metric: str | None = None,
         description = r.manifest.get("description") or ""
         parts.append(f"<p>{html.escape(description) + ' — ' if description else ''}{len(r.runs)} runs ({statuses}); "
                      f"swept: {html.escape(', '.join(r.params) or 'nothing')}</p>")
+    which = _which_kind(items)
+    if which:
+        parts.append(f"<h2>Which kind?</h2><p class='answer'>{html.escape(which)}</p>")
     for r in (r for r in items if r.answer):
         parts.append(f"<h2>The search's answer{': ' + html.escape(r.name) if len(items) > 1 else ''}</h2>"
                      f"<pre class='answer'>{html.escape(describe(r.answer))}</pre>")
@@ -135,6 +120,20 @@ def render(results: Results | Sequence[Results], *, metric: str | None = None,
         parts.append(f"<h2>Manifest</h2><pre>{html.escape(json.dumps(r.manifest, indent=2))}</pre>")
     parts.append(f"<script>{_SCRIPT}</script></body></html>")
     return "\n".join(parts)
+
+
+def _which_kind(items: Sequence[Results]) -> str:
+    """The answer to "which kind?" in one sentence (`mlreg compare --kinds`), for one results
+    directory that sweeps two kinds of regularization or more; else nothing."""
+    from mlreg.analysis.kinds import kinds
+    from mlreg.spec import KINDS, InputError
+
+    if len(items) != 1 or sum(p in KINDS for p in items[0].params) < 2:
+        return ""
+    try:
+        return kinds(items[0]).attrs["sentence"]
+    except InputError:  # no setting without any kind
+        return ""
 
 
 SIGNIFICANT = 3

@@ -1,0 +1,191 @@
+"""Which kind of regularization? From `runs.csv` alone (pandas, no TensorFlow).
+
+For a sweep over several kinds (`mlreg.spec.KINDS`: L1, L2, weight decay, dropout, noise, label
+smoothing, max-norm, augmentation, ...): each kind's best setting with every other kind at none,
+its paired difference to the setting without any (the *baseline*: every kind at none) with a
+95% interval, the best combination of kinds and its difference to the best kind alone, and one
+sentence that answers the question. Other swept parameters (a learning rate, say) are held at
+the values of the best setting overall.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from mlreg.analysis.compare import as_list, combined_runs, compare, pairing
+from mlreg.records import higher_is_better
+from mlreg.spec import KINDS, InputError, label
+from mlreg.stats import paired_test, t975
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mlreg.analysis.results import Results
+
+
+def kinds(results: Results | Sequence[Results], *, metric: str | None = None) -> pd.DataFrame:
+    """Each swept kind of regularization against none, and the best combination.
+
+    Args:
+        results: one results directory (`mlreg.load_results`).
+        metric: a `runs.csv` column, as `compare` takes it. Defaults to `compare`'s.
+
+    Returns:
+        One row per kind, best first (`kind`, `setting`, `n`, `mean`, `diff`, `ci_low`,
+        `ci_high`, `p`, `verdict` against the baseline), then `combination` (the best setting
+        with two kinds or more, with `vs_best_diff`, `vs_best_low`, `vs_best_high` against the
+        best kind alone). `attrs`: `metric`, `baseline`, `held` (the other parameters' values),
+        `sentence`.
+
+    Raises:
+        InputError: several directories, no kind swept, or no setting without any kind.
+    """
+    import pandas as pd
+
+    if len(as_list(results)) != 1:
+        raise InputError("Invalid value for `kinds`: it answers for one results directory; give one")
+    runs, by = combined_runs(results)
+    swept = [p for p in by if p in KINDS]
+    if not swept:
+        raise InputError(f"Invalid value for `kinds`: no kind of regularization is swept here (the kinds: "
+                         f"{', '.join(KINDS)}). Received: swept {by}")
+    ranked = compare(results, metric=metric)
+    metric = ranked.attrs["metric"]
+    held = {p: ranked.iloc[0][p] for p in by if p not in KINDS}
+    none = {k: KINDS[k][1] for k in swept}
+    baseline = {**none, **held}
+    table = compare(results, metric=metric, baseline={k: str(v) for k, v in baseline.items()})
+    for p, v in held.items():
+        table = table[table[p] == v]
+
+    def at_none(row: Any, but: Sequence[str] = ()) -> bool:
+        return all(_is_none(row[k], none[k]) for k in swept if k not in but)
+
+    rows = []
+    for k in swept:
+        alone = table[[at_none(r, [k]) and not _is_none(r[k], none[k]) for _, r in table.iterrows()]]
+        alone = alone[alone["n"] > 0]
+        if not alone.empty:
+            best = alone.sort_values("rank").iloc[0]
+            rows.append({"kind": KINDS[k][0], "setting": f"{k}={label(best[k])}", **_against(best)})
+    out = pd.DataFrame(rows).sort_values("mean", ascending=not higher_is_better(metric)) if rows else \
+        pd.DataFrame(columns=["kind", "setting"])
+    combos = table[[sum(not _is_none(r[k], none[k]) for k in swept) >= 2 and r["n"] > 0 for _, r in table.iterrows()]]
+    if not combos.empty and rows:
+        best = combos.sort_values("rank").iloc[0]
+        first = out.iloc[0]
+        name = ", ".join(f"{k}={label(best[k])}" for k in swept if not _is_none(best[k], none[k]))
+        versus = _paired(runs, {**held, **{k: best[k] for k in swept}},
+                         {**held, **{k: none[k] for k in swept}, **_setting(first["setting"])}, metric)
+        combo = {"kind": "combination", "setting": name, **_against(best),
+                 "vs_best_diff": versus[0], "vs_best_low": versus[1], "vs_best_high": versus[2]}
+        out = pd.concat([out, pd.DataFrame([combo])], ignore_index=True)
+    out = out.reset_index(drop=True)
+    out.attrs |= {"metric": metric, "held": held,
+                  "baseline": ", ".join(f"{k}={label(v)}" for k, v in baseline.items()),
+                  "sentence": sentence(out, ", ".join(f"{k}={label(v)}" for k, v in held.items()))}
+    return out
+
+
+def _is_none(value: Any, none: Any) -> bool:
+    return bool(value == none) if not isinstance(none, bool) else str(value).lower() == str(none).lower()
+
+
+def _setting(text: str) -> dict[str, Any]:
+    key, _, value = text.partition("=")
+    try:
+        return {key: float(value)}
+    except ValueError:
+        return {key: value == "True"}
+
+
+def _against(row: Any) -> dict[str, Any]:
+    return {c: row[c] for c in ("n", "mean", "diff", "ci_low", "ci_high", "p", "verdict")}
+
+
+def _paired(runs: pd.DataFrame, a: dict[str, Any], b: dict[str, Any], metric: str) -> tuple[float, float, float]:
+    """The paired difference of setting `a` to `b` over their shared seeds (and splits, draws)."""
+    ok = runs[runs["status"] == "ok"]
+    on, ratio = pairing(ok)
+
+    def of(setting: dict[str, Any]) -> pd.Series:
+        mask = True
+        for k, v in setting.items():
+            mask = mask & (ok[k].astype(str).str.lower() == str(v).lower() if isinstance(v, bool) else ok[k] == v)
+        return ok[mask].groupby(on)[metric].mean()
+
+    diff, low, high, _ = paired_test((of(a) - of(b)).dropna(), ratio)
+    return diff, low, high
+
+
+def _interval(diff: float, low: float, high: float) -> str:
+    return f"{diff:+.3g} [{low:+.3g}, {high:+.3g}]"
+
+
+def sentence(table: pd.DataFrame, held: str = "") -> str:
+    """The answer in one sentence, with its intervals (see `kinds`)."""
+    alone = table[table["kind"] != "combination"]
+    if alone.empty:
+        return "No kind of regularization has a run without the others to compare with none."
+    first = alone.iloc[0]
+    at = f" (at {held})" if held else ""
+    combo = table[table["kind"] == "combination"]
+    if not combo.empty:
+        c = combo.iloc[0]
+        if c["vs_best_high"] == c["vs_best_high"] and c["vs_best_high"] < 0 and c["verdict"] == "better":
+            return (f"{c['setting']} together beat each kind alone{at}: "
+                    f"{_interval(c['vs_best_diff'], c['vs_best_low'], c['vs_best_high'])} against the best alone "
+                    f"({first['kind']}, {first['setting']}), {_interval(c['diff'], c['ci_low'], c['ci_high'])} "
+                    f"against none (95% paired intervals).")
+    if first["verdict"] == "better":
+        rest = f"; next: {alone.iloc[1]['kind']} ({alone.iloc[1]['setting']}, " \
+               f"{_interval(alone.iloc[1]['diff'], alone.iloc[1]['ci_low'], alone.iloc[1]['ci_high'])})" \
+            if len(alone) > 1 else ""
+        together = "; no combination beats it beyond its interval" if not combo.empty else ""
+        return (f"{first['kind'].capitalize()} is the best kind{at}: {first['setting']}, "
+                f"{_interval(first['diff'], first['ci_low'], first['ci_high'])} against none{rest}{together} "
+                f"(95% paired intervals).")
+    return (f"No kind beats none beyond its interval{at}: the best, {first['kind']} ({first['setting']}), is "
+            f"{_interval(first['diff'], first['ci_low'], first['ci_high'])} against none (95% paired interval).")
+
+
+def format_kinds(table: pd.DataFrame) -> str:
+    """`mlreg compare --kinds`'s text: the table, the baseline, and the sentence."""
+    shown = table.copy()
+    for col in ("mean", "diff", "ci_low", "ci_high", "p", "vs_best_diff", "vs_best_low", "vs_best_high"):
+        if col in shown:
+            shown[col] = shown[col].map(lambda v: "" if v != v else f"{v:.4g}")
+    shown = shown.rename(columns={"mean": f"mean {table.attrs['metric']}"})
+    held = ", ".join(f"{k}={label(v)}" for k, v in table.attrs["held"].items())
+    return (shown.to_string(index=False) + f"\nagainst none: {table.attrs['baseline']}"
+            + (f" (other parameters held at the best setting's: {held})" if held else "")
+            + f"\n{table.attrs['sentence']}")
+
+
+def curves(results: Results | Sequence[Results], *, metric: str | None = None) -> dict[str, Any]:
+    """What the `kinds` plot draws: for each swept kind, its runs with every other kind at none
+    (and the other parameters held as `kinds` holds them), by the kind's value; the baseline's
+    mean and 95% interval of the mean; each kind's best value.
+
+    Returns:
+        `{"metric", "baseline": (mean, half width), "kinds": {param: (runs frame, best value)}}`.
+    """
+    import pandas as pd
+
+    table = kinds(results, metric=metric)
+    metric = table.attrs["metric"]
+    runs, by = combined_runs(results)
+    swept = [p for p in by if p in KINDS]
+    none = {k: KINDS[k][1] for k in swept}
+    ok = runs[runs["status"] == "ok"]
+    for p, v in table.attrs["held"].items():
+        ok = ok[ok[p] == v]
+    base = ok[[all(_is_none(r[k], none[k]) for k in swept) for _, r in ok.iterrows()]][metric].dropna()
+    half = float(t975(len(base) - 1) * base.std(ddof=1) / len(base) ** 0.5) if len(base) > 1 else float("nan")
+    best = {_setting(s).popitem()[0]: _setting(s) for s in table.loc[table["kind"] != "combination", "setting"]}
+    out: dict[str, Any] = {}
+    for k in swept:
+        mine = ok[[all(_is_none(r[j], none[j]) for j in swept if j != k) for _, r in ok.iterrows()]]
+        out[k] = (pd.DataFrame({"value": mine[k], "metric": mine[metric]}).dropna(), best.get(k, {}).get(k))
+    return {"metric": metric, "baseline": (float(base.mean()), half), "kinds": out}
