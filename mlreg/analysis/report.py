@@ -61,6 +61,11 @@ GLOSSARY = {
     "ci_low, ci_high": "95% Student-t interval of that difference (not adjusted for the number of comparisons)",
     "p, p_holm": "two-sided paired t-test p-value; p_holm adjusts it for the comparisons (Holm), when asked",
     "verdict": "better or worse when the difference is clear of zero at the 5% level, else inconclusive",
+    "best_val_data_loss": "the validation data loss at the best epoch: no penalty, no dropout, noise, augmentation or "
+                          "label smoothing",
+    "penalty (history.csv)": "every term the model adds to the data loss: its regularizers at the current weights and "
+                             "its activity regularizers' mean over the training samples; weight decay is no loss "
+                             "term and is not in it, nor is label smoothing",
 }
 
 
