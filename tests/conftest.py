@@ -46,6 +46,26 @@ def tiny_spec():
     return ExperimentSpec.from_dict(tiny_spec_dict())
 
 
+@pytest.fixture
+def cli(capsys):
+    """`mlreg ARGS` in this process (no interpreter to start, Keras imported once): returns the
+    exit code, stdout and stderr; the signal handlers `main` installs are put back after."""
+    import signal
+
+    from mlreg.cli import main
+
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    yield run
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
 def mlreg_cli(*args: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """`python -m mlreg ARGS` in a fresh process, its output captured."""
     return subprocess.run([sys.executable, "-m", "mlreg", *args], capture_output=True, text=True,

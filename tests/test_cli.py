@@ -417,19 +417,19 @@ def test_without_a_terminal_progress_is_a_line_every_few_percent(tmp_path):
     ("seven_linear", "output does not fit the single_label task: it gives 7 values per sample, the task wants "
                      "3 class probabilities (softmax)"),
 ])
-def test_builders_are_checked_before_training(tmp_path, builder, message):
+def test_builders_are_checked_before_training(tmp_path, builder, message, cli):
     """Issue 17.5: such builders passed `validate` and filled the results with failed rows."""
     d = tiny_spec_dict(data={"dataset": "wine", "train_size": 1.0}, model={"builder": f"tests.builders:{builder}"})
     spec = write_toml(tmp_path / "e.toml", d)
     for command in (["validate", str(spec)], ["run", str(spec), "--out", str(tmp_path / "o")]):
-        done = mlreg_cli(*command)
-        assert done.returncode == 2, (command, done.stderr)
-        assert message in done.stderr and f"tests.builders:{builder}" in done.stderr, done.stderr
-        assert "Traceback" not in done.stderr
+        code, _, err = cli(*command)
+        assert code == 2, (command, err)
+        assert message in err and f"tests.builders:{builder}" in err, err
+        assert "Traceback" not in err
     assert not (tmp_path / "o").exists()
 
 
-def test_a_swept_parameter_the_builder_ignores_is_refused_and_not_recorded(tmp_path):
+def test_a_swept_parameter_the_builder_ignores_is_refused_and_not_recorded(tmp_path, cli):
     """Issue 17.6: a builder taking `l2` but never applying it gave identical rows for l2 = 0 and
     1e-3, both ranked 1; runs.csv recorded `hidden`, `activation` for builders that ignore them."""
     for builder, grid, message in (
@@ -439,12 +439,12 @@ def test_a_swept_parameter_the_builder_ignores_is_refused_and_not_recorded(tmp_p
             ("tests.builders:small", {"dropout": [0.0, 0.5]}, "tests.builders:small does not take `dropout`")):
         spec = write_toml(tmp_path / "e.toml", tiny_spec_dict(model={"builder": builder}, grid=grid))
         for command in (["validate", str(spec)], ["run", str(spec), "--out", str(tmp_path / "o")]):
-            done = mlreg_cli(*command)
-            assert done.returncode == 2 and message in done.stderr, (builder, command, done.stderr)
+            code, _, err = cli(*command)
+            assert code == 2 and message in err, (builder, command, err)
         assert not (tmp_path / "o").exists()
     spec = write_toml(tmp_path / "e.toml", tiny_spec_dict(model={"builder": "tests.builders:small"},
                                                           training={"epochs": 1}, grid={"l2": [0.0, 1e-3]}))
-    assert mlreg_cli("run", str(spec), "--out", str(tmp_path / "o")).returncode == 0
+    assert cli("run", str(spec), "--out", str(tmp_path / "o"))[0] == 0
     columns = list(pd.read_csv(tmp_path / "o" / "runs.csv").columns)
     assert {"hidden", "l2", "builder", "freeze"} <= set(columns)
     assert not {"activation", "dropout", "l1", "filters", "kernel_size"} & set(columns)

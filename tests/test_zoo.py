@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlreg.cli import main
 from mlreg.data import load
 from mlreg.engines import fused
 from mlreg.engines.keras import execute
@@ -34,15 +33,14 @@ def _experiment(name, **overrides):
 
 
 @pytest.mark.parametrize("name", _params(zoo.ZOO))
-def test_a_zoo_model_trains_under_the_default_engine_as_model_fit_does(name, tmp_path, capsys):
+def test_a_zoo_model_trains_under_the_default_engine_as_model_fit_does(name, tmp_path, cli):
     """`mlreg run` with the default engine: exit 0, every run `ok`, the engine the zoo says (the
     keras engine with its reason said once). Where fused: the run trained in a pack of 8 (2
     settings x 4 seeds) equals the same run alone, and alone it follows `model.fit` (the keras
     engine) epoch by epoch within the entry's tolerance."""
     entry, engine = zoo.ZOO[name], zoo.ZOO[name].engine(keras.backend.backend())
     d = _experiment(name, seeds=4 if engine == "fused" else 1, early_stopping={"enabled": False})
-    code = main(["run", str(write_toml(tmp_path / f"{name}.toml", d)), "--out", str(tmp_path / "out"), "--quiet"])
-    err = capsys.readouterr().err
+    code, _, err = cli("run", write_toml(tmp_path / f"{name}.toml", d), "--out", tmp_path / "out", "--quiet")
     assert code == 0, err
     runs = pd.read_csv(tmp_path / "out" / "runs.csv")
     assert list(runs["status"]) == ["ok"] * (8 if engine == "fused" else 2), runs["error"].tolist()
