@@ -414,7 +414,7 @@ def drive_search(prepared: Prepared, store: ResultsStore, execute: Callable[[lis
     resampled = spec.data.repeats or spec.data.folds
     overlap = statistics.mean(len(d.x_val) / len(d.x_train) for d in prepared.datasets.values()) if resampled else 0.0
     search = Search(spec, prepared.plan, store.curves(spec.early_stopping.monitor), store.statuses(),
-                    store.decisions(), say, overlap)
+                    store.decisions(say), say, overlap)
     rounds, counts, results = search.rounds(), Counter[str](), None
 
     def flush() -> None:
@@ -430,6 +430,8 @@ def drive_search(prepared: Prepared, store: ResultsStore, execute: Callable[[lis
             step = rounds.send(results)  # type: ignore[arg-type]
         except StopIteration as stop:
             flush()
+            if search.ended:
+                say("nothing to train: the search has ended")
             return counts, describe(stop.value)
         flush()
         packs, note = engines.plan(list(step.runs), prepared.engine, max_pack=max_pack, reasons=prepared.reasons,

@@ -122,18 +122,22 @@ class Search:
         self.pruned: list[RunResult] = []  # records for the driver to write
         self.paused: dict[str, RunResult] = {}
         self.settings: dict[str, list[RunSpec]] = {}
-        for run in [*plan, *zoomed(spec, plan, log)]:
+        for run in plan:
+            self.settings.setdefault(setting_of(run, self.swept), []).append(run)
+        self.grid = list(self.settings)  # the zoomed settings join the search where their decision is
+        for run in zoomed(spec, plan, log):
             self.settings.setdefault(setting_of(run, self.swept), []).append(run)
         seeds = spec.seed_list
         self.batches = _seed_batches(spec.seeds) if isinstance(spec.seeds, AdaptiveSeeds) else [len(seeds)]
         self.seeds = {s: seeds[: self.batches[0]] for s in self.settings}
         self._said: set[str] = set()
+        self.ended = False  # True when the log already held the answer and nothing was left to do
 
     # -- the rounds ---------------------------------------------------------------------------------
     def rounds(self) -> Generator[Round, list[RunResult], dict[str, Any]]:
         """Yields the rounds to train; takes each round's records (ended and paused runs);
         returns the answer (also logged, as the last decision)."""
-        live = list(self.settings)
+        live = list(self.grid)
         for i, rung in enumerate(rungs(self.spec), start=1):
             todo = self._todo(live)
             if todo:
@@ -159,6 +163,10 @@ class Search:
                 break
             live += new
             self._take((yield Round(f"zoom {z + 1}: {len(new)} new values", self._todo(new))))
+        logged = self.log[-1] if self.log else None
+        if logged is not None and logged["kind"] == "answer" and not self.new:
+            self.ended = True  # started again after its end: its answer is replayed, not written again
+            return logged
         answer = self.answer(live)
         self.new.append(answer)
         return answer

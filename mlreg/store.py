@@ -186,9 +186,9 @@ class ResultsStore:
         finally:
             os.close(fd)
 
-    def decisions(self) -> list[dict[str, Any]]:
+    def decisions(self, say: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
         """The decisions of the search so far, in order (see `read_decisions`)."""
-        return read_decisions(self.root)
+        return read_decisions(self.root, say)
 
     # -- internals ----------------------------------------------------------------
     def _check_owner(self) -> None:
@@ -400,14 +400,26 @@ def parse(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     return lines, rows
 
 
-def read_decisions(root: str | os.PathLike[str]) -> list[dict[str, Any]]:
+def read_decisions(root: str | os.PathLike[str], say: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     """The decisions a search logged in `root/search.jsonl`, in order; none without the file.
-    A last line cut off by a crash is left out (the store drops it when it opens)."""
+    A last line cut off by a crash is left out (the store drops it when it opens). A line that
+    repeats an earlier one (an answer that mlreg 0.3 wrote again at each start) is read once;
+    `say`, when given, names the first such line."""
     path = Path(root) / SEARCH
     if not path.exists():
         return []
-    lines = path.read_text(errors="replace").split("\n")
-    return [json.loads(line) for line in lines[:-1] if line.strip()]
+    out, seen = [], set()
+    for number, line in enumerate(path.read_text(errors="replace").split("\n")[:-1], start=1):
+        if not line.strip():
+            continue
+        if line in seen:
+            if say is not None:
+                say(f"{path}: line {number} repeats an earlier decision (written by an older mlreg); read once")
+                say = None
+            continue
+        seen.add(line)
+        out.append(json.loads(line))
+    return out
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:

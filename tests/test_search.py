@@ -253,3 +253,49 @@ def test_a_search_refuses_bad_input_naming_the_field():
                        ({"zooom": 1}, "search.zooom")):
         with pytest.raises(SpecError, match=field.replace(".", r"\.")):
             ExperimentSpec.from_dict(_halving_dict(search=bad))
+
+
+def test_a_finished_search_started_again_replays_its_answer_and_writes_nothing(tmp_path, cli):
+    # issue 29: mlreg 0.3 appended the answer to search.jsonl at every start after the end
+    spec, out = write_toml(tmp_path / "e.toml", _halving_dict()), tmp_path / "o"
+    code, first, _ = cli("run", spec, "--out", out, "--quiet")
+    assert code == 0
+    journal = (out / "search.jsonl").read_bytes()
+    assert [json.loads(line)["kind"] for line in journal.splitlines()][-1] == "answer"
+    files = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.suffix == ".csv"}
+    for _ in range(3):
+        code, again, err = cli("run", spec, "--out", out, "--quiet")
+        assert code == 0 and "nothing to train: the search has ended" in err
+        assert again.splitlines()[1:] == first.splitlines()[1:]  # the same answer, printed
+        assert (out / "search.jsonl").read_bytes() == journal
+        assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.suffix == ".csv"} == files
+
+
+def test_a_journal_with_repeated_lines_is_read_once_and_named(tmp_path, cli):
+    from mlreg.analysis.results import load_results
+
+    spec, out = write_toml(tmp_path / "e.toml", _halving_dict()), tmp_path / "o"
+    assert cli("run", spec, "--out", out, "--quiet")[0] == 0
+    journal = out / "search.jsonl"
+    lines = journal.read_text().splitlines()
+    older = [lines[0], lines[0], *lines[1:], lines[-1], lines[-1]]  # what an older mlreg could leave
+    journal.write_text("\n".join(older) + "\n")
+    code, _, err = cli("run", spec, "--out", out, "--quiet")
+    assert code == 0
+    assert err.count("repeats an earlier decision") == 1 and "line 2 repeats" in err
+    assert load_results(out).answer == json.loads(lines[-1])
+    assert journal.read_text().splitlines() == older  # read, not rewritten
+
+
+def test_a_search_cut_after_any_decision_resumes_to_the_same_journal():
+    # a crash (SIGKILL) can fall between any two lines of the journal: the resumed search writes
+    # exactly the lines that were missing, the answer once
+    spec = _spec(seeds={"start": 2, "max": 8}, search={"strategy": "halving", "first_rung": 3, "zoom": 1},
+                 grid={"l2": [1e-4, 1e-3, 1e-2, 1e-1]})
+    level = {1e-4: 0.5, 1e-3: 0.3, 1e-2: 0.3005, 1e-1: 1.0, 3.16e-4: 0.4, 3.16e-3: 0.31}
+    _, search, _ = _search(spec, level=lambda l2: level[l2], noise=0.02)
+    journal = search.new
+    assert len(journal) >= 4 and [d["kind"] for d in journal].count("answer") == 1
+    for cut in range(len(journal) + 1):
+        _, resumed, _ = _search(spec, level=lambda l2: level[l2], noise=0.02, log=journal[:cut])
+        assert journal[:cut] + resumed.new == journal, cut
