@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 
 from mlreg.records import RunResult
-from mlreg.search import Search, _midpoints, rungs
-from mlreg.spec import ExperimentSpec
+from mlreg.search import Search, _midpoints, grid_end, replay, rungs
+from mlreg.spec import ExperimentSpec, load_spec
 from tests.conftest import ROOT, tiny_spec_dict, write_toml
 
 
@@ -76,16 +76,53 @@ def test_a_setting_worse_only_by_noise_is_not_pruned():
     assert set(answer["pruned"]) == {_key(0.0), _key(1e-1)}
 
 
-def test_a_rung_too_early_is_where_a_late_winner_is_lost():
-    # 1e-2 starts worse and wins only late (as regularization does): a first rung of 3 prunes it
+def test_a_late_winner_still_falling_at_the_rung_is_not_pruned():
+    # issue 26: 1e-2 starts worse and wins only late (as regularization does); mlreg 0.3 pruned it
+    # at a first rung of 3, where its curve still fell faster than the leader's
     def late(l2, e):
         return 0.5 * max(0, 8 - e) / 8 if l2 == 1e-2 else 0.0
 
-    early, _, _ = _search(_spec(), level=lambda l2: {0.0: 0.5, 1e-3: 0.4, 1e-2: 0.3, 1e-1: 1.0}[l2], late=late)
-    assert _key(1e-2) in early["pruned"]
-    later, _, _ = _search(_spec(search={"strategy": "halving", "first_rung": 9}),
-                          level=lambda l2: {0.0: 0.5, 1e-3: 0.4, 1e-2: 0.3, 1e-1: 1.0}[l2], late=late)
-    assert later["best"] == _key(1e-2)
+    answer, _, _ = _search(_spec(), level=lambda l2: {0.0: 0.5, 1e-3: 0.4, 1e-2: 0.3, 1e-1: 1.0}[l2], late=late)
+    assert answer["best"] == _key(1e-2) and _key(1e-2) not in answer["pruned"]
+    assert _key(1e-1) in answer["pruned"]  # flat and far behind: still pruned
+
+
+def _replayed(name, epochs, **search):
+    root = ROOT / "results" / name
+    d = load_spec(root / "spec.toml").to_dict() | {"search": search}
+    d["training"] = d["training"] | {"epochs": epochs}
+    grid = replay(ExperimentSpec.from_dict(d | {"search": {}}), root)
+    found = replay(ExperimentSpec.from_dict(d | {"seeds": {"start": 2, "max": 6}}), root)
+    return grid, found
+
+
+def test_the_demo_grid_at_42_epochs_keeps_the_grids_best():
+    # issue 26's first case, replayed from the committed l2_rate histories: at a first rung of
+    # ceil(42 / 7) = 6 epochs l2 = 1e-3 was behind and pruned, and the search answered 3.16e-4
+    grid, found = _replayed("l2_rate", 42, strategy="halving")
+    assert grid["best"] == _key(1e-3)
+    assert _key(1e-3) not in found["pruned"]
+    assert found["best"] == grid["best"] or found["best"] not in grid["separated"]
+    assert found["run_epochs"] < grid["run_epochs"]
+
+
+def test_rates_that_end_tied_with_the_best_are_not_pruned_without_early_stopping(tmp_path):
+    # issue 26's second case, trained: the demo's model, 6 rates from 0 to 3, 3 seeds, 40 epochs,
+    # no early stopping; mlreg 0.3 pruned 1e-3 (the grid's best here) at epoch 18
+    from mlreg import run
+
+    d = load_spec(ROOT / "experiments" / "l2_rate.toml").to_dict()
+    d |= {"seeds": 3, "early_stopping": {"enabled": False}, "grid": {"l2": [0.0, 1e-4, 1e-3, 1e-2, 1e-1, 3.0]}}
+    d["training"] |= {"epochs": 40}
+    d["data"] |= {"repeats": None}
+    run(ExperimentSpec.from_dict(d), out=tmp_path / "grid", progress=False)
+    grid = replay(ExperimentSpec.from_dict(d), tmp_path / "grid")
+    for first in (6, 18):  # the default, ceil(40 / 7), and the rung that pruned 1e-3
+        found = replay(ExperimentSpec.from_dict(d | {"search": {"strategy": "halving", "first_rung": first}}),
+                       tmp_path / "grid")
+        assert found["best"] == grid["best"] or found["best"] not in grid["separated"], first
+        assert not set(found["pruned"]) & {grid["best"], *grid["open"], *grid["tied"]}, first
+        assert _key(3.0) in found["pruned"] and found["run_epochs"] < grid["run_epochs"]
 
 
 def test_adaptive_seeds_stop_when_separated():
@@ -124,12 +161,17 @@ def test_zoom_adds_geometric_midpoints_on_the_best_settings_seeds():
     assert [r.seed for r in search.settings[_key(0.000316)]] == spec.seed_list
 
 
-def test_a_best_value_at_the_grid_end_is_said():
-    said = []
+def test_a_best_value_at_the_grid_end_is_said_of_the_answer_only():
     spec = _spec(search={"zoom": 1})
-    search = Search(spec, spec.expand(), {}, {}, [], said.append)
-    assert _midpoints("l2", _key(1e-1), list(search.settings), search._note) == [0.0316]
-    assert said == ["the best l2 = 0.1 is the grid's last value: extend the grid (e.g. to 1)"]
+    keys = list(Search(spec, spec.expand(), {}, {}, [], print).settings)
+    assert _midpoints("l2", _key(1e-1), keys) == [0.0316]
+    assert grid_end("l2", _key(1e-1), keys) == "the best l2 = 0.1 is the grid's last value: extend the grid (e.g. to 1)"
+    assert grid_end("l2", _key(1e-2), keys) is None
+    # issue 26: the advice was said of the best before the zoom, not of the answer's best
+    spec = _spec(search={"zoom": 1}, grid={"l2": [0.0, 1e-4, 1e-3, 1e-2]})
+    answer, _, _ = _search(spec, level=lambda l2: {0.0: 0.5, 1e-4: 0.31, 1e-3: 0.33, 1e-2: 0.6}.get(l2, 0.3))
+    assert answer["best"] == _key(0.000316)  # a midpoint the zoom added: not the grid's end
+    assert not any("extend the grid" in n for n in answer["notes"])
 
 
 def test_a_logged_decision_is_replayed_not_taken_again():
