@@ -172,12 +172,12 @@ SHOWN_RUNS = 40
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from mlreg.spec import SpecError, load_spec
+    from mlreg.spec import InputError, load_spec
 
     spec = load_spec(args.file)
     try:
         return _check_and_list(spec)
-    except SpecError as e:
+    except InputError as e:
         raise spec.named(e) from None
 
 

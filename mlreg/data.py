@@ -420,9 +420,13 @@ def _columns(frame: Any, path: Path, target: str | tuple[str, ...] | None) -> tu
     targets = [target] if isinstance(target, str) else list(target or ())
     missing = [t for t in targets if t not in frame.columns]
     if missing:
+        import difflib
+
+        names = [str(c) for c in frame.columns]
+        close = difflib.get_close_matches(str(missing[0]), names, n=3, cutoff=0.5) or names[:3]
         raise DataError(
-            f"Invalid value for `data.target`: no column {missing[0]!r} in {path.name} "
-            f"(columns: {list(frame.columns)}). Received: target={target!r}"
+            f"Invalid value for `data.target`: no column {missing[0]!r} in {path.name}, which has "
+            f"{len(names)} columns; the closest: {', '.join(map(repr, close))}. Received: target={target!r}"
         )
     features = frame.drop(columns=targets)
     bad = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]

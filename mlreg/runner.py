@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlreg import engines, executors, signals
 from mlreg.backend import PACKAGES, choose_backend, import_keras
-from mlreg.data import Dataset, for_run
+from mlreg.data import DataError, Dataset, for_run
 from mlreg.spec import BUILDERS, ExperimentSpec, RunSpec, SpecError, label
 from mlreg.store import ResultsStore
 
@@ -331,7 +331,10 @@ def prepare(spec: ExperimentSpec, *, engine: str | None = None, backend: str | N
         raise SpecError(f"{spec.name}: the plan has {spec.size}, more than the limit of {max_runs:,} runs; "
                         f"check the grid, or pass --max-runs {spec.n_runs} to go on")
     plan = spec.expand()
-    datasets = {r.data_key: for_run(r) for r in plan}
+    try:
+        datasets = {r.data_key: for_run(r) for r in plan}
+    except DataError as e:
+        raise spec.named(e) from None
     signals.check()
     first = next(iter(datasets.values()))
     try:

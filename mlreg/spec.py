@@ -965,7 +965,8 @@ def _format(e: ValidationError, *, prefix: str = "", value: Any = None) -> str:
         short = where.split(".")[-1].split("[")[0]
         received = value if prefix else err.get("input")
         if err["type"] == "extra_forbidden":
-            lines[where] = f"Unknown key `{where}`{_did_you_mean(names)}. Received: {short}={err['input']!r}"
+            hint = _did_you_mean(names)
+            lines[where] = f"Unknown key `{where}`{hint}{'' if hint else '.'} Received: {short}={err['input']!r}"
         elif msg.startswith("Invalid value for"):
             lines[where] = msg
         elif not loc and not prefix:

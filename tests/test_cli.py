@@ -448,3 +448,22 @@ def test_a_swept_parameter_the_builder_ignores_is_refused_and_not_recorded(tmp_p
     columns = list(pd.read_csv(tmp_path / "o" / "runs.csv").columns)
     assert {"hidden", "l2", "builder", "freeze"} <= set(columns)
     assert not {"activation", "dropout", "l1", "filters", "kernel_size"} & set(columns)
+
+
+def test_messages_read_as_sentences_and_name_the_experiment_file(tmp_path, cli):
+    # issue 27, item 7: `?.`, a missing data file without the file's name, 31 columns in one line
+    import numpy as np
+    import pandas as pd
+
+    pd.DataFrame(np.random.default_rng(0).random((20, 31)),
+                 columns=[f"feature_{i}" for i in range(30)] + ["label"]).to_csv(tmp_path / "d.csv", index=False)
+    cases = {"typo.toml": ('[model]\nhiden = [3]\n[data]\ndataset = "digits"\n', "; did you mean `hidden`? Received"),
+             "nofile.toml": ('[data]\npath = "nope.csv"\ntarget = "y"\n', "nofile.toml: Invalid value for `data.path`"),
+             "column.toml": ('[data]\npath = "d.csv"\ntarget = "labl"\n', "the closest: 'label'. Received")}
+    for name, (body, expected) in cases.items():
+        (tmp_path / name).write_text(f'name = "x"\n{body}[grid]\nl2 = [0.0]\n')
+        for command in ("validate", "run"):
+            code, _, err = cli(command, tmp_path / name)
+            assert code == 2 and expected in err and "?." not in err, (name, command, err)
+            assert err.startswith(f"mlreg: error: {tmp_path / name}: ") or err.startswith(f"mlreg: error: {name}"), err
+            assert len(err) < 300, err

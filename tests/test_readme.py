@@ -63,3 +63,5 @@ def test_python_blocks_run(code, tmp_path):
                     ignore=shutil.ignore_patterns("plots"))
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
+    # issue 27, item 5: what a block writes goes into results/, never into the repository's root
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["experiments", "results"]

@@ -221,6 +221,8 @@ def test_a_halving_search_records_pruned_runs_and_shows_them(tmp_path):
     table = compare(load_results(tmp_path / "o"))
     assert table.iloc[0]["learning_rate"] == 1e-2 and table.iloc[0]["best"] == "*"
     assert "pruned at epoch 3" in format_table(table)
+    assert table["rank"].isna().sum() == 2 and list(table["rank"].dropna()) == [1]  # pruned: no rank (issue 27)
+    assert [line.split()[-1] for line in format_table(table).splitlines()[2:4]] != ["2", "2"]
     html = render(load_results(tmp_path / "o"), kinds=("loss_curves",))
     assert "The search&#x27;s answer" in html or "The search's answer" in html
     # the kept setting's runs are the grid's: the same numbers as training it alone, to the end

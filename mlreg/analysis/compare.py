@@ -198,7 +198,8 @@ def compare(
     table["n"] = table["n"].fillna(0).astype(int)
     ascending = not higher_is_better(metric)
     # settings without an ok run (all diverged or failed) are shown, ranked last
-    table["rank"] = table["mean"].rank(ascending=ascending, method="min", na_option="bottom").astype(int)
+    table["rank"] = table["mean"].rank(ascending=ascending, method="min", na_option="bottom").astype("Int64")
+    table.loc[table["_pruned_at"].notna() & (table["n"] == 0), "rank"] = pd.NA  # a search stopped it: no rank
     table["best"] = np.where((table["rank"] == 1) & (table["n"] > 0), "*", "")
     if adjust not in ADJUST:
         raise InputError(f"Invalid value for `adjust`: expected one of {list(ADJUSTMENTS)}. "
@@ -312,6 +313,8 @@ def format_table(table: pd.DataFrame, *, metric: str | None = None) -> str:
             shown[col] = shown[col].map(lambda v: "" if v != v else f"{v:.4g}")
     if "best_epoch" in shown:
         shown["best_epoch"] = shown["best_epoch"].map(lambda v: "" if v != v else f"{v:.1f}")
+    if "rank" in shown:
+        shown["rank"] = ["" if str(v) in ("<NA>", "nan") else str(v) for v in shown["rank"]]
     shown = mark_empty(shown).rename(columns={"mean": f"mean {metric}"})
     return shown.to_string(index=False) + baseline_note(table) + metric_note(metric)
 
