@@ -205,3 +205,13 @@ def test_the_gap_and_the_best_epoch_can_be_the_metric(tmp_path):
         table = compare(res, metric=metric, baseline="l2=0")
         assert table.attrs["metric"] == metric and set(table["verdict"]) <= {"baseline", "inconclusive", "better",
                                                                                "worse"}
+
+
+def test_results_print_in_one_line():
+    # issue 27, item 6: repr(Results) dumped its DataFrames
+    from mlreg.analysis.results import load_results
+    from tests.conftest import ROOT
+
+    text = repr(load_results(ROOT / "results" / "l2_rate"))
+    assert text.startswith("Results(") and "\n" not in text and "runs (" in text and "swept: l2" in text
+    assert len(text) < 200

@@ -200,7 +200,7 @@ def compare(
     # settings without an ok run (all diverged or failed) are shown, ranked last
     table["rank"] = table["mean"].rank(ascending=ascending, method="min", na_option="bottom").astype("Int64")
     table.loc[table["_pruned_at"].notna() & (table["n"] == 0), "rank"] = pd.NA  # a search stopped it: no rank
-    table["best"] = np.where((table["rank"] == 1) & (table["n"] > 0), "*", "")
+    table["best"] = np.where((table["rank"] == 1).fillna(False) & (table["n"] > 0), "*", "")
     if adjust not in ADJUST:
         raise InputError(f"Invalid value for `adjust`: expected one of {list(ADJUSTMENTS)}. "
                          f"Received: adjust={adjust!r}")

@@ -51,6 +51,14 @@ class Results:
     def name(self) -> str:
         return str(self.manifest.get("experiment") or self.root.name)
 
+    def __repr__(self) -> str:
+        """`Results('results/l2_rate': 180 runs (180 ok); swept: l2)`: what the directory holds,
+        in one line (the DataFrames are its attributes)."""
+        statuses = ", ".join(f"{n} {s}" for s, n in self.runs["status"].value_counts().items()) if len(self.runs) \
+            else "no runs"
+        return (f"Results({str(self.root)!r}: {len(self.runs)} runs ({statuses}); "
+                f"swept: {', '.join(self.params) or 'nothing'})")
+
     def _repr_html_(self) -> str:
         """In a notebook: what the directory holds, and each setting's metric over seeds (the
         metric `compare` ranks by, named)."""
