@@ -28,21 +28,15 @@ from mlreg.spec import ExperimentSpec, load_spec  # noqa: E402
 from mlreg.store import read_decisions  # noqa: E402
 
 
-def with_search(recorded: ExperimentSpec, epochs: int | None, **search) -> ExperimentSpec:
-    d = recorded.to_dict()
-    d["search"] = search
+def one(root: Path, fraction: int, epochs: int | None) -> dict:
+    d = load_spec(root / "spec.toml").to_dict()
     if epochs:
         d["training"] = d["training"] | {"epochs": epochs}
-    return ExperimentSpec.from_dict(d)
-
-
-def one(root: Path, fraction: int, epochs: int | None) -> dict:
-    recorded = load_spec(root / "spec.toml")
-    grid_spec = with_search(recorded, epochs)
+    grid_spec = ExperimentSpec.from_dict(d)
     grid = replay(grid_spec, root)
-    n = grid_spec.training.epochs
-    seeds = len(recorded.seed_list)
-    d = grid_spec.to_dict() | {"seeds": {"start": min(2, seeds), "max": seeds}} if seeds > 2 else grid_spec.to_dict()
+    n, seeds = grid_spec.training.epochs, len(grid_spec.seed_list)
+    if seeds > 2:
+        d["seeds"] = {"start": 2, "max": seeds}
     d["search"] = {"strategy": "halving", "first_rung": math.ceil(n / fraction)}
     search = replay(ExperimentSpec.from_dict(d), root)
     ok = search["best"] == grid["best"] or search["best"] not in grid["separated"]
@@ -81,5 +75,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-
     main()

@@ -358,9 +358,6 @@ class Search:
 
 
 # -- helpers -------------------------------------------------------------------------------------------
-PROJECTION = "half"
-
-
 def projected(curve: np.ndarray, epochs: int) -> float:
     """Where a curve's best value may be by `epochs`: its best so far, minus the rate at which
     the best fell over the latest half of the curve, for every epoch left (an optimistic,
@@ -469,15 +466,12 @@ def replay(spec: ExperimentSpec, root: str | Path, say: Callable[[str], None] = 
         >>> halving = ExperimentSpec.from_dict(d | {"search": {"strategy": "halving"}})  # doctest: +SKIP
         >>> replay(halving, "results/l2_rate")["best"]  # doctest: +SKIP
     """
-    from mlreg.records import HISTORY
     from mlreg.spec import load_spec
-    from mlreg.store import parse
+    from mlreg.store import read_curves
 
     recorded = load_spec(Path(root) / "spec.toml")
     monitor = spec.early_stopping.monitor
-    curves: dict[str, list[float]] = {}
-    for row in parse(Path(root) / HISTORY)[1]:
-        curves.setdefault(row["run_id"], []).append(float(row.get(monitor) or "nan"))
+    curves = read_curves(root, monitor)
     have = {(setting_of(r, recorded.swept), *_pair(r)): r.run_id for r in recorded.expand()}
     search = Search(spec, spec.expand(), {}, {}, [], say)
     rounds, results = search.rounds(), None

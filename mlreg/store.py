@@ -169,11 +169,8 @@ class ResultsStore:
         self._append(RUNS, [result.row()])
 
     def curves(self, column: str) -> dict[str, list[float]]:
-        """Each recorded run's values of a history column, epoch by epoch (NaN where empty)."""
-        out: dict[str, list[float]] = {}
-        for row in _read_rows(self.root / HISTORY):
-            out.setdefault(row["run_id"], []).append(float(row.get(column) or "nan"))
-        return out
+        """Each recorded run's values of a history column, epoch by epoch (see `read_curves`)."""
+        return read_curves(self.root, column)
 
     def decide(self, entry: dict[str, Any]) -> None:
         """Appends one decision of a search to `search.jsonl` (one line of JSON), before
@@ -398,6 +395,14 @@ def parse(path: Path) -> tuple[list[str], list[dict[str, str]]]:
                              f"{len(header)}; repair or remove that line")
         rows.append(dict(zip(header, fields, strict=True)))
     return lines, rows
+
+
+def read_curves(root: str | os.PathLike[str], column: str) -> dict[str, list[float]]:
+    """Each run's values of a column of `root/history.csv`, epoch by epoch (NaN where empty)."""
+    out: dict[str, list[float]] = {}
+    for row in _read_rows(Path(root) / HISTORY):
+        out.setdefault(row["run_id"], []).append(float(row.get(column) or "nan"))
+    return out
 
 
 def read_decisions(root: str | os.PathLike[str], say: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
