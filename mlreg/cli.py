@@ -184,10 +184,11 @@ def _validate(args: argparse.Namespace) -> int:
 def _check_and_list(spec: Any) -> int:
     from itertools import islice
 
+    from mlreg.check import check
     from mlreg.data import for_run, load
-    from mlreg.runner import check_builders, check_ignored, check_models, check_monitor, default_out
+    from mlreg.engines import plan
+    from mlreg.runner import default_out
     from mlreg.search import describe_search
-    from mlreg.spec import BUILDERS
 
     shown = list(islice(spec.iter_runs(), SHOWN_RUNS))
     print(f"{spec.name}: {'at most ' if spec.searches else ''}{spec.size} -> {default_out(spec)}")
@@ -197,26 +198,21 @@ def _check_and_list(spec: Any) -> int:
         ds = load(data_spec, split=0 if data_spec.repeats else None, fold=0 if data_spec.folds else None,
                   draw=0 if data_spec.draws else None,
                   root=spec.root)
-        check_monitor(shown, ds.task)
         test = f" / {len(ds.x_test)} test" if ds.x_test is not None else ""
         shape = f"{ds.n_features} features" if len(ds.input_shape) == 1 else f"samples of shape {list(ds.input_shape)}"
         print(f"  data {ds.name}: task {ds.task}, {shape}, "
               f"{len(ds.x_train)} train / {len(ds.x_val)} val{test} samples")
-    shown = check_builders(shown)
-    check_ignored(shown, spec.swept)
-    if any(r.model.builder not in BUILDERS for r in shown):  # a builder of the user's: build and check its models
-        from mlreg.engines import plan
-
-        reasons, notes = check_models(shown, {r.data_key: for_run(r) for r in shown}, spec.swept,
-                                      fused=spec.training.engine != "keras")
-        note = plan(shown, spec.training.engine, reasons=reasons)[1]
-        for line in [*notes, *([note] if note else [])]:
-            print(f"  {line}")
+    shown, reasons, notes = check(shown, {r.data_key: for_run(r) for r in shown}, spec.swept,
+                                  fused=spec.training.engine != "keras")  # as `run` checks its whole plan
+    note = plan(shown, spec.training.engine, reasons=reasons)[1]
+    for line in [*notes, *([note] if note else [])]:
+        print(f"  {line}")
     swept = [p for p in spec.swept if p != "variant"]
     resampling = list(shown[0].resampling)
     header = ["run_id", "seed", *resampling, *(["variant"] if spec.variants else []), *swept]
     rows = [[r.run_id, str(r.seed), *(str(v) for v in r.resampling.values()),
-             *([r.variant or ""] if spec.variants else []), *(str(r.params()[p]) for p in swept)] for r in shown]
+             *([r.variant or ""] if spec.variants else []), *(str(r.params_for_csv()[p]) for p in swept)]
+            for r in shown]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
     for row in [header, *rows]:
         print("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))

@@ -17,6 +17,7 @@ import inspect
 import os
 import sys
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlreg.records import metric_names
@@ -449,20 +450,27 @@ BUILDERS: dict[str, Any] = {
 }
 
 
-def user_builder(ref: str) -> Any:
-    """Imports a user's builder given as `"package.module:function"` (the working
-    directory is importable, as with `python -m`).
+def user_builder(ref: str, root: str | None = None) -> Any:
+    """Imports a user's builder given as `"package.module:function"`, looking first in `root`
+    (the experiment file's folder, where its `data.path` is resolved too), then in the working
+    directory (as `python -m` does) and `sys.path` (`PYTHONPATH`). Workers look the same way.
 
     Raises:
-        SpecError: the module or function cannot be found.
+        SpecError: the module or function cannot be found, naming where mlreg looked.
     """
     module_name, _, func = ref.partition(":")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    places = [str(Path(root).resolve())] if root is not None else []
+    places.append(os.getcwd())
+    for place in reversed(places):
+        if place in sys.path:
+            sys.path.remove(place)
+        sys.path.insert(0, place)
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise SpecError(f"Invalid value for `model.builder`: cannot import {module_name!r} ({e}). "
+        looked = (f"looked in {places[0]}, then in the working directory {places[1]} and sys.path" if root is not None
+                  else f"looked in the working directory {places[0]} and sys.path")
+        raise SpecError(f"Invalid value for `model.builder`: cannot import {module_name!r} ({e}; {looked}). "
                         f"Received: builder={ref!r}") from None
     fn = getattr(module, func, None)
     if not callable(fn):
@@ -521,11 +529,11 @@ def builder_takes(fn: Any) -> tuple[str, ...] | None:
 
 
 def builder_arguments(run: RunSpec, data: Dataset) -> dict[str, Any]:
-    """The keyword arguments a user's builder can take: the run's parameters (`run.hp()`:
+    """The keyword arguments a user's builder can take: the run's parameters (`run.params_for_builder()`:
     `l1`, `l2`, `dropout`, `hidden`, `learning_rate`, ...) and what the data decide:
     `input_shape` (one sample's shape, a tuple), `n_features` (its size), `n_outputs`,
     `task` and `output_activation`."""
-    return run.hp() | {
+    return run.params_for_builder() | {
         "input_shape": data.input_shape,
         "n_features": data.n_features,
         "n_outputs": data.n_outputs,
@@ -549,7 +557,7 @@ def build_model(run: RunSpec, data: Dataset) -> keras.Model:
         if m.builder == "transfer":  # frozen by transfer_model already
             return model
     else:
-        model = call_builder(user_builder(m.builder), builder_arguments(run, data), m.builder)
+        model = call_builder(user_builder(m.builder, run.root), builder_arguments(run, data), m.builder)
         if not isinstance(model, keras.Model):
             raise TypeError(f"builder {m.builder} returned {type(model).__name__}, not a keras.Model")
         _build_variables(model, data)

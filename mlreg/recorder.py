@@ -52,7 +52,7 @@ class ScriptRun:
         blob = json.dumps([self.experiment, self.seed, self.settings], sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
-    def params(self) -> dict[str, Any]:
+    def params_for_csv(self) -> dict[str, Any]:
         return dict(self.settings)
 
 

@@ -149,7 +149,7 @@ def diverged_at(row: Mapping[str, Any]) -> bool:
 def base_summary(run: RunSpec, engine: str, backend: str | None) -> dict[str, Any]:
     """The columns every `runs.csv` row starts with: id, seed, split and fold, parameters, the
     engine and the Keras backend that trained it."""
-    return {"run_id": run.run_id, "seed": run.seed, **run.resampling, **run.params(), "engine": engine,
+    return {"run_id": run.run_id, "seed": run.seed, **run.resampling, **run.params_for_csv(), "engine": engine,
             "backend": backend}
 
 

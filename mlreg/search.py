@@ -91,7 +91,7 @@ def describe_search(spec: ExperimentSpec) -> str:
 
 def setting_of(run: RunSpec, swept: Sequence[str]) -> str:
     """A setting's key: its swept parameters' values, as JSON."""
-    params = run.params()
+    params = run.params_for_csv()
     return json.dumps({k: params.get(k) for k in swept})
 
 

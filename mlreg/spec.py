@@ -845,9 +845,10 @@ class RunSpec:
         path = Path(value)
         return path if path.is_absolute() or self.root is None else Path(self.root) / path
 
-    def params(self) -> dict[str, Any]:
-        """Every sweepable parameter with its value, as written to `runs.csv`, but the model
-        parameters its builder does not take (`takes`)."""
+    def params_for_csv(self) -> dict[str, Any]:
+        """Every sweepable parameter with its value as `runs.csv` holds it (formatted: `(64, 32)`
+        is `"64x32"`), but the model parameters its builder does not take (`takes`), and the
+        variant's name."""
         out: dict[str, Any] = {"variant": self.variant} if self.variant is not None else {}
         takes = self.takes if self.takes is not None else BUILDER_PARAMS.get(self.model.builder)
         for key, (section, field) in PARAMS.items():
@@ -855,8 +856,9 @@ class RunSpec:
                 out[key] = format_value(getattr(getattr(self, section), field))
         return out
 
-    def hp(self) -> dict[str, Any]:
-        """The raw parameter values (lists stay lists), as given to model builders."""
+    def params_for_builder(self) -> dict[str, Any]:
+        """Every sweepable parameter with its raw value (lists stay tuples), whatever the builder
+        takes: the keywords a builder is offered (`mlreg.models.builder_arguments`)."""
         return {key: getattr(getattr(self, s), f) for key, (s, f) in PARAMS.items()}
 
 

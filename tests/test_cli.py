@@ -467,3 +467,45 @@ def test_messages_read_as_sentences_and_name_the_experiment_file(tmp_path, cli):
             assert code == 2 and expected in err and "?." not in err, (name, command, err)
             assert err.startswith(f"mlreg: error: {tmp_path / name}: ") or err.startswith(f"mlreg: error: {name}"), err
             assert len(err) < 300, err
+
+
+def test_a_builder_module_beside_the_experiment_file_is_found_from_anywhere(tmp_path, cli, monkeypatch):
+    """`builder = "beside_the_file:build"` with beside_the_file.py in the experiment file's folder runs
+    from another working directory (the file's folder is searched first, as for `data.path`); a
+    module found nowhere is refused naming where mlreg looked."""
+    folder = tmp_path / "experiment"
+    folder.mkdir()
+    (folder / "beside_the_file.py").write_text(
+        "import keras\n\n\ndef build(input_shape, n_outputs, output_activation, l2):\n"
+        "    return keras.Sequential([keras.Input(input_shape), keras.layers.Dense(n_outputs, "
+        "activation=output_activation, kernel_regularizer=keras.regularizers.L2(l2) if l2 else None)])\n")
+    spec = write_toml(folder / "e.toml", tiny_spec_dict(model={"builder": "beside_the_file:build"},
+                                                         grid={"l2": [0.0, 1e-3]}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, _, err = cli("run", spec, "--out", tmp_path / "out", "--quiet")
+    assert code == 0, err
+    assert list(pd.read_csv(tmp_path / "out" / "runs.csv").status) == ["ok", "ok"]
+    missing = write_toml(folder / "missing.toml", tiny_spec_dict(model={"builder": "nowhere_to_be_found:build"}))
+    code, _, err = cli("validate", missing)
+    assert code == 2 and "No module named 'nowhere_to_be_found'" in err, err
+    assert f"looked in {folder}, then in the working directory {elsewhere} and sys.path" in err, err
+
+
+@pytest.mark.parametrize("overrides", [
+    {"data": {"dataset": "diabetes"}, "grid": {"label_smoothing": [0.0, 0.1]}},
+    {"grid": {"augment": [0.0, 0.5]}},
+    {"model": {"builder": "residual_mlp"}, "grid": {"batch_norm": [False, True]}},
+    {"early_stopping": {"monitor": "val_mae"}},
+])
+def test_validate_refuses_what_run_refuses_with_the_same_message(tmp_path, cli, overrides):
+    """One check, one order (mlreg.check): what `run` refuses before training, `validate` refuses too."""
+    spec = write_toml(tmp_path / "e.toml", tiny_spec_dict(**overrides))
+    said = {}
+    for command in ("validate", "run"):
+        code, _, err = cli(command, spec, *(["--out", tmp_path / "o", "--quiet"] if command == "run" else []))
+        assert code == 2, err
+        said[command] = err.strip().splitlines()[-1]
+    assert said["validate"] == said["run"] and said["run"].startswith(f"mlreg: error: {spec}: Invalid value for")
+    assert not (tmp_path / "o").exists()

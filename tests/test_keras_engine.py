@@ -57,7 +57,7 @@ def test_columns_and_summary_are_honest():
     run, ds = _run(model={"l2": 1e-2, "dropout": 0.2}, training={"epochs": 6},
                    early_stopping={"patience": 50})
     res = train_run(run, ds)
-    cols = columns(ds.task, list(run.params()))
+    cols = columns(ds.task, list(run.params_for_csv()))
     assert list(res.history[0]) == cols["history.csv"]
     assert set(res.summary) <= set(cols["runs.csv"])
     assert res.status == "ok" and res.summary["epochs_run"] == 6

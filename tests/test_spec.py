@@ -29,7 +29,7 @@ def test_variants_combine_with_grid():
     assert spec.swept == ["variant", "l2", "dropout", "hidden"]
     both = [r for r in runs if r.variant == "L2+Dropout"]
     assert {(r.model.l2, r.model.dropout) for r in both} == {(1e-3, 0.5)}
-    assert {r.params()["hidden"] for r in runs} == {"8", "32x32"}
+    assert {r.params_for_csv()["hidden"] for r in runs} == {"8", "32x32"}
 
 
 def test_run_id_is_stable_and_depends_on_settings_and_seed():

@@ -50,7 +50,7 @@ def test_a_zoo_model_trains_under_the_default_engine_as_model_fit_does(name, tmp
         assert err.count("train with keras") == 1, err
         return
     plan = ExperimentSpec.from_dict(d).expand()
-    target = next(r for r in plan if r.seed == 0 and any(r.params()[k] == v[-1] for k, v in entry.grid.items()))
+    target = next(r for r in plan if r.seed == 0 and any(r.params_for_csv()[k] == v[-1] for k, v in entry.grid.items()))
     data = load(target.data, root=target.root)
     alone, reference = next(fused.train_pack([target], data)), execute(target, data)
     assert alone.status == reference.status == "ok", alone.summary.get("error") or reference.summary.get("error")

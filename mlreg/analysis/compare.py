@@ -14,6 +14,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from mlreg.analysis.aggregate import over_seeds
 from mlreg.records import default_metric, higher_is_better
 from mlreg.spec import ADJUSTMENTS, InputError
 from mlreg.stats import holm, paired_test
@@ -54,23 +55,6 @@ def combined_runs(results: Results | Sequence[Results]) -> tuple[pd.DataFrame, l
     runs = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     by = (["experiment"] if len(items) > 1 else []) + params
     return runs, by
-
-
-def over_seeds(frame: pd.DataFrame, by: Sequence[str], columns: Sequence[str],
-               stats: Sequence[str] = ("count", "mean", "std", "min", "max")) -> pd.DataFrame:
-    """Statistics of `columns` over the seeds (and splits, folds) of each group of `by`: the one
-    place where mlreg aggregates over repeats, for the table, the plots and the notebook view.
-    `frame` is runs (one row each; settings as `by`) or history (`by` then ends with `epoch`).
-    Returns one row per group (keyed by `by`, in order of appearance), one column per
-    `(column, statistic)`; a column without values gives NaN, not an error."""
-    present = [c for c in columns if c in frame]
-    grouped = frame.groupby(list(by), sort=False, dropna=False)[present]
-    out = grouped.agg(list(stats))
-    for c in columns:
-        if c not in present:
-            for st in stats:
-                out[(c, st)] = 0 if st == "count" else float("nan")
-    return out
 
 
 def independent(runs: pd.DataFrame, by: Sequence[str]) -> list[str]:

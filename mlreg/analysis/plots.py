@@ -1,7 +1,7 @@
 """Comparison plots from saved results (matplotlib + pandas, no TensorFlow or JAX).
 
 Each function takes results (one `Results`, or a list of them) and an optional `ax`, draws
-what `mlreg.analysis.compare.over_seeds` computes (means and spreads over seeds), and returns
+what `mlreg.analysis.aggregate.over_seeds` computes (means and spreads over seeds), and returns
 the `Axes`. Nothing here shows or saves a figure: that is the CLI's job (`mlreg plot`). One
 colour per setting in every plot; legends inside the axes they describe (`legend="outside"`
 puts them on the right, as `mlreg plot` does for its own figures); `**line_kw` goes to the
@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlreg.analysis.compare import as_list, combined_runs, experiment_names, independent, metric_of, over_seeds
+from mlreg.analysis.aggregate import over_seeds
+from mlreg.analysis.compare import as_list, combined_runs, experiment_names, independent, metric_of
 from mlreg.records import higher_is_better
 from mlreg.spec import KINDS as REGULARIZER_KINDS
 from mlreg.spec import PLOT_KINDS, InputError, label

@@ -64,7 +64,7 @@ class Results:
         metric `compare` ranks by, named)."""
         import html
 
-        from mlreg.analysis.compare import over_seeds
+        from mlreg.analysis.aggregate import over_seeds
 
         statuses = ", ".join(f"{n} {s}" for s, n in self.runs["status"].value_counts().items()) or "no runs"
         head = (f"<p><b>{html.escape(self.name)}</b> ({html.escape(str(self.root))}): {len(self.runs)} runs "
