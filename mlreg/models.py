@@ -20,9 +20,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlreg.records import metric_names
 from mlreg.regularizers import apply_regularization, kernel_layers, kernel_regularizer
 from mlreg.spec import FREEZE, InputError, SpecError
+from mlreg.tasks import TABLE
 
 if TYPE_CHECKING:
     import keras
@@ -34,24 +34,13 @@ Rates = float | Sequence[float]
 Shape = int | Sequence[int]
 
 
-# -- what the task decides, keyed by mlreg.spec.TASKS ("auto" is resolved by the data) --------
-TASK_HEADS: dict[str, tuple[str, str, str, str]] = {
-    # task: (output activation, Keras loss class, Keras metric class of the data loss,
-    #        Keras metric class of the task's metric, named as `records.metric_names` says)
-    "single_label": ("softmax", "SparseCategoricalCrossentropy", "SparseCategoricalCrossentropy",
-                     "SparseCategoricalAccuracy"),
-    "binary": ("sigmoid", "BinaryCrossentropy", "BinaryCrossentropy", "BinaryAccuracy"),
-    "multi_label": ("sigmoid", "BinaryCrossentropy", "BinaryCrossentropy", "BinaryAccuracy"),
-    "regression": ("linear", "MeanSquaredError", "MeanSquaredError", "MeanAbsoluteError"),
-}
-
 OPTIMIZER_CLASSES = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop"}
 """Keras's optimizer class of each name in `mlreg.spec.OPTIMIZERS`."""
 
 
 def output_activation(task: str) -> str:
     """`softmax` for single-label, `sigmoid` for binary and multi-label, `linear` for regression."""
-    return TASK_HEADS[task][0]
+    return TABLE[task].activation
 
 
 def loss_for(task: str, label_smoothing: float = 0.0) -> keras.losses.Loss:
@@ -61,7 +50,7 @@ def loss_for(task: str, label_smoothing: float = 0.0) -> keras.losses.Loss:
     import keras
 
     if not label_smoothing:
-        return getattr(keras.losses, TASK_HEADS[task][1])()
+        return getattr(keras.losses, TABLE[task].loss)()
     if task == "regression":
         raise InputError(f"Invalid value for `label_smoothing`: a regression task has no labels to smooth. "
                          f"Received: label_smoothing={label_smoothing}")
@@ -83,19 +72,15 @@ def data_loss_metric(task: str) -> keras.metrics.Metric:
     """The data loss as a metric named `data_loss`: the loss without the penalty."""
     import keras
 
-    return getattr(keras.metrics, TASK_HEADS[task][2])(name="data_loss")
+    return getattr(keras.metrics, TABLE[task].loss)(name="data_loss")
 
 
 def metrics_for(task: str) -> list[keras.metrics.Metric]:
-    """The task's metric, named as its column (`records.metric_names`): accuracy of the class
-    (single-label), accuracy per output at 0.5 (binary, multi-label), or mean absolute error.
-
-    Keras's `"accuracy"` string would pick categorical accuracy (argmax against argmax) for a
-    multi-label target, which says nothing about the labels; hence explicit metrics.
-    """
+    """The task's metric, named as its column (`mlreg.tasks.TABLE`): accuracy of the class
+    (single-label), accuracy per output at 0.5 (binary, multi-label), or mean absolute error."""
     import keras
 
-    return [getattr(keras.metrics, TASK_HEADS[task][3])(name=metric_names(task)[0])]
+    return [getattr(keras.metrics, TABLE[task].metric_class)(name=TABLE[task].metric)]
 
 
 def make_optimizer(name: str, learning_rate: float, weight_decay: float | None = None) -> keras.optimizers.Optimizer:

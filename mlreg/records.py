@@ -80,8 +80,10 @@ class RunResult:
 
 
 def metric_names(task: str) -> list[str]:
-    """The metric columns of a task (`accuracy` or `mae`), as Keras names them."""
-    return ["mae"] if task == "regression" else ["accuracy"]
+    """The metric columns of a task (`accuracy` or `mae`, see `mlreg.tasks.TABLE`)."""
+    from mlreg.tasks import TABLE
+
+    return [TABLE[task].metric]
 
 
 def columns(task: str, params: list[str], *, has_test: bool = False,

@@ -7,7 +7,7 @@ import ast
 
 import pytest
 
-from mlreg import backend, data, models, spec
+from mlreg import backend, data, models, spec, tasks
 from mlreg.analysis import compare, plots
 from tests.conftest import ROOT
 
@@ -17,7 +17,7 @@ from tests.conftest import ROOT
     (spec.BUILDERS, spec.BUILDER_PARAMS),
     (spec.FREEZE, models.TRAINABLE),
     (spec.OPTIMIZERS, models.OPTIMIZER_CLASSES),
-    ([t for t in spec.TASKS if t != "auto"], models.TASK_HEADS),
+    ([t for t in spec.TASKS if t != "auto"], tasks.TABLE),
     (spec.DATASETS, data.DESCRIPTIONS),
     (spec.PLOT_KINDS, plots.KINDS),
     (spec.ADJUSTMENTS, compare.ADJUST),
@@ -32,8 +32,9 @@ def test_keras_knows_every_class_a_table_names():
     import keras
 
     assert all(hasattr(keras.optimizers, c) for c in models.OPTIMIZER_CLASSES.values())
-    for _, loss, data_loss, metric in models.TASK_HEADS.values():
-        assert hasattr(keras.losses, loss) and hasattr(keras.metrics, data_loss) and hasattr(keras.metrics, metric)
+    for task in tasks.TABLE.values():
+        assert hasattr(keras.losses, task.loss) and hasattr(keras.metrics, task.loss)
+        assert hasattr(keras.losses, task.per_sample_loss) and hasattr(keras.metrics, task.metric_class)
 
 
 def test_spec_is_the_ground_floor():
@@ -41,3 +42,25 @@ def test_spec_is_the_ground_floor():
     imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
     imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
     assert not [m for m in imported if m and m.startswith("mlreg")]
+
+
+@pytest.mark.parametrize("name", list(tasks.TABLE))
+def test_each_tasks_per_sample_forms_average_to_kerass_own(name):
+    """The fused engine's per-sample loss and metric of a task, averaged, are what `model.fit`'s
+    classes measure: the one table says both."""
+    import keras
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    task = tasks.TABLE[name]
+    p = rng.uniform(0.05, 0.95, (32, 3)).astype("float32")
+    if name == "single_label":
+        p, y = p / p.sum(1, keepdims=True), rng.integers(0, 3, (32, 1)).astype("float32")
+    else:
+        y = rng.integers(0, 2, (32, 3)).astype("float32") if name != "regression" else rng.normal(size=(32, 3))
+    for per_sample, keras_class in ((getattr(keras.losses, task.per_sample_loss), getattr(keras.metrics, task.loss)),
+                                    (task.per_sample_metric, getattr(keras.metrics, task.metric_class))):
+        metric = keras_class()
+        metric.update_state(y, p)
+        assert float(np.mean(per_sample(keras.ops.convert_to_tensor(y.astype("float32")), p))) == pytest.approx(
+            float(metric.result()), rel=1e-5)

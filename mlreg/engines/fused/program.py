@@ -24,6 +24,7 @@ from mlreg.engines.fused.introspect import Built, all_layers, fixed_layers, per_
 from mlreg.engines.fused.packing import MAX_PACK
 from mlreg.engines.fused.per_run import take_over
 from mlreg.records import SPARSE_BELOW
+from mlreg.tasks import TABLE
 
 if TYPE_CHECKING:
     import keras
@@ -128,8 +129,8 @@ class Program:
         self.optimizer.build(template.trainable_variables)
         self.learning_rate = next(i for i, v in enumerate(self.optimizer.variables) if v.name == "learning_rate")
         self.chunk = _chunk(template)
-        self.loss = _per_sample_loss(data.task)
-        self.metric = _per_sample_metric(data.task)
+        task = TABLE[data.task]
+        self.loss, self.metric = getattr(keras.losses, task.per_sample_loss), task.per_sample_metric
         self.epoch = compile_fn(self._epoch, xla)
         self.evaluate = compile_fn(self._evaluate, xla)
 
@@ -416,24 +417,3 @@ def _chunk(model: keras.Model) -> int:
         except (AttributeError, ValueError, TypeError):
             continue
     return 1 << max(4, int(math.log2(max(EVAL_ELEMENTS // (widest * MAX_PACK), 1))))
-
-
-def _per_sample_loss(task: str) -> Any:
-    import keras
-
-    return {"single_label": keras.losses.sparse_categorical_crossentropy,
-            "binary": keras.losses.binary_crossentropy, "multi_label": keras.losses.binary_crossentropy,
-            "regression": keras.losses.mean_squared_error}[task]
-
-
-def _per_sample_metric(task: str) -> Any:
-    import keras
-
-    ops = keras.ops
-    if task == "single_label":
-        return lambda y, p: ops.cast(ops.equal(ops.cast(ops.reshape(y, (-1,)), "int32"),
-                                               ops.cast(ops.argmax(p, -1), "int32")), "float32")
-    if task == "regression":
-        return lambda y, p: ops.mean(ops.abs(y - p), -1)
-    return lambda y, p: ops.mean(ops.cast(ops.equal(y, ops.cast(p > 0.5, y.dtype)), "float32"), -1)
-
