@@ -21,10 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import platform
 import re
-import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,8 +84,7 @@ class Recorder:
         self.store = ResultsStore.open(
             out, spec_toml=dumps_toml(spec), columns=columns(task, self.params, has_test=test), fresh=fresh,
             manifest={"experiment": self.name, "description": description, "swept": self.params, "task": task,
-                      "engine": "script", "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                      "python": platform.python_version(), "command": " ".join(sys.argv)},
+                      "engine": "script"},
         )
         self.out = out
 

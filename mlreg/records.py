@@ -36,8 +36,14 @@ Status = Literal["ok", "diverged", "failed", "pruned", "paused"]
 of the settings it drops as `pruned`, with the epoch (`pruned_at`). `paused` is never written:
 it is a run that stopped at a rung of a search and goes on when the search says so."""
 
-RUNS, HISTORY, WEIGHTS = "runs.csv", "history.csv", "weights.csv"
+RUNS, HISTORY, WEIGHTS, TIMINGS = "runs.csv", "history.csv", "weights.csv", "timings.csv"
 WEIGHT_COLUMNS = ["run_id", "layer", "bin_left", "bin_right", "count"]
+TIMING_COLUMNS = ["run_id", "epoch", "seconds"]
+TIMED = {"duration_s": RUNS, "epoch_time_s": HISTORY}
+"""Wall times a run's record holds (`duration_s` in its summary, `epoch_time_s` in each epoch's
+row) and the file they would belong to: the store writes them to `timings.csv` instead (an
+epoch's row, and the whole run's with no epoch), so that the same sweep run twice writes the
+same `runs.csv` and `history.csv`; `load_results` puts them back in their columns."""
 WEIGHT_STATS = ["weight_l1", "weight_l2", "sparsity"]
 
 SPARSE_BELOW = 1e-3
@@ -75,8 +81,20 @@ class RunResult:
     note: str = ""
 
     def row(self) -> dict[str, Any]:
-        """The run's `runs.csv` row: its id, status and summary."""
-        return {"run_id": self.run_id, "status": self.status, **self.summary}
+        """The run's `runs.csv` row: its id, status and summary, its wall time aside (`TIMED`)."""
+        summary = {k: v for k, v in self.summary.items() if k not in TIMED}
+        return {"run_id": self.run_id, "status": self.status, **summary}
+
+    def history_rows(self) -> list[dict[str, Any]]:
+        """The run's `history.csv` rows, the epochs' wall times aside (`TIMED`)."""
+        return [{k: v for k, v in row.items() if k not in TIMED} for row in self.history]
+
+    def timing_rows(self) -> list[dict[str, Any]]:
+        """The run's `timings.csv` rows: each epoch's wall time, then the whole run's (no epoch)."""
+        rows = [{"run_id": self.run_id, "epoch": row["epoch"], "seconds": row["epoch_time_s"]}
+                for row in self.history if row.get("epoch_time_s") is not None]
+        whole = self.summary.get("duration_s")
+        return rows + ([{"run_id": self.run_id, "epoch": "", "seconds": whole}] if whole is not None else [])
 
 
 def metric_names(task: str) -> list[str]:
@@ -92,7 +110,7 @@ def columns(task: str, params: list[str], *, has_test: bool = False,
     cross-validation or repeated splits, the `split` / `fold` columns; a search's runs have
     `pruned_at`, the epoch at which a `pruned` run stopped."""
     metrics = metric_names(task)
-    history = ["run_id", "epoch", *monitors(task), *WEIGHT_STATS, "lr", "epoch_time_s"]
+    history = ["run_id", "epoch", *monitors(task), *WEIGHT_STATS, "lr"]
     runs = ["run_id", "status", "seed", *resampling, *params, "engine", "backend", "n_train", "n_val", "best_epoch",
             "kept_epoch", "stopped_epoch", "epochs_run", *(["pruned_at"] if search else []),
             "best_val_data_loss", "train_data_loss_at_best", "gap", "penalty_at_best"]
@@ -100,8 +118,8 @@ def columns(task: str, params: list[str], *, has_test: bool = False,
     runs += ["final_val_data_loss", *WEIGHT_STATS]
     if has_test:
         runs += ["test_data_loss", *(f"test_{m}" for m in metrics)]
-    runs += ["n_params", "duration_s", "error"]
-    return {RUNS: runs, HISTORY: history, WEIGHTS: WEIGHT_COLUMNS}
+    runs += ["n_params", "error"]
+    return {RUNS: runs, HISTORY: history, WEIGHTS: WEIGHT_COLUMNS, TIMINGS: TIMING_COLUMNS}
 
 
 def monitors(task: str) -> list[str]:

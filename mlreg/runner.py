@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-import platform
-import socket
 import statistics
-import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -136,24 +132,10 @@ def manifest(spec: ExperimentSpec, task: str, n_runs: int, engine: str, content:
         "engine": engine,
         "backend": backend,
         "data_hash": content,
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "host": socket.gethostname(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
         "mlreg": __version__,
         "keras": keras.__version__,
         backend: importlib.metadata.version(PACKAGES[backend]),
-        "git_commit": _git_commit(),
-        "command": " ".join(sys.argv),
     }
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 @dataclass(frozen=True)
@@ -383,6 +365,8 @@ def run(
             say(note)
         out = Path(out) if out is not None else default_out(prepared.spec)
         with open_store(prepared, out, fresh) as store:
+            if store.moved_aside is not None:
+                say(f"moved the old {out} aside to {store.moved_aside}")
             statuses = store.statuses()
             retry = {run_id for run_id, status in statuses.items() if status == "failed"}
             store.forget(retry)

@@ -7,11 +7,17 @@ results/<name>/
   runs.csv       one row per run          (the commit record of a run)
   history.csv    one row per (run_id, epoch)
   weights.csv    final kernel-weight histograms
+  timings.csv    wall times: each epoch's, and each run's (no epoch)
+  sessions.jsonl where and when each `mlreg run` on the directory started
   errors/        the whole traceback of each failed run (<run_id>.txt)
 ```
 
+The same sweep run twice writes the same bytes to every file but the last two (what differs
+between identical runs: the clock and the machine), so that `git diff` says whether the numbers
+are the same.
+
 A run's rows are appended when it ends, each file in one `write` on an
-`O_APPEND` descriptor: history and weights first, `runs.csv` last. A run
+`O_APPEND` descriptor: history, weights and timings first, `runs.csv` last. A run
 exists once its `runs.csv` row does; rows of a run that a crash cut off before
 that are dropped when the directory is opened again, and the run is trained
 again (resume). Files are never rewritten in place: a repair writes a new file
@@ -35,13 +41,13 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from mlreg.records import HISTORY, RUNS, WEIGHTS
+from mlreg.records import HISTORY, RUNS, TIMED, TIMINGS, WEIGHTS
 from mlreg.spec import PARAMS, InputError
 
 if TYPE_CHECKING:
     from mlreg.records import RunResult, Status
 
-SPEC, MANIFEST, ERRORS, SEARCH = "spec.toml", "manifest.json", "errors", "search.jsonl"
+SPEC, MANIFEST, ERRORS, SEARCH, SESSIONS = "spec.toml", "manifest.json", "errors", "search.jsonl", "sessions.jsonl"
 
 AGAIN = "--fresh (fresh=True in Python) to move it aside and start anew, or --out (out=) to write elsewhere"
 """How a refusal says what to do instead, on the command line and in Python."""
@@ -56,6 +62,7 @@ class ResultsStore:
 
     def __init__(self, root: Path, columns: dict[str, list[str]], lock_fd: int) -> None:
         self.root, self.columns, self._lock_fd = root, columns, lock_fd
+        self.moved_aside: Path | None = None  # where `fresh` moved the old directory
 
     @classmethod
     def open(
@@ -103,16 +110,17 @@ class ResultsStore:
         root = Path(root)
         if root.exists() and not root.is_dir():
             raise StoreError(f"{root} is a file, not a results directory; choose another --out (out=)")
+        aside = None
         if root.exists() and any(root.iterdir()):
             if not (root / SPEC).is_file():
                 if not fresh:
                     raise StoreError(f"{root} is not empty and is not an mlreg results directory; "
                                      "choose another --out (out=)")
-                _move_aside(root)
+                aside = _move_aside(root)
             else:
                 lock_fd = _lock(root)
                 if fresh:
-                    _move_aside(root)
+                    aside = _move_aside(root)
                     os.close(lock_fd)
                 else:
                     store = cls(root, columns, lock_fd)
@@ -120,11 +128,15 @@ class ResultsStore:
                         store._repair()
                         store._check_manifest(manifest, must_match or {}, assume or {})
                         store._take_over(spec_toml, manifest, plan, describe_change)
+                        store._session()
                     except BaseException:
                         store.close()
                         raise
                     return store
-        return cls(root, columns, _create(root, spec_toml, manifest))
+        store = cls(root, columns, _create(root, spec_toml, manifest))
+        store.moved_aside = aside
+        store._session()
+        return store
 
     def close(self) -> None:
         """Releases the directory's lock."""
@@ -152,7 +164,7 @@ class ResultsStore:
         can be recorded anew: `mlreg run` retries failed runs this way."""
         ids = set(run_ids)
         if ids:
-            for name in (RUNS, HISTORY, WEIGHTS):
+            for name in (RUNS, HISTORY, WEIGHTS, TIMINGS):
                 _drop_rows(self.root / name, keep=lambda row: row["run_id"] not in ids)
             for run_id in ids:
                 (self.root / ERRORS / f"{run_id}.txt").unlink(missing_ok=True)
@@ -164,8 +176,9 @@ class ResultsStore:
         if result.traceback:
             (self.root / ERRORS).mkdir(exist_ok=True)
             _write_atomic(self.root / ERRORS / f"{result.run_id}.txt", result.traceback)
-        self._append(HISTORY, result.history)
+        self._append(HISTORY, result.history_rows())
         self._append(WEIGHTS, result.weights)
+        self._append(TIMINGS, result.timing_rows())
         self._append(RUNS, [result.row()])
 
     def curves(self, column: str) -> dict[str, list[float]]:
@@ -188,6 +201,23 @@ class ResultsStore:
         return read_decisions(self.root, say)
 
     # -- internals ----------------------------------------------------------------
+    def _session(self) -> None:
+        """Appends where and when this process opened the directory to `sessions.jsonl`: the
+        time, the host, the platform, Python, the command and the git commit of the working
+        directory (what differs between two identical sweeps, kept out of the manifest)."""
+        import platform
+        import socket
+        import sys
+
+        entry = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": socket.gethostname(),
+                 "platform": platform.platform(), "python": platform.python_version(),
+                 "command": " ".join(sys.argv), "git_commit": _git_commit()}
+        fd = os.open(self.root / SESSIONS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (json.dumps(entry) + "\n").encode())
+        finally:
+            os.close(fd)
+
     def _check_owner(self) -> None:
         """Refuses to write into a directory that is no longer the one this store locked
         (moved or replaced under the same name)."""
@@ -253,20 +283,14 @@ class ResultsStore:
             raise StoreError(
                 f"{self.root} holds another experiment: {len(outside)} of its {len(recorded)} runs are not in "
                 f"this one, which differs in {change}. Use {AGAIN}")
-        try:
-            started = json.loads((self.root / MANIFEST).read_text()).get("started_at")
-        except (OSError, ValueError):
-            started = None
-        updated = {**manifest, "started_at": started or manifest.get("started_at"),
-                   "updated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        _write_atomic(self.root / MANIFEST, json.dumps(updated, indent=2) + "\n")
+        _write_atomic(self.root / MANIFEST, json.dumps(manifest, indent=2) + "\n")
         _write_atomic(self.root / SPEC, spec_toml)
 
     def _repair(self) -> None:
         """Checks the headers (adding the columns of a newer version), and drops rows a crash
         left behind: a cut-off last line, and history or weight rows of runs without a
         `runs.csv` row."""
-        for name in (RUNS, HISTORY, WEIGHTS):
+        for name in (RUNS, HISTORY, WEIGHTS, TIMINGS):
             path = self.root / name
             if path.exists() and path.stat().st_size:
                 with path.open("rb") as f:
@@ -279,8 +303,18 @@ class ResultsStore:
             text = log.read_text(errors="replace")
             _write_atomic(log, text[: text.rfind("\n") + 1])
         recorded = set(self.statuses())
-        for name in (HISTORY, WEIGHTS):
+        for name in (HISTORY, WEIGHTS, TIMINGS):
             _drop_rows(self.root / name, keep=lambda row: row["run_id"] in recorded)
+
+
+def _git_commit() -> str | None:
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def _lock(root: Path) -> int:
@@ -357,8 +391,9 @@ def _add_columns(path: Path, header: list[str], columns: list[str]) -> list[str]
     """Brings a CSV file written by an earlier version to today's columns and returns the
     header it now has: the new columns are added empty (the file rewritten atomically); a
     parameter column an earlier version recorded and this one does not (a model parameter the
-    builder does not take) stays. Refuses a file with columns this version does not know."""
-    unknown = [c for c in header if c not in columns and c not in PARAMS]
+    builder does not take) stays, as do the wall-time columns mlreg 0.3 wrote there (`TIMED`;
+    empty from now on, the times going to `timings.csv`). Refuses a file with columns this version does not know."""
+    unknown = [c for c in header if c not in columns and c not in PARAMS and c not in TIMED]
     if unknown:
         raise StoreError(f"{path} has columns that this version of mlreg does not write: {unknown}")
     merged = header + [c for c in columns if c not in header]

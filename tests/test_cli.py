@@ -509,3 +509,27 @@ def test_validate_refuses_what_run_refuses_with_the_same_message(tmp_path, cli, 
         said[command] = err.strip().splitlines()[-1]
     assert said["validate"] == said["run"] and said["run"].startswith(f"mlreg: error: {spec}: Invalid value for")
     assert not (tmp_path / "o").exists()
+
+
+def test_the_same_sweep_twice_writes_the_same_files_and_keeps_time_apart(tmp_path, cli):
+    """`make demo` twice gives an empty `git diff` on the committed results: the numbers and the
+    manifest are the same bytes, while the wall times (`timings.csv`) and where and when a sweep
+    ran (`sessions.jsonl`) live in files of their own, which the repository ignores; `--fresh` says
+    where the old directory went. `load_results` still gives `duration_s` and `epoch_time_s`."""
+    import mlreg
+
+    spec = write_toml(tmp_path / "e.toml", tiny_spec_dict(seeds=2, grid={"l2": [0.0, 1e-3]}))
+    out = tmp_path / "out"
+    assert cli("run", spec, "--out", out, "--quiet")[0] == 0
+    code, _, err = cli("run", spec, "--out", out, "--quiet", "--fresh")
+    assert code == 0, err
+    aside = next(tmp_path.glob("out.old-*"))
+    assert f"moved the old {out} aside to {aside}" in err, err
+    for name in ("runs.csv", "history.csv", "weights.csv", "manifest.json", "spec.toml"):
+        assert (out / name).read_bytes() == (aside / name).read_bytes(), name
+    for name in ("timings.csv", "sessions.jsonl"):
+        assert (out / name).read_bytes() != (aside / name).read_bytes(), name
+    res = mlreg.load_results(out)
+    assert res.runs["duration_s"].gt(0).all() and res.history["epoch_time_s"].gt(0).all()
+    ignored = (ROOT / ".gitignore").read_text().split()
+    assert {"/results/*/timings.csv", "/results/*/sessions.jsonl"} <= set(ignored)

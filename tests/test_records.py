@@ -60,7 +60,9 @@ def test_finish_with_restored_best_weights():
     # the kept model is epoch 2's: its validation loss, not that of the last epoch trained (0.6)
     assert s["best_val_data_loss"] == 0.5 and s["gap"] == pytest.approx(0.2) and s["final_val_data_loss"] == 0.5
     assert s["val_accuracy_at_best"] == 0.5 and s["test_data_loss"] == 0.7 and s["test_accuracy"] == 0.4
-    assert set(s) <= set(columns("single_label", list(_run().params_for_csv()), has_test=True)[RUNS])
+    written = columns("single_label", list(_run().params_for_csv()), has_test=True)
+    assert set(res.row()) <= set(written[RUNS]) and res.timing_rows()[-1] == {"run_id": res.run_id, "epoch": "",
+                                                                               "seconds": 1.5}
 
 
 def test_finish_without_early_stopping_keeps_the_last_epoch():

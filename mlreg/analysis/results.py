@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlreg.records import HISTORY, RUNS, WEIGHT_COLUMNS, WEIGHTS, default_metric
+from mlreg.records import HISTORY, RUNS, TIMING_COLUMNS, TIMINGS, WEIGHT_COLUMNS, WEIGHTS, default_metric
 from mlreg.spec import InputError
 from mlreg.store import MANIFEST, SPEC, StoreError, parse, read_decisions
 
@@ -91,6 +91,25 @@ def _varying_params(runs: pd.DataFrame) -> list[str]:
     return [c for c in cols[start:end] if runs[c].nunique(dropna=False) > 1]
 
 
+def _with_timings(runs: pd.DataFrame, history: pd.DataFrame,
+                  timings: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`runs` with `duration_s` and `history` with `epoch_time_s` from `timings.csv` (where
+    mlreg 0.3 wrote them inline, those values stay)."""
+    whole = timings[timings["epoch"].isna()].drop_duplicates("run_id", keep="last").set_index("run_id")["seconds"]
+    epochs = timings[timings["epoch"].notna()].drop_duplicates(["run_id", "epoch"], keep="last")
+    per_epoch = epochs.set_index(["run_id", epochs["epoch"].astype(int)])["seconds"]
+    keys = list(zip(history["run_id"], history["epoch"], strict=True))
+    inline = runs["duration_s"] if "duration_s" in runs else None
+    runs = runs.assign(duration_s=runs["run_id"].map(whole))
+    if inline is not None:
+        runs["duration_s"] = runs["duration_s"].fillna(inline)
+    inline = history["epoch_time_s"] if "epoch_time_s" in history else None
+    history = history.assign(epoch_time_s=per_epoch.reindex(keys).to_numpy() if len(keys) else [])
+    if inline is not None:
+        history["epoch_time_s"] = history["epoch_time_s"].fillna(inline)
+    return runs, history
+
+
 def load_results(root: str | os.PathLike[str]) -> Results:
     """Reads a results directory.
 
@@ -152,6 +171,7 @@ def load_results(root: str | os.PathLike[str]) -> Results:
     done = set(runs["run_id"])
     history = read(HISTORY, ["run_id", "epoch"])
     weights = read(WEIGHTS, WEIGHT_COLUMNS)
+    runs, history = _with_timings(runs, history, read(TIMINGS, TIMING_COLUMNS))
     params = manifest.get("swept") if "swept" in manifest else _varying_params(runs)
     return Results(
         root=root,
