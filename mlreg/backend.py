@@ -114,7 +114,27 @@ def import_keras(verbose: bool = False) -> Any:
 
         if keras.backend.backend() == "tensorflow":
             import tensorflow  # noqa: F401
+    if keras.backend.backend() != "tensorflow" and not verbose:
+        _quiet_lazy_tensorflow()
     return keras
+
+
+def _quiet_lazy_tensorflow() -> None:
+    """On JAX, Keras imports TensorFlow lazily where it merely looks for its types (`model.save`
+    does): that import, too, goes through `quiet`, so that its C++ start-up lines stay out of a
+    user's script as they stay out of the command line."""
+    from mlreg.keras_private import tensorflow_flag
+
+    lazy = tensorflow_flag()
+    if "tensorflow" in sys.modules or vars(lazy).get("_mlreg_quiet"):  # getattr would import it
+        return
+    initialize = lazy.initialize
+
+    def quietly() -> None:
+        with quiet():
+            initialize()
+
+    lazy.initialize, lazy._mlreg_quiet = quietly, True
 
 
 def import_tensorflow(verbose: bool = False) -> Any:

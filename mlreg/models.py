@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlreg.backend import import_keras
 from mlreg.regularizers import apply_regularization, kernel_layers, kernel_regularizer
 from mlreg.spec import FREEZE, InputError, SpecError
 from mlreg.tasks import TABLE
@@ -47,7 +48,7 @@ def loss_for(task: str, label_smoothing: float = 0.0) -> keras.losses.Loss:
     """The training loss of a task (Keras's names: crossentropies, or mean squared error), its
     targets smoothed by `label_smoothing` (single-label: integer labels one-hot first, as Keras's
     sparse crossentropy takes no smoothing)."""
-    import keras
+    keras = import_keras()
 
     if not label_smoothing:
         return getattr(keras.losses, TABLE[task].loss)()
@@ -70,7 +71,7 @@ def loss_for(task: str, label_smoothing: float = 0.0) -> keras.losses.Loss:
 
 def data_loss_metric(task: str) -> keras.metrics.Metric:
     """The data loss as a metric named `data_loss`: the loss without the penalty."""
-    import keras
+    keras = import_keras()
 
     return getattr(keras.metrics, TABLE[task].loss)(name="data_loss")
 
@@ -78,7 +79,7 @@ def data_loss_metric(task: str) -> keras.metrics.Metric:
 def metrics_for(task: str) -> list[keras.metrics.Metric]:
     """The task's metric, named as its column (`mlreg.tasks.TABLE`): accuracy of the class
     (single-label), accuracy per output at 0.5 (binary, multi-label), or mean absolute error."""
-    import keras
+    keras = import_keras()
 
     return [getattr(keras.metrics, TABLE[task].metric_class)(name=TABLE[task].metric)]
 
@@ -86,7 +87,7 @@ def metrics_for(task: str) -> list[keras.metrics.Metric]:
 def make_optimizer(name: str, learning_rate: float, weight_decay: float | None = None) -> keras.optimizers.Optimizer:
     """A Keras optimizer by its name in `mlreg.spec.OPTIMIZERS`, with Keras's defaults but the
     weight decay: `weight_decay` (`None` or 0: none; `adamw` without one: Keras's 0.004)."""
-    import keras
+    keras = import_keras()
 
     from mlreg.spec import ADAMW_DECAY
 
@@ -117,7 +118,7 @@ def compile_model(model: keras.Model, task: str, training: TrainingSpec) -> kera
 
 
 def _objective_metric(loss: Any) -> Any:
-    import keras
+    keras = import_keras()
 
     return keras.metrics.MeanMetricWrapper(lambda y, p: loss.call(y, p), name="objective")
 
@@ -130,13 +131,13 @@ def _rate(rates: Rates, i: int) -> float:
 def _max_norm(max_norm: float, dims: int) -> Any:
     """`MaxNorm(max_norm)` over each output unit's incoming weights (every axis of a kernel of
     `dims` dimensions but the last), or `None` for 0."""
-    import keras
+    keras = import_keras()
 
     return keras.constraints.MaxNorm(max_norm, axis=0 if dims == 2 else list(range(dims - 1))) if max_norm else None
 
 
 def _dense(units: int, i: int, l1: Rates, l2: Rates, name: str, activation: str | None = None, max_norm: float = 0.0):
-    import keras
+    keras = import_keras()
 
     return keras.layers.Dense(
         units,
@@ -150,7 +151,7 @@ def _dense(units: int, i: int, l1: Rates, l2: Rates, name: str, activation: str 
 def _on_inputs(shape: tuple[int, ...], augment: float, noise: float) -> list[Any]:
     """The layers a built-in builder puts on its inputs: augmentation, then input noise (each only
     when above 0, so that a model without them is the model mlreg always built)."""
-    import keras
+    keras = import_keras()
 
     from mlreg.layers import Augment
 
@@ -168,7 +169,7 @@ def _after_hidden(i: int, activation: str, *, batch_norm: bool = False, hidden_n
     BatchNormalization and the activation, hidden noise, spatial dropout, dropout; each only
     when asked for, so that a model without them is the model mlreg always built (the residual
     and wide-and-deep models' layers keep Keras's own names, `named=False`, as they always had)."""
-    import keras
+    keras = import_keras()
 
     def name(what: str) -> str | None:
         return f"{what}_{i + 1}" if named else None
@@ -200,7 +201,7 @@ def _flat_input(input_shape: Shape, name: str | None = None, *, augment: float =
                 noise: float = 0.0) -> tuple[Any, Any]:
     """The model's input and its features as one vector (after augmentation and input noise, a
     Flatten for images and sequences)."""
-    import keras
+    keras = import_keras()
 
     inputs = keras.Input(_shape(input_shape), name=name)
     x = _apply(_on_inputs(_shape(input_shape), augment, noise), inputs)
@@ -251,7 +252,7 @@ def build_mlp(
         >>> [layer.name for layer in m.layers]
         ['hidden_1', 'output']
     """
-    import keras
+    keras = import_keras()
 
     shape = _shape(input_shape)
     layers: list[Any] = [keras.Input(shape), *_on_inputs(shape, augment, noise)]
@@ -283,7 +284,7 @@ def build_residual_mlp(
     `x_{i+1} = x_i + Dropout(act(Dense(x_i)))`, with a linear projection on the
     skip when the width changes. Arguments as in `build_mlp` (no `batch_norm`).
     """
-    import keras
+    keras = import_keras()
 
     inputs, x = _flat_input(input_shape, "features", augment=augment, noise=noise)
     after = {"hidden_noise": hidden_noise, "dropout": dropout, "named": False}
@@ -318,7 +319,7 @@ def build_wide_deep(
     branch (deep) are concatenated before the output layer. Arguments as in `build_mlp` (no
     `batch_norm`).
     """
-    import keras
+    keras = import_keras()
 
     inputs, features = _flat_input(input_shape, "features", augment=augment, noise=noise)
     deep = features
@@ -378,7 +379,7 @@ def build_cnn(
         >>> [layer.name for layer in m.layers][1:]
         ['conv_1', 'conv_2', 'conv_3', 'flatten', 'output']
     """
-    import keras
+    keras = import_keras()
 
     shape = _shape(input_shape)
     if len(shape) not in (2, 3):
@@ -534,7 +535,7 @@ def build_model(run: RunSpec, data: Dataset) -> keras.Model:
     `builder_arguments`). It must return a `keras.Model` with its own head and is
     responsible for using `l1`, `l2` and `dropout` (see `mlreg.apply_regularization`).
     """
-    import keras
+    keras = import_keras()
 
     m = run.model
     if m.builder in BUILDERS:
@@ -575,7 +576,7 @@ def check_model(model: Any, data: Dataset, builder: str) -> None:
     Raises:
         SpecError: naming the builder and what it returned.
     """
-    import keras
+    keras = import_keras()
     import numpy as np
 
     where = f"Invalid value for `model.builder`: {builder}"
@@ -661,7 +662,7 @@ def transfer_model(
     """A new model: the base without its output layer, a fresh head for the new task,
     frozen by `freeze_strategy` (see `freeze`). Its weights are shared with `base`.
     """
-    import keras
+    keras = import_keras()
 
     features = base.layers[-2].output
     head = keras.layers.Dense(
@@ -677,7 +678,7 @@ def transfer_model(
 def load_base_model(path: str | os.PathLike[str]) -> keras.Model:
     """Loads a pretrained model from a `.keras` file, uncompiled, with Keras's safe mode on
     (no arbitrary code from the file is run)."""
-    import keras
+    keras = import_keras()
 
     from mlreg.backend import import_tensorflow
 

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mlreg.backend import import_keras
 from mlreg.spec import InputError
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ def kernel_regularizer(l1: float = 0.0, l2: float = 0.0) -> keras.regularizers.R
         >>> type(kernel_regularizer(l2=1e-3)).__name__
         'L2'
     """
-    import keras
+    keras = import_keras()
 
     for name, rate in (("l1", l1), ("l2", l2)):
         if not (rate >= 0 and rate != float("inf")):

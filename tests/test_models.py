@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -175,3 +179,20 @@ def test_per_layer_rates_are_counted_per_builder():
         ExperimentSpec.from_dict({"name": "e", "model": {"builder": "cnn", "l2": [0.1, 0, 0]}})
     with pytest.raises(SpecError, match="one value per convolution block"):
         ExperimentSpec.from_dict({"name": "e", "model": {"builder": "cnn", "kernel_size": [3, 3]}})
+
+
+def test_the_python_api_starts_as_quietly_as_the_command_line(tmp_path):
+    """A script that builds, saves and loads a model through mlreg's API prints nothing on stderr
+    (TensorFlow's C++ start-up lines included, which Keras's lazy import of TensorFlow on JAX used
+    to print twice), and trains on mlreg's default backend as `mlreg run` does."""
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import mlreg\n"
+        f"model = mlreg.build_mlp(64, 10, 'single_label', hidden=(8,), l2=1e-3)\n"
+        f"model.save({str(tmp_path / 'base.keras')!r})\n"
+        f"base = mlreg.load_base_model({str(tmp_path / 'base.keras')!r})\n"
+        "import keras\nprint(keras.backend.backend())\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL")}
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    assert out.stdout.strip() == "jax"
