@@ -76,7 +76,8 @@ def test_two_swept_parameters_give_one_line_per_value(tmp_path):
     ax = plots.validation_curve(load_results(tmp_path / "r"), param="l2")
     lines = ax.get_lines()
     assert len(lines) == 4 and [ln.get_linestyle() for ln in lines] == ["-", "--", "-", "--"]
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["train_size=100", "train_size=1000"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "train_size=100", "train_size=1000", "band: ±1 std over seeds (within their range)", "dots: one run each"]
     assert lines[0].get_color() == lines[1].get_color() != lines[2].get_color() == lines[3].get_color()
 
 
@@ -218,3 +219,28 @@ def test_plots_in_a_users_own_figure_keep_legends_inside_and_titles_short(res):
 def test_the_plots_module_shows_only_what_it_offers():
     names = dir(plots)
     assert "validation_curve" in names and not {"np", "dataclass", "Any", "annotations"} & set(names)
+
+
+def test_the_mean_loss_curve_ends_where_half_the_runs_have_stopped(tmp_path):
+    """Early-stopped runs leave the mean: drawn on, it would jump when a few long runs are left. The
+    mean is drawn only while at least half of a setting's runs still train: here 4 runs stop after
+    2, 4, 4 and 10 epochs, so it ends at epoch 4."""
+    from mlreg.records import RunResult, columns
+    from mlreg.store import ResultsStore
+
+    with ResultsStore.open(tmp_path / "r", spec_toml="x", manifest={"swept": ["l2"]},
+                           columns=columns("single_label", ["l2"])) as store:
+        for seed, epochs in enumerate((2, 4, 4, 10)):
+            run_id = f"s{seed}"
+            history = [{"run_id": run_id, "epoch": e, "val_data_loss": 1.0 / e + (0.5 if seed > 1 else 0),
+                        "train_data_loss": 0.5 / e} for e in range(1, epochs + 1)]
+            store.append(RunResult(run_id, "ok", {"seed": seed, "l2": 0.0, "best_epoch": epochs,
+                                                  "best_val_data_loss": history[-1]["val_data_loss"]}, history))
+    ax = plots.loss_curves(load_results(tmp_path / "r"))
+    validation = next(ln for ln in ax.get_lines() if ln.get_linestyle() == "-" and ln.get_marker() in ("None", ""))
+    assert list(validation.get_xdata()) == [1, 2, 3, 4]
+
+
+def test_the_validation_curves_legend_says_what_the_band_and_the_dots_are(res):
+    texts = [t.get_text() for t in plots.validation_curve(res, param="l2").get_legend().get_texts()]
+    assert texts == ["validation", "training", "band: ±1 std over seeds (within their range)", "dots: one run each"]

@@ -217,15 +217,18 @@ def _no_runs(ax: Axes) -> Axes:
 
 
 def _legend(ax: Axes, title: str | None, legend: bool | str, styles: Sequence[tuple[str, dict]] = ()) -> None:
-    """The legend of the settings, then an entry per line style (`(label, Line2D kwargs)`):
-    inside the axes (`True`, at matplotlib's best place), `"outside"` on their right, or none."""
+    """The legend of the settings, then an entry per style (`(label, Line2D kwargs)`, or a shaded
+    band for `{"band": True}`): inside the axes (`True`, at matplotlib's best place), `"outside"`
+    on their right, or none."""
     from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
     if not legend:
         return
     handles, labels = ax.get_legend_handles_labels()
     for text, style in styles:
-        handles.append(Line2D([], [], color="grey", **style))
+        handles.append(Patch(color="grey", alpha=0.3, lw=0) if style.get("band") else Line2D([], [], color="grey",
+                                                                                              **style))
         labels.append(text)
     if handles:
         where = {"loc": "upper left", "bbox_to_anchor": (1.01, 1)} if legend == "outside" else {"loc": "best"}
@@ -265,9 +268,11 @@ def loss_curves(
 ) -> Axes:
     """Validation (solid) and training (dashed) data loss against epoch, per setting.
 
-    The lines are the mean over seeds (over the runs still training at that epoch),
-    the band is ± one standard deviation of the validation loss, and a dot marks
-    the restored best epoch (the median over seeds) on the validation line.
+    The lines are the mean over seeds (over the runs still training at that epoch), drawn
+    while at least half of a setting's runs still train (early-stopped runs leave the mean,
+    which would jump when few are left), the band is ± one standard deviation of the
+    validation loss, and a dot marks the restored best epoch (the median over seeds) on the
+    validation line.
 
     Args:
         results: one `Results` or a list.
@@ -292,10 +297,12 @@ def loss_curves(
         return _no_runs(ax)
     present = set(hist["setting"].unique())
     settings = _pick([s for s in _ordered_settings(f) if s in present], _best_settings(f), max_settings)
-    stats = over_seeds(hist, ["setting", "epoch"], [val_col, train_col], ("mean", "std"))
+    stats = over_seeds(hist, ["setting", "epoch"], [val_col, train_col], ("count", "mean", "std"))
     best_epochs = over_seeds(ok_runs, ["setting"], ["best_epoch"], ("median",))[("best_epoch", "median")]
+    runs_of = hist.groupby("setting")["run_id"].nunique()
     for s in settings:
         st = stats.loc[s].sort_index()
+        st = st[2 * st[(val_col, "count")] >= runs_of[s]]  # while half of its runs or more still train
         epochs, color = st.index.to_numpy(), f.colors[s]
         val, sd = st[(val_col, "mean")].to_numpy(), st[(val_col, "std")].fillna(0).to_numpy()
         if s in pruned:  # up to its rung, dotted, without band
@@ -388,7 +395,9 @@ def _against_param(
     ax.set_xlabel(param)
     shown = len(keep) if others else 0
     title = (", ".join(others) + (f" ({shown} of {len(groups)})" if shown < len(groups) else "")) if others else None
-    _legend(ax, title, legend)
+    spread = ("band: ±1 std over seeds (within their range)", {"band": True}) if numeric else \
+        ("bars: ±1 std over seeds", {"marker": "|", "ls": "none", "ms": 8})
+    _legend(ax, title, legend, [spread, ("dots: one run each", {"ls": "none", "marker": "o", "ms": 3, "alpha": 0.5})])
     _readable_log(ax)
     return ax
 
