@@ -226,6 +226,25 @@ def test_a_run_does_not_depend_on_its_pack_mates():
     assert min(r.summary["epochs_run"] for r in together.values()) < 8  # some left the pack early, undisturbing
 
 
+def test_a_run_packed_otherwise_as_a_resume_packs_it_agrees_to_float32_rounding():
+    """A resumed sweep packs its runs otherwise (those left, in fewer and smaller packs), and XLA
+    sums a stack of another size in another order: a run's numbers cannot be bit-identical to the
+    uninterrupted sweep's. Measured here: 1.5e-7 relative per epoch over the first 5 epochs, 2e-7
+    on the best loss after 60 epochs, the same best epochs (the demo's 150 epochs: up to 2.1e-4 on
+    the best loss, as the rounding grows). Stated tolerance: 1e-5, and the same best epoch."""
+    runs, ds = _runs(seeds=2, model={"hidden": [32, 32]}, data={"dataset": "digits", "train_size": 300},
+                     training={"epochs": 30}, early_stopping={"patience": 8}, grid={"l2": [0.0, 1e-3, 1e-2, 0.1]})
+    together = _by_id(fused.train_pack(runs, ds))
+    resumed = {}
+    for i in range(0, len(runs), 3):
+        resumed |= _by_id(fused.train_pack(runs[i:i + 3], ds))
+    for run_id, run in together.items():
+        again = resumed[run_id]
+        assert again.summary["best_epoch"] == run.summary["best_epoch"]
+        assert again.summary["best_val_data_loss"] == pytest.approx(run.summary["best_val_data_loss"], rel=1e-5)
+        _assert_same_history(run, again, atol=1e-5)
+
+
 def test_a_paused_run_goes_on_in_another_pack_as_if_it_never_stopped():
     import pickle
 
