@@ -15,7 +15,6 @@ statistics, `lr`, `epoch_time_s`.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -25,8 +24,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-
-from mlreg.spec import label
 
 if TYPE_CHECKING:
     from mlreg.spec import RunSpec
@@ -325,27 +322,3 @@ def default_metric(columns_with_values: Collection[str]) -> str:
 def monitor_mode(monitor: str) -> Literal["min", "max"]:
     """The direction early stopping watches a history column in: `max` for accuracy-like columns."""
     return "max" if higher_is_better(monitor) else "min"
-
-
-# -- a search's answer (mlreg.search logs it; `mlreg run` prints it, the report shows it) ------------
-def setting_label(key: str) -> str:
-    """`l2=0.001, dropout=0.2` for a setting's key."""
-    return ", ".join(f"{k}={label(v)}" for k, v in json.loads(key).items()) or "the one setting"
-
-
-def describe(answer: Mapping[str, Any]) -> str:
-    """The answer in a few lines, as `mlreg run` prints it and the report shows it."""
-    best = setting_label(answer["best"])
-    lines = [f"best: {best} (mean {answer['monitor']} {answer['best_mean']:.4g})"]
-    for key, word in (("tied", "tied with it"), ("separated", "worse beyond their intervals"),
-                      ("open", "not separated from it at the most seeds")):
-        if answer[key]:
-            lines.append(f"{word}: {'; '.join(setting_label(s) for s in answer[key])}")
-    if answer["pruned"]:
-        lines.append(f"pruned at a rung: {len(answer['pruned'])} setting{'s' * (len(answer['pruned']) != 1)}")
-    ratio = answer["grid_run_epochs"] / max(answer["run_epochs"], 1)
-    lines.append(f"spent {answer['run_epochs']:,} run-epochs in {answer['runs']} runs; the full grid with "
-                 f"{answer['seeds']} seeds would have cost up to {answer['grid_run_epochs']:,} ({ratio:.1f}x; "
-                 "early stopping would have ended some of its runs sooner)")
-    lines += answer.get("notes", [])
-    return "\n".join(lines)

@@ -42,7 +42,7 @@ class SweepReport:
         counts: runs trained now, by status.
         notes: what the sweep said on the way (engine fallbacks, retries, the first failure).
         backend: the Keras backend that trained the runs.
-        answer: a search's answer (see `mlreg.records.describe`); empty for the grid.
+        answer: a search's answer (see `mlreg.search.answer.describe`); empty for the grid.
     """
 
     out: Path
@@ -199,11 +199,11 @@ def prepare(spec: ExperimentSpec, *, engine: str | None = None, backend: str | N
 def open_store(prepared: Prepared, out: Path, fresh: bool) -> ResultsStore:
     """The results directory of a prepared sweep: created, or resumed when it holds the same
     experiment (or one it grew from) on the same data and backend."""
-    from mlreg.search import zoomed
+    from mlreg.search import added
     from mlreg.spec import describe_change
     from mlreg.store import read_decisions
 
-    plan = [*prepared.plan, *zoomed(prepared.spec, prepared.plan, read_decisions(out) if out.is_dir() else [])]
+    plan = [*prepared.plan, *added(prepared.spec, prepared.plan, read_decisions(out) if out.is_dir() else [])]
     return ResultsStore.open(
         out,
         spec_toml=prepared.spec.to_toml(),
@@ -244,12 +244,12 @@ def drive(runs: Iterator[RunResult], store: ResultsStore, *, max_failures: int, 
 
 def drive_search(prepared: Prepared, store: ResultsStore, execute: Callable[[list[engines.Pack]], Iterator[RunResult]],
                  *, max_pack: int | None, parallel: int, progress: bool,
-                 say: Callable[[str], None]) -> tuple[Counter[str], str]:
+                 say: Callable[[str], None]) -> tuple[Counter[str], str, int]:
     """Trains a search's rounds (see `mlreg.search`): logs each decision before what it decided
     is trained or recorded, records pruned runs, and keeps paused runs for the next round.
-    Returns the counts by status and the answer."""
-    from mlreg.records import describe
-    from mlreg.search import Search
+    Returns the counts by status, the answer, and how many runs the search had to choose from
+    (the plan's, and those of the values it added)."""
+    from mlreg.search import Search, describe
 
     spec = prepared.spec
     resampled = spec.data.repeats or spec.data.folds
@@ -273,7 +273,7 @@ def drive_search(prepared: Prepared, store: ResultsStore, execute: Callable[[lis
             flush()
             if search.ended:
                 say("nothing to train: the search has ended")
-            return counts, describe(stop.value)
+            return counts, describe(stop.value), sum(map(len, search.settings.values()))
         flush()
         packs, note = engines.plan(list(step.runs), prepared.engine, max_pack=max_pack, reasons=prepared.reasons,
                                    parallel=parallel, until=step.until, resume=step.resume)
@@ -375,9 +375,9 @@ def run(
             if retry:
                 say(f"retrying {len(retry)} failed run{'s' * (len(retry) != 1)} (diverged runs are results and stay)")
             if prepared.spec.searches:
-                counts, answer = drive_search(prepared, store, execute, max_pack=max_pack, parallel=parallel,
-                                              progress=progress, say=say)
-                return SweepReport(out, len(plan), len(plan) - len(todo), dict(counts), tuple(notes),
+                counts, answer, total = drive_search(prepared, store, execute, max_pack=max_pack,
+                                                     parallel=parallel, progress=progress, say=say)
+                return SweepReport(out, total, len(statuses) - len(retry), dict(counts), tuple(notes),
                                    prepared.backend, answer)
             packs, note = engines.plan(todo, prepared.engine, max_pack=max_pack, reasons=prepared.reasons,
                                        parallel=parallel)

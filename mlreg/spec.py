@@ -463,34 +463,61 @@ class EarlyStoppingSpec(_Section):
 ADAMW_DECAY = 0.004
 """Keras's `AdamW` default weight decay: what `optimizer = "adamw"` decays by unless told."""
 
-STRATEGIES = ("grid", "halving")
-"""How a search spends its budget (`[search] strategy`)."""
+STRATEGIES = ("grid", "halving", "curve")
+"""How a search spends its budget (`[search] strategy`; one or a list, e.g. `["halving", "curve"]`)."""
 
 
 class SearchSpec(_Section):
     """How the runs are chosen (see `mlreg.search`). The default trains the full grid.
 
     Args:
-        strategy: `grid` (every setting, every seed, to the end) or `halving` (successive
+        strategy: `grid` (every setting, every seed, to the end), `halving` (successive
             halving: at each rung, the settings worse than the rung's best beyond their paired
-            interval, outside the best `1/factor`, stop there as `pruned`). Defaults to `"grid"`.
+            interval, outside the best `1/factor`, and still worse with their curves projected to
+            the end, stop there as `pruned`), `curve` (the grid of a rate is a coarse start: new
+            rates are placed where the best may be until it is pinned to a factor `precision`),
+            or a list of them (`["halving", "curve"]`: the coarse grid pruned at rungs).
+            Defaults to `"grid"`.
         factor: the rungs' ratio: the epochs grow and the settings shrink by it. Defaults to `3`.
         first_rung: the first rung, in epochs. Defaults to `None`: `ceil(epochs / 7)`, the
             earliest rung that kept the full grid's answer in each recorded experiment of
             mlreg's second edition (benchmarks/bench_search.py tells how that was measured).
         margin: settings whose paired interval against the best lies within `±margin` (in the
-            monitored column's units) are tied with it: no more seeds for them. Defaults to
-            `0.0`: ties only when `seeds.max` is reached.
+            monitored column's units) are tied with it: no more seeds for them, and no more rates
+            between them for `curve`. Defaults to `0.0`: ties only when `seeds.max` is reached.
         zoom: rounds of zooming in: the best value of a parameter swept on a log grid gets
             its geometric midpoints with its neighbours, on the best setting's seeds.
             Defaults to `0`.
+        precision: for `curve`, the factor the best rate is pinned to: the search ends when the
+            rates tested next to the best are within this factor of it. Defaults to `2.0`.
+        param: for `curve`, the rate it searches. Defaults to `None`: the one parameter the grid
+            sweeps on a log scale (three or more positive values, each at least twice the last).
     """
 
-    strategy: Literal[STRATEGIES] = "grid"  # type: ignore[valid-type]
+    strategy: Literal[STRATEGIES] | tuple[Literal[STRATEGIES], ...] = "grid"  # type: ignore[valid-type]
     factor: int = Field(3, ge=2)
     first_rung: int | None = Field(None, ge=1)
     margin: float = Field(0.0, ge=0)
     zoom: int = Field(0, ge=0)
+    precision: float = Field(2.0, gt=1, allow_inf_nan=False)
+    param: str | None = None
+
+    @property
+    def strategies(self) -> tuple[str, ...]:
+        """The strategies besides the plain grid, in the file's order."""
+        named = (self.strategy,) if isinstance(self.strategy, str) else self.strategy
+        return tuple(s for s in dict.fromkeys(named) if s != "grid")
+
+
+def log_swept(grid: dict[str, tuple[Any, ...]]) -> list[str]:
+    """The grid's numeric parameters swept on a log scale: three or more positive values (zero
+    beside them is allowed), each at least twice the one before."""
+    out = []
+    for param, values in grid.items():
+        numbers = sorted(v for v in values if isinstance(v, int | float) and not isinstance(v, bool) and v > 0)
+        if len(numbers) >= 3 and all(b >= 2 * a for a, b in zip(numbers, numbers[1:], strict=False)):
+            out.append(param)
+    return out
 
 
 class AdaptiveSeeds(_Section):
@@ -523,6 +550,7 @@ _QUIET_DEFAULTS: dict[str, dict[str, Any]] = {
     "model": {"filters": [25, 25, 25], "kernel_size": [5, 3, 3], "strides": 2, "pool": 1, "noise": 0.0,
               "hidden_noise": 0.0, "max_norm": 0.0, "augment": 0.0, "batch_norm": False, "spatial_dropout": 0.0},
     "training": {"weight_decay": 0.0, "decay_biases": False, "label_smoothing": 0.0},
+    "search": {"precision": 2.0},
 }
 
 # Fields that say how runs are executed, not what they are: never in spec.toml or run ids.
@@ -630,7 +658,26 @@ class ExperimentSpec(_Section):
                 resolved[key] = self._resolve(key, v, f"variants[{i}].{key}")
             variants.append(resolved)
         object.__setattr__(self, "variants", tuple(variants))
+        if "curve" in self.search.strategies:
+            self.curve_param  # noqa: B018 - refused here, with the file, when there is none
         return self
+
+    @property
+    def curve_param(self) -> str:
+        """The rate a `curve` search places new values of: `[search] param`, else the one
+        parameter the grid sweeps on a log scale (`log_swept`)."""
+        swept = log_swept(self.grid)
+        wanted = self.search.param
+        if wanted is not None and wanted not in swept:
+            raise ValueError(f"Invalid value for `search.param`: a curve search needs a rate the grid sweeps on a log "
+                             f"scale (three or more positive values, each at least twice the last); the grid has "
+                             f"{swept or 'none'}. Received: param={wanted!r}")
+        if wanted is None and len(swept) != 1:
+            raise ValueError(f"Invalid value for `search.strategy`: a curve search needs one rate swept on a log scale "
+                             f"(three or more positive values, each at least twice the last); the grid has "
+                             f"{swept or 'none'}: {'name one with `search.param`' if swept else 'add one'}. "
+                             f"Received: strategy='curve'")
+        return wanted or swept[0]
 
     def _resolve(self, key: str, value: Any, where: str) -> Any:
         section, field = PARAMS[key]
@@ -693,6 +740,8 @@ class ExperimentSpec(_Section):
             d[name] = _dump_section(name, d[name])
         if self.search == SearchSpec():  # the grid: spec.toml as before searches existed
             d.pop("search")
+        else:
+            d["search"] = _dump_section("search", d["search"])
         return _drop_none(d)  # TOML has no null
 
     def to_toml(self) -> str:
@@ -709,7 +758,7 @@ class ExperimentSpec(_Section):
     @property
     def searches(self) -> bool:
         """Whether a search chooses the runs (halving, seeds added as needed, zoom), not the grid."""
-        return self.search.strategy != "grid" or isinstance(self.seeds, AdaptiveSeeds) or self.search.zoom > 0
+        return bool(self.search.strategies) or isinstance(self.seeds, AdaptiveSeeds) or self.search.zoom > 0
 
     @property
     def swept(self) -> list[str]:
@@ -860,6 +909,17 @@ class RunSpec:
         """Every sweepable parameter with its raw value (lists stay tuples), whatever the builder
         takes: the keywords a builder is offered (`mlreg.models.builder_arguments`)."""
         return {key: getattr(getattr(self, s), f) for key, (s, f) in PARAMS.items()}
+
+
+def accepts(param: str, value: Any) -> bool:
+    """Whether `param` may take `value` (a search placing values of its own asks: a dropout rate
+    must stay below 1)."""
+    section, field = PARAMS[param]
+    try:
+        _SECTIONS[section].model_validate({field: value})
+    except ValidationError:
+        return False
+    return True
 
 
 def format_value(v: Any) -> Any:

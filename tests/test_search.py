@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from mlreg.records import RunResult
-from mlreg.search import Search, _midpoints, grid_end, replay, rungs
+from mlreg.search import Search, describe, grid_end, midpoints, replay, rungs
 from mlreg.spec import ExperimentSpec, load_spec
 from tests.conftest import ROOT, tiny_spec_dict, write_toml
 
@@ -164,7 +164,7 @@ def test_zoom_adds_geometric_midpoints_on_the_best_settings_seeds():
 def test_a_best_value_at_the_grid_end_is_said_of_the_answer_only():
     spec = _spec(search={"zoom": 1})
     keys = list(Search(spec, spec.expand(), {}, {}, [], print).settings)
-    assert _midpoints("l2", _key(1e-1), keys) == [0.0316]
+    assert midpoints("l2", _key(1e-1), keys) == [0.0316]
     assert grid_end("l2", _key(1e-1), keys) == "the best l2 = 0.1 is the grid's last value: extend the grid (e.g. to 1)"
     assert grid_end("l2", _key(1e-2), keys) is None
     # issue 26: the advice was said of the best before the zoom, not of the answer's best
@@ -343,3 +343,77 @@ def test_a_search_cut_after_any_decision_resumes_to_the_same_journal():
     for cut in range(len(journal) + 1):
         _, resumed, _ = _search(spec, level=lambda l2: level[l2], noise=0.02, log=journal[:cut])
         assert journal[:cut] + resumed.new == journal, cut
+
+
+# -- the curve search (issue 26) ---------------------------------------------------------------------------
+def _u(best, width=0.05, floor=0.3):
+    """A U in log rate with its minimum at `best`; 0 (no regularization) as the left arm's end."""
+    return lambda l2: floor + width * (np.log10(max(l2, best * 1e-3)) - np.log10(best)) ** 2
+
+
+def test_the_curve_search_pins_the_best_rate_of_a_coarse_grid_to_the_precision():
+    spec = _spec(seeds=4, search={"strategy": "curve"}, grid={"l2": [0.0, 1e-4, 1e-2, 1.0]})
+    answer, search, titles = _search(spec, level=_u(3e-3), noise=0.002)
+    best = json.loads(answer["best"])["l2"]
+    pinned = answer["pinned"]
+    assert 3e-3 / 2 <= best <= 3e-3 * 2 and pinned["value"] == best
+    assert pinned["reached"] and pinned["factor"] <= 2 and pinned["below"] < best < pinned["above"]
+    assert titles[0] == "4 settings to the end" and titles[1].startswith("curve 1: l2 = ")
+    tried = sorted(json.loads(s)["l2"] for s in search.settings)
+    assert len(tried) <= 4 + 2 * 5, tried  # a handful of rates, not a fine grid
+    assert "pinned to a factor" in describe(answer)
+
+
+def test_the_curve_search_goes_past_the_grids_end_and_says_when_it_stops_there():
+    spec = _spec(seeds=3, search={"strategy": "curve"}, grid={"l2": [1e-3, 1e-2, 1e-1]})
+    answer, search, titles = _search(spec, level=_u(1e-6, floor=0.2), noise=0.001)
+    assert titles[1].startswith("curve 1: l2 = 0.0001") and titles[2].startswith("curve 2: l2 = 1e-05")
+    assert json.loads(answer["best"])["l2"] == 1e-5  # two steps of the grid's ratio past its end, no more
+    assert min(json.loads(s)["l2"] for s in search.settings) == 1e-5
+    assert not answer["pinned"]["reached"] and answer["pinned"]["why"] == "its best is the last rate tried on one side"
+
+
+def test_the_curve_search_stops_where_the_neighbours_are_tied_within_the_margin():
+    spec = _spec(seeds=4, search={"strategy": "curve", "margin": 0.05, "precision": 1.5},
+                 grid={"l2": [1e-4, 1e-3, 1e-2, 1e-1]})
+    answer, _, titles = _search(spec, level=_u(1e-3, width=0.001), noise=0.001)
+    assert not any(t.startswith("curve") for t in titles)  # 1e-4 and 1e-2 are within 0.05 of 1e-3: nothing to gain
+    assert answer["pinned"]["why"] == "its neighbours are tied with it within the margin"
+
+
+def test_a_curve_search_cut_after_any_decision_resumes_to_the_same_journal():
+    spec = _spec(seeds={"start": 2, "max": 8}, search={"strategy": ["halving", "curve"], "first_rung": 3},
+                 grid={"l2": [0.0, 1e-4, 1e-2, 1.0]})
+    _, search, _ = _search(spec, level=_u(3e-3), noise=0.01)
+    journal = search.new
+    assert {d["kind"] for d in journal} >= {"rung", "curve", "answer"}
+    for cut in range(len(journal) + 1):
+        _, resumed, _ = _search(spec, level=_u(3e-3), noise=0.01, log=journal[:cut])
+        assert journal[:cut] + resumed.new == journal, cut
+
+
+def test_a_curve_search_needs_one_rate_on_a_log_grid():
+    from mlreg.spec import SpecError
+
+    with pytest.raises(SpecError, match="a curve search needs one rate swept on a log scale"):
+        _spec(search={"strategy": "curve"}, grid={"l2": [0.0, 1e-3]})
+    with pytest.raises(SpecError, match=r"`search.param`.*Received: param='dropout'"):
+        _spec(search={"strategy": "curve", "param": "dropout"})
+
+
+def test_a_curve_search_trains_new_rates_and_prints_where_it_pinned_the_best(tmp_path, cli):
+    d = tiny_spec_dict(seeds=2, training={"epochs": 10}, early_stopping={"enabled": False},
+                       grid={"learning_rate": [1e-4, 1e-2, 1.0]}, search={"strategy": "curve", "precision": 3})
+    spec, out = write_toml(tmp_path / "e.toml", d), tmp_path / "o"
+    code, printed, err = cli("run", spec, "--out", out, "--quiet")
+    assert code == 0, err
+    runs = pd.read_csv(out / "runs.csv")
+    assert len(set(runs.learning_rate)) > 3 and set(runs.status) == {"ok"}
+    decisions = [json.loads(line) for line in (out / "search.jsonl").read_text().splitlines()]
+    assert decisions[0]["kind"] == "curve" and decisions[-1]["kind"] == "answer"
+    assert "learning_rate = " in printed and ("pinned to a factor" in printed or "not pinned" in printed), printed
+    assert sorted(runs.learning_rate.unique()) == sorted({v for d in decisions if d["kind"] == "curve"
+                                                          for v in d["values"]} | {1e-4, 1e-2, 1.0})
+    code, again, err = cli("run", spec, "--out", out, "--quiet")  # resumed: nothing decided or trained twice
+    assert code == 0 and "nothing to train: the search has ended" in err and again.splitlines()[1:] == \
+        printed.splitlines()[1:]

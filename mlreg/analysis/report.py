@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from mlreg.analysis.compare import as_list, baseline_note, combined_runs, compare, mark_empty
 from mlreg.analysis.plots import caption, figures
-from mlreg.records import describe
+from mlreg.search.answer import describe
 from mlreg.spec import PLOT_KINDS
 from mlreg.store import ERRORS
 

@@ -1,0 +1,51 @@
+"""The seam every search strategy plugs into (in the spirit of Optuna's sampler / pruner split).
+
+A *pruner* stops settings at rungs (`rungs`, `at_rung`); a *sampler* says what to train once
+the live settings have trained to the end: more seeds for some, or new values of a rate
+(`next`). The driver (`mlreg.search.driver.Search`) asks the pruners at each rung, then the
+samplers in order until none has anything left; a strategy adds what it knows to the answer
+(`answer`). Each decision is a dict whose `kind` is the strategy's, logged (`search.new`)
+before it takes effect; a strategy looks for its own decision in `search.log` before it takes
+one, so that a search that resumes decides nothing twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from mlreg.search.driver import Search
+
+
+@dataclass(frozen=True)
+class Step:
+    """What a sampler asks to train: `settings` (keys), titled `title` in the progress."""
+
+    title: str
+    settings: tuple[str, ...]
+
+
+class Strategy:
+    """One way of spending a search's budget; a subclass overrides what it does."""
+
+    kind: ClassVar[str] = ""
+    """The `kind` of the decisions it logs."""
+
+    def rungs(self, search: Search) -> list[int]:
+        """The epochs at which it may stop settings (a pruner); none by default."""
+        return []
+
+    def at_rung(self, search: Search, rung: int, live: list[str]) -> list[str]:
+        """The settings that go on after `rung` (those it prunes are stopped through
+        `search.prune`)."""
+        return live
+
+    def next(self, search: Search, live: list[str]) -> Step | None:
+        """What to train next now that every live setting trained to the end (a sampler): new
+        settings join `live` through `search.add_values`; `None` when it has nothing to add."""
+        return None
+
+    def answer(self, search: Search, live: list[str], verdicts: dict[str, Any]) -> dict[str, Any]:
+        """What it adds to the answer (entries of its own)."""
+        return {}
