@@ -12,12 +12,18 @@ still lines up with one that has it: its rate there is 0.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mlreg.engines.fused.packing import MAX_PACK
 from mlreg.engines.fused.per_run import kind_of
+
+EVAL_ELEMENTS = 1 << 22
+"""The evaluation passes work in chunks of samples whose activations stay below this many
+floats per layer (16 MB), whatever the pack and data size."""
 
 if TYPE_CHECKING:
     import keras
@@ -237,3 +243,31 @@ def fits(keys: Any, template: Any) -> bool:
     of rate 0); more, or a different count, would be ambiguous."""
     mine, theirs = counts(keys), counts(template)
     return all(theirs.get(k) == n for k, n in mine.items())
+
+
+def kernel_index(model: keras.Model, kept: list[int]) -> dict[str, tuple[bool, int]]:
+    """Each kernel layer's name -> (trainable, index of its kernel among the model's trainable
+    variables or the stacked non-trainable ones, `kept`), in `kernel_layers`' order."""
+    from mlreg.regularizers import kernel_layers
+
+    trainable = {id(v): i for i, v in enumerate(model.trainable_variables)}
+    everything = model.non_trainable_variables
+    frozen = {id(everything[i]): j for j, i in enumerate(kept)}
+    out = {}
+    for layer in kernel_layers(model):
+        key = id(layer.kernel)
+        out[layer.name] = (True, trainable[key]) if key in trainable else (False, frozen[key])
+    return out
+
+
+def eval_chunk(model: keras.Model) -> int:
+    """Samples per evaluation chunk: the widest layer output stays below `EVAL_ELEMENTS` floats
+    for a pack of 64."""
+    widest = 1
+    for layer in all_layers(model):
+        try:
+            shapes = layer.output.shape if not isinstance(layer.output, list) else layer.output[0].shape
+            widest = max(widest, math.prod(d for d in shapes[1:] if d))
+        except (AttributeError, ValueError, TypeError):
+            continue
+    return 1 << max(4, int(math.log2(max(EVAL_ELEMENTS // (widest * MAX_PACK), 1))))

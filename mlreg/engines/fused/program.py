@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mlreg.engines.fused.backends import compile_fn, stateless_optimizer, value_and_grad
-from mlreg.engines.fused.introspect import Built, all_layers, fixed_layers, per_run_layers, seed_state
-from mlreg.engines.fused.packing import MAX_PACK
+from mlreg.engines.fused.introspect import eval_chunk, fixed_layers, kernel_index, per_run_layers, seed_state
 from mlreg.engines.fused.per_run import take_over
+from mlreg.engines.fused.reach import PerRunActivity, Reach, max_norm
 from mlreg.records import SPARSE_BELOW
 from mlreg.tasks import TABLE
 
@@ -31,47 +30,6 @@ if TYPE_CHECKING:
 
     from mlreg.data import Dataset
     from mlreg.spec import RunSpec
-
-EVAL_ELEMENTS = 1 << 22
-"""The evaluation passes work in chunks of samples whose activations stay below this many
-floats per layer (16 MB), whatever the pack and data size."""
-
-
-@dataclass(frozen=True)
-class Reach:
-    """What per-run values a program takes, beyond its per-run layers: the trainable variables
-    (indices) some run puts an L1/L2 regularizer on (`regularized`) or a `MaxNorm` constraint on
-    (`max_norm`: index -> axis), the layers (indices among those not per-run) some run puts an
-    L1/L2 activity regularizer on, and whether some run decays its weights or smooths its
-    labels. A program serves any pack whose reach lies within its own."""
-
-    regularized: frozenset[int] = frozenset()
-    activity: frozenset[int] = frozenset()
-    max_norm: tuple[tuple[int, Any], ...] = ()
-    decay: bool = False
-    smoothing: bool = False
-
-    @classmethod
-    def of(cls, builts: Sequence[Built], runs: Sequence[RunSpec]) -> Reach:
-        axes: dict[int, Any] = {}
-        for b in builts:
-            for i, (_, axis) in b.max_norm.items():
-                if axes.setdefault(i, axis) != axis:
-                    raise TypeError(f"the runs of this pack constrain variable {i} along different axes")
-        return cls(frozenset().union(*(b.regularized for b in builts)),
-                   frozenset().union(*(b.activity for b in builts)), tuple(sorted(axes.items(), key=lambda kv: kv[0])),
-                   any(r.training.weight_decay for r in runs), any(r.training.label_smoothing for r in runs))
-
-    def within(self, other: Reach) -> bool:
-        return (self.regularized <= other.regularized and self.activity <= other.activity
-                and set(self.max_norm) <= set(other.max_norm) and other.decay >= self.decay
-                and other.smoothing >= self.smoothing)
-
-    def union(self, other: Reach) -> Reach:
-        return Reach(self.regularized | other.regularized, self.activity | other.activity,
-                     tuple(sorted(dict(self.max_norm + other.max_norm).items(), key=lambda kv: kv[0])),
-                     self.decay or other.decay, self.smoothing or other.smoothing)
-
 
 class Program:
     """The compiled functions of one template model: a training epoch and an evaluation
@@ -116,11 +74,11 @@ class Program:
         for i in self.max_norm:
             template.trainable_variables[i].constraint = None  # the engine constrains, per run
         self.activity = sorted(reach.activity)
-        self.activities = [_PerRunActivity() for _ in self.activity]
+        self.activities = [PerRunActivity() for _ in self.activity]
         fixed = fixed_layers(template)
         for i, regularizer in zip(self.activity, self.activities, strict=True):
             fixed[i].activity_regularizer = regularizer
-        self.kernels = _kernel_index(template, self.kept)
+        self.kernels = kernel_index(template, self.kept)
         self.inference_draws = _inference_draws(template, self.kept, data)
         self.evaluations = math.ceil(len(data.x_val) / self.batch_size) + math.ceil(
             len(data.x_train) / max(self.batch_size, 256))
@@ -128,7 +86,7 @@ class Program:
         self.optimizer = stateless_optimizer(make_optimizer(self.optimizer_name, 1e-3, weight_decay=0.0))
         self.optimizer.build(template.trainable_variables)
         self.learning_rate = next(i for i, v in enumerate(self.optimizer.variables) if v.name == "learning_rate")
-        self.chunk = _chunk(template)
+        self.chunk = eval_chunk(template)
         task = TABLE[data.task]
         self.loss, self.metric = getattr(keras.losses, task.per_sample_loss), task.per_sample_metric
         self.epoch = compile_fn(self._epoch, xla)
@@ -204,7 +162,7 @@ class Program:
         new_tv = list(new_tv)
         for j, (i, axis) in enumerate(self.max_norm.items()):
             most = c["max_norm"][j]
-            new_tv[i] = ops.where(most > 0, _max_norm(new_tv[i], most, axis), new_tv[i])
+            new_tv[i] = ops.where(most > 0, max_norm(new_tv[i], most, axis), new_tv[i])
         return new_tv, new_ntv, new_seeds, new_ov, total, hits
 
     # -- the pack ----------------------------------------------------------------------------------
@@ -297,79 +255,6 @@ class Program:
             weights, (state["tv"], state["ntv"], consts["l1"], consts["l2"]))
         return {"penalty": penalty, "weight_l1": l1_sum, "weight_l2": l2_sum, "sparsity": sparsity}
 
-    # -- a stack's initial state ---------------------------------------------------------------------
-    def initial_state(self, builts: Sequence[Built], runs: Sequence[RunSpec]) -> tuple[dict, dict]:
-        """The stacked values of the runs' models and optimizers, and their per-run constants."""
-        from mlreg.models import make_optimizer
-
-        ops = self.keras.ops
-        template = self.template
-        tv = [np.stack([b.trainable[i] for b in builts]) for i in range(len(template.trainable_variables))]
-        ntv = [np.stack([b.non_trainable[i] for b in builts]) for i in range(len(self.kept))]
-        dtype = next((s.dtype for b in builts for _, s in b.layers.values() if s is not None),
-                     np.dtype("uint32" if self.keras.backend.backend() == "jax" else "int64"))
-        seeds = [np.stack([b.layers[key][1] if b.layers.get(key, (0, None))[1] is not None
-                           else np.zeros(2, dtype) for b in builts]) for key in self.keys]
-        optimizers: dict[float, list[np.ndarray]] = {}
-        for r in runs:
-            lr = r.training.learning_rate
-            if lr not in optimizers:
-                opt = make_optimizer(self.optimizer_name, lr, weight_decay=0.0)
-                opt.build(template.trainable_variables)
-                optimizers[lr] = [np.asarray(v.numpy()) for v in opt.variables]
-        ov = [np.stack([optimizers[r.training.learning_rate][i] for r in runs])
-              for i in range(len(self.optimizer.variables))]
-        rates = np.array([[b.regularized.get(i, (0.0, 0.0)) for i in self.regularized] for b in builts], "float32")
-        rates = rates.reshape(len(builts), len(self.regularized), 2)
-        consts = {
-            "l1": rates[..., 0], "l2": rates[..., 1],
-            "decay": np.array([[(r.training.weight_decay or 0.0) if r.training.decay_biases or len(v.shape) >= 2
-                                else 0.0 for v in template.trainable_variables] for r in runs], "float32"),
-            "smooth": np.array([_smoothing(r.training.label_smoothing, self.task, self.classes) for r in runs],
-                               "float32"),
-            "max_norm": np.array([[b.max_norm.get(i, (0.0, None))[0] for i in self.max_norm] for b in builts],
-                                 "float32").reshape(len(builts), len(self.max_norm)),
-            "values": np.array([[b.layers.get(key, (0.0, None))[0] for key in self.keys] for b in builts],
-                               "float32").reshape(len(builts), -1),
-            "activity": np.array([[b.activity.get(i, (0.0, 0.0)) for i in self.activity] for b in builts],
-                                 "float32").reshape(len(builts), len(self.activity), 2),
-        }
-        convert = ops.convert_to_tensor
-        state = {key: [convert(a) for a in arrays] for key, arrays in
-                 (("tv", tv), ("ntv", ntv), ("seeds", seeds), ("ov", ov))}
-        return state, {k: convert(v) for k, v in consts.items()}
-
-
-def _smoothing(ls: float, task: str, classes: float) -> tuple[float, float]:
-    """`(1 - ls, ls / classes)` (binary: `ls / 2`), computed as Keras computes them from a Python
-    float, before they become float32."""
-    return 1.0 - ls, (0.5 * ls if task != "single_label" else ls / classes) if ls else 0.0
-
-
-def _max_norm(w: Any, most: Any, axis: Any) -> Any:
-    """Keras's `MaxNorm(most, axis)` of `w`, with `most` a traced value."""
-    import keras
-
-    ops = keras.ops
-    norms = ops.sqrt(ops.sum(ops.square(w), axis=axis, keepdims=True))
-    return ops.cast(w, norms.dtype) * (ops.clip(norms, 0, most) / (keras.config.epsilon() + norms))
-
-
-class _PerRunActivity:
-    """An L1/L2 activity regularizer whose rates are the run's, set while the program is traced:
-    `l1 * sum|x| + l2 * sum x^2`, as Keras's `L1`, `L2` and `L1L2` compute it."""
-
-    rates: Any = None
-
-    def __call__(self, x: Any) -> Any:
-        import keras
-
-        ops = keras.ops
-        if self.rates is None:  # outside the program (a call to measure the model)
-            return ops.zeros(())
-        return self.rates[0] * ops.sum(ops.abs(x)) + self.rates[1] * ops.sum(ops.square(x))
-
-
 def _inference_draws(model: keras.Model, kept: list[int], data: Dataset) -> dict[int, np.ndarray]:
     """The seed states (indices among the stacked non-trainable values) that a call in inference
     mode moves, and by how much a call. Keras's RNN layers prepare their dropout masks whatever
@@ -389,31 +274,3 @@ def _inference_draws(model: keras.Model, kept: list[int], data: Dataset) -> dict
             if step.any():
                 out[j] = step
     return out
-
-
-def _kernel_index(model: keras.Model, kept: list[int]) -> dict[str, tuple[bool, int]]:
-    """Each kernel layer's name -> (trainable, index of its kernel among the model's trainable
-    variables or the stacked non-trainable ones, `kept`), in `kernel_layers`' order."""
-    from mlreg.regularizers import kernel_layers
-
-    trainable = {id(v): i for i, v in enumerate(model.trainable_variables)}
-    everything = model.non_trainable_variables
-    frozen = {id(everything[i]): j for j, i in enumerate(kept)}
-    out = {}
-    for layer in kernel_layers(model):
-        key = id(layer.kernel)
-        out[layer.name] = (True, trainable[key]) if key in trainable else (False, frozen[key])
-    return out
-
-
-def _chunk(model: keras.Model) -> int:
-    """Samples per evaluation chunk: the widest layer output stays below `EVAL_ELEMENTS` floats
-    for a pack of 64."""
-    widest = 1
-    for layer in all_layers(model):
-        try:
-            shapes = layer.output.shape if not isinstance(layer.output, list) else layer.output[0].shape
-            widest = max(widest, math.prod(d for d in shapes[1:] if d))
-        except (AttributeError, ValueError, TypeError):
-            continue
-    return 1 << max(4, int(math.log2(max(EVAL_ELEMENTS // (widest * MAX_PACK), 1))))

@@ -16,6 +16,7 @@ import numpy as np
 from mlreg.engines.fused.order import Orders
 from mlreg.engines.fused.packing import MIN_STACK, stack_size
 from mlreg.engines.fused.stopping import StopRule
+from mlreg.engines.fused.values import initial_state
 from mlreg.records import RunResult, diverged_at, finish, metric_names, monitor_mode
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ class Stack:
 
         self.keras, self.program, self.runs, self.builts, self.data = keras, program, runs, builts, data
         pad = stack_size(len(runs)) - len(runs)  # positions that never train: the size compiled already
-        self.state, self.consts = program.initial_state(builts + builts[:1] * pad, runs + runs[:1] * pad)
+        self.state, self.consts = initial_state(program, builts + builts[:1] * pad, runs + runs[:1] * pad)
         self.best = {"tv": self.state["tv"], "ntv": self.state["ntv"]}
         es = runs[0].early_stopping
         self.monitor = es.monitor

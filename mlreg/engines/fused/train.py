@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlreg.engines.fused.introspect import Built, build, fits, why_not_model
-from mlreg.engines.fused.program import Program, Reach
+from mlreg.engines.fused.program import Program
+from mlreg.engines.fused.reach import Reach
 from mlreg.engines.fused.stack import NAME, Stack
+from mlreg.engines.fused.values import initial_state
 from mlreg.records import RunResult, failed
 from mlreg.signals import STOP
 
@@ -154,7 +156,7 @@ def probe(run: RunSpec, data: Dataset) -> str | None:
         return reason
     try:
         program = Program(model, Reach.of([b], [run]), [run], data, xla=False)
-        state, consts = program.initial_state([b], [run])
+        state, consts = initial_state(program, [b], [run])
         n = min(len(data.x_train), 2 * run.training.batch_size)
         convert = keras.ops.convert_to_tensor
         args = (state, consts, convert(np.arange(n, dtype="int32")[None]),
