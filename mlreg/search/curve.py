@@ -25,14 +25,11 @@ from __future__ import annotations
 
 import json
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from mlreg.search.strategy import Step, Strategy
+from mlreg.search.strategy import Search, Step, Strategy
 from mlreg.spec import accepts, label
 from mlreg.stats import paired_test
-
-if TYPE_CHECKING:
-    from mlreg.search.driver import Search
 
 MAX_STEPS = 8
 """Steps of new rates at most."""

@@ -20,11 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlreg.search.strategy import Strategy
+from mlreg.search.strategy import Search, Strategy
 from mlreg.stats import paired_test
 
 if TYPE_CHECKING:
-    from mlreg.search.driver import Search
     from mlreg.spec import ExperimentSpec
 
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mlreg.search.strategy import Step, Strategy
+from mlreg.search.strategy import Search, Step, Strategy
 
 if TYPE_CHECKING:
-    from mlreg.search.driver import Search
     from mlreg.spec import AdaptiveSeeds
 
 

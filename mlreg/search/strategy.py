@@ -2,20 +2,43 @@
 
 A *pruner* stops settings at rungs (`rungs`, `at_rung`); a *sampler* says what to train once
 the live settings have trained to the end: more seeds for some, or new values of a rate
-(`next`). The driver (`mlreg.search.driver.Search`) asks the pruners at each rung, then the
-samplers in order until none has anything left; a strategy adds what it knows to the answer
-(`answer`). Each decision is a dict whose `kind` is the strategy's, logged (`search.new`)
+(`next`). The driver (`mlreg.search.driver.Search`, which `Search` below describes) asks the
+pruners at each rung, then the samplers in order until none has anything left; a strategy adds
+what it knows to the answer (`answer`). Each decision is a dict whose `kind` is the strategy's, logged (`search.new`)
 before it takes effect; a strategy looks for its own decision in `search.log` before it takes
 one, so that a search that resumes decides nothing twice.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:
-    from mlreg.search.driver import Search
+    from mlreg.spec import ExperimentSpec, RunSpec
+
+
+class Search(Protocol):
+    """What a strategy reads and changes of the search it serves (`driver.Search` is one): the
+    experiment, the settings and their seeds, the decisions logged and taken, and the scores."""
+
+    spec: ExperimentSpec
+    settings: dict[str, list[RunSpec]]
+    seeds: dict[str, list[int]]
+    batches: list[int]
+    log: list[dict[str, Any]]
+    new: list[dict[str, Any]]
+    expansions: int
+    overlap: float
+
+    def verdicts(self, live: Sequence[str]) -> dict[str, Any]: ...
+    def scores(self, setting: str, until: int | None, project: bool = False) -> dict[tuple[Any, ...], float]: ...
+    def mean(self, scores: Mapping[Any, float]) -> float: ...
+    def differences(self, a: Mapping[Any, float], b: Mapping[Any, float]) -> list[float]: ...
+    def add_values(self, decisions: Sequence[dict[str, Any]]) -> list[str]: ...
+    def prune(self, setting: str, rung: int) -> None: ...
+    def note(self, text: str) -> None: ...
 
 
 @dataclass(frozen=True)

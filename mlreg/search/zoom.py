@@ -7,13 +7,9 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-from mlreg.search.strategy import Step, Strategy
+from mlreg.search.strategy import Search, Step, Strategy
 from mlreg.spec import log_swept
-
-if TYPE_CHECKING:
-    from mlreg.search.driver import Search
 
 
 class Zoom(Strategy):
