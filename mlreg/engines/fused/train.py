@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mlreg.engines.fused import sizing
 from mlreg.engines.fused.introspect import Built, build, fits, why_not_model
+from mlreg.engines.fused.packing import pack_sizes
 from mlreg.engines.fused.program import Program
 from mlreg.engines.fused.reach import Reach
 from mlreg.engines.fused.stack import NAME, Stack
@@ -130,13 +132,32 @@ def _train(runs: list[RunSpec], built: list[tuple[Any, Built]], data: Dataset, t
     if reason is not None:
         raise TypeError(f"the fused engine cannot train {reason}; use engine = \"keras\"")
     program = _template(runs, built, data)
-    stack = Stack(program, runs, [b for _, b in built], data, t_start, resume)
-    while stack.active.any():
-        if STOP.is_set():
-            raise KeyboardInterrupt
-        diverged, stop = stack.epoch()
-        yield from stack.end(diverged, stop, until)
-        stack.compact()
+    builts = [b for _, b in built]
+    k = sizing.choose(sizing.key(builts[0].signature, program.batch_size, (len(data.x_train), len(data.x_val))),
+                      sizing.bytes_per_run(program.template, program.batch_size, program.optimizer_name), len(runs),
+                      lambda k: _seconds_per_run_epoch(program, runs, builts, data, k))
+    share = (time.perf_counter() - t_start) / len(runs)  # building, spread over the runs
+    start = 0
+    for size in pack_sizes(len(runs), k):  # stacks of the measured size, one after the other
+        part = slice(start, start + size)
+        start += size
+        stack = Stack(program, runs[part], builts[part], data, time.perf_counter() - share * size, resume)
+        while stack.active.any():
+            if STOP.is_set():
+                raise KeyboardInterrupt
+            diverged, stop = stack.epoch()
+            yield from stack.end(diverged, stop, until)
+            stack.compact()
+
+
+def _seconds_per_run_epoch(program: Program, runs: list[RunSpec], builts: list[Built], data: Dataset,
+                           k: int) -> float:
+    """One epoch of a stack of `k` runs (the pack's, repeated), timed after one that compiles it."""
+    stack = Stack(program, (runs * k)[:k], (builts * k)[:k], data, time.perf_counter(), {})
+    stack.epoch()
+    t0 = time.perf_counter()
+    stack.epoch()
+    return (time.perf_counter() - t0) / k
 
 
 
