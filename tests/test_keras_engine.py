@@ -58,8 +58,8 @@ def test_columns_and_summary_are_honest():
                    early_stopping={"patience": 50})
     res = train_run(run, ds)
     cols = columns(ds.task, list(run.params_for_csv()))
-    assert list(res.history[0]) == cols["history.csv"]
-    assert set(res.summary) <= set(cols["runs.csv"])
+    assert list(res.history_rows()[0]) == cols["history.csv"] and set(res.row()) <= set(cols["runs.csv"])
+    assert res.history[0]["epoch_time_s"] > 0 and res.summary["duration_s"] > 0  # written to timings.csv
     assert res.status == "ok" and res.summary["epochs_run"] == 6
     best = min(res.history, key=lambda r: r["val_data_loss"])
     assert res.summary["best_epoch"] == best["epoch"]

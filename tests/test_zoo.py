@@ -1,6 +1,6 @@
 """The zoo (tests/zoo): models written from Keras's own examples train under the default engine,
-every run `ok`; where the fused engine trains them, it follows `model.fit` epoch by epoch, and a
-run alone equals the same run in a pack of 8. The marked entries run again on the second backend."""
+every run `ok`; where the fused engine trains them, a run in a pack of 8 follows `model.fit` epoch
+by epoch. The marked entries run again on the second backend."""
 
 from __future__ import annotations
 
@@ -36,8 +36,9 @@ def _experiment(name, **overrides):
 def test_a_zoo_model_trains_under_the_default_engine_as_model_fit_does(name, tmp_path, cli):
     """`mlreg run` with the default engine: exit 0, every run `ok`, the engine the zoo says (the
     keras engine with its reason said once). Where fused: the run trained in a pack of 8 (2
-    settings x 4 seeds) equals the same run alone, and alone it follows `model.fit` (the keras
-    engine) epoch by epoch within the entry's tolerance."""
+    settings x 4 seeds) follows `model.fit` (the keras engine) epoch by epoch within the entry's
+    tolerance, so it equals the same run alone within twice that (a run alone and in a pack agree
+    to float32 rounding: tests/test_fused_engine.py)."""
     entry, engine = zoo.ZOO[name], zoo.ZOO[name].engine(keras.backend.backend())
     d = _experiment(name, seeds=4 if engine == "fused" else 1, early_stopping={"enabled": False})
     code, _, err = cli("run", write_toml(tmp_path / f"{name}.toml", d), "--out", tmp_path / "out", "--quiet")
@@ -52,12 +53,10 @@ def test_a_zoo_model_trains_under_the_default_engine_as_model_fit_does(name, tmp
     plan = ExperimentSpec.from_dict(d).expand()
     target = next(r for r in plan if r.seed == 0 and any(r.params_for_csv()[k] == v[-1] for k, v in entry.grid.items()))
     data = load(target.data, root=target.root)
-    alone, reference = next(fused.train_pack([target], data)), execute(target, data)
-    assert alone.status == reference.status == "ok", alone.summary.get("error") or reference.summary.get("error")
+    reference = execute(target, data)
+    assert reference.status == "ok", reference.summary.get("error")
     history = pd.read_csv(tmp_path / "out" / "history.csv")
-    in_pack = history[history["run_id"] == target.run_id].to_dict("records")
-    _same(in_pack, alone.history, entry.tol, entry.epochs)
-    _same(alone.history, reference.history, entry.tol, entry.epochs)
+    _same(history[history["run_id"] == target.run_id].to_dict("records"), reference.history, entry.tol, entry.epochs)
 
 
 def _same(ours, reference, tol, epochs):
