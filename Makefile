@@ -21,7 +21,7 @@ demo: $(BIN)/mlreg
 test: $(BIN)/mlreg
 	$(BIN)/ruff check mlreg tests experiments benchmarks
 	$(BIN)/python -m pytest -q -n 2
-	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q -n 2 -m backends  # engines, data, executors, the zoo's marked models
+	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q -n 2 -m backends  # engines, executors, kinds, the zoo's marked models
 
 experiments: $(BIN)/mlreg
 	$(BIN)/python experiments/run_all.py

@@ -7,8 +7,6 @@ import pytest
 from mlreg.data import DataError, load
 from mlreg.spec import DATASETS, DataSpec
 
-pytestmark = pytest.mark.backends  # run again under the other Keras backend in CI
-
 
 @pytest.mark.parametrize("name", sorted(DATASETS))
 def test_every_builtin_dataset_loads_offline(name):

@@ -176,10 +176,17 @@ ONE_RUN = {  # builder and settings of each kind of model the engine must train 
 }
 
 
+ON_TENSORFLOW = ("mlp", "multilabel+adamw", "cnn", "functional_skip", "batch_norm", "conv2d")
+"""The kinds trained again on the second backend in CI (the suite's time): dense and convolutional
+layers, Dropout, BatchNormalization, a task and an optimizer other than the defaults."""
+
+
 @pytest.mark.parametrize("kind", ONE_RUN)
 def test_one_run_matches_the_keras_engine(kind):
     """K = 1: the same initial weights, batch order and dropout masks as model.fit, so only the
     order of floating-point sums differs; per-epoch values to 1e-5 over 20 epochs."""
+    if keras.backend.backend() == "tensorflow" and kind not in ON_TENSORFLOW:
+        pytest.skip("trained on JAX; on TensorFlow the kinds of ON_TENSORFLOW")
     overrides = {k: dict(v) for k, v in ONE_RUN[kind].items()}
     runs, ds = _runs(seeds=[4], training={"epochs": 20, **overrides.pop("training", {})},
                      early_stopping={"patience": 3}, **overrides)
@@ -316,9 +323,10 @@ def test_convolutions_as_matrix_products_are_keras_convolutions():
 
 @pytest.mark.slow
 def test_engines_agree_over_seeds_with_dropout():
-    """Each setting's mean best validation loss over 10 seeds from the fused and the keras
-    engine agree within 2 standard errors; with the same dropout masks, run by run too."""
-    runs, ds = _runs(seeds=10, data={"dataset": "digits", "train_size": 200}, model={"hidden": [32], "dropout": 0.3},
+    """Each setting's mean best validation loss over 10 seeds (5 on TensorFlow) from the fused and
+    the keras engine agree within 2 standard errors; with the same dropout masks, run by run too."""
+    seeds = 10 if keras.backend.backend() == "jax" else 5  # the keras engine is slower on TensorFlow
+    runs, ds = _runs(seeds=seeds, data={"dataset": "digits", "train_size": 200}, model={"hidden": [32], "dropout": 0.3},
                      training={"epochs": 10, "learning_rate": 3e-3}, early_stopping={"patience": 5},
                      grid={"l2": [1e-2]})
     ours = _by_id(fused.train_pack(runs, ds))

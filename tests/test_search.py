@@ -235,8 +235,8 @@ def test_a_halving_search_records_pruned_runs_and_shows_them(tmp_path):
 
 
 def test_resume_after_sigkill_between_rungs_loses_nothing_and_repeats_no_decision(tmp_path):
-    d = _halving_dict(seeds={"start": 2, "max": 4}, training={"epochs": 40},
-                      search={"strategy": "halving", "first_rung": 4, "factor": 3})
+    d = _halving_dict(seeds={"start": 2, "max": 4}, training={"epochs": 20},
+                      search={"strategy": "halving", "first_rung": 4, "factor": 3})  # rungs at 4 and 12
     spec, out = write_toml(tmp_path / "e.toml", d), tmp_path / "o"
     proc = subprocess.Popen([sys.executable, "-m", "mlreg", "run", str(spec), "--out", str(out), "--quiet"],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -167,10 +167,8 @@ def test_numbers_and_booleans_of_the_right_kind_are_taken():
     assert spec.model.l2 == 0.0 and spec.training.learning_rate == 1.0 and spec.model.hidden == (4, 2)
 
 
-def test_a_builder_that_cannot_be_imported_is_named_with_the_file(tmp_path):
-    from tests.conftest import mlreg_cli
-
+def test_a_builder_that_cannot_be_imported_is_named_with_the_file(tmp_path, cli):
     spec = write_toml(tmp_path / "e.toml", tiny_spec_dict(model={"builder": "no_such_module:build"}))
     for command in ("validate", "run"):
-        out = mlreg_cli(command, str(spec), *(["--out", str(tmp_path / "o")] if command == "run" else []))
-        assert out.returncode == 2 and out.stderr.startswith(f"mlreg: error: {spec}: Invalid value for `model.builder`")
+        code, _, err = cli(command, spec, *(["--out", tmp_path / "o"] if command == "run" else []))
+        assert code == 2 and err.startswith(f"mlreg: error: {spec}: Invalid value for `model.builder`")
