@@ -1,7 +1,7 @@
 # Two commands do everything on a fresh machine:
 #   make demo   set up .venv, train the L2-rate sweep on digits -> results/l2_rate/, draw its plots
 #               (the committed results are moved aside to results/l2_rate.old-<time>, never deleted)
-#   make test   set up .venv and run the tests (the engine, data and executor tests on both backends)
+#   make test   set up .venv and run the tests (the engine, executor, kinds and zoo tests on both backends)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
