@@ -97,3 +97,23 @@ def test_compare_kinds_on_the_command_line_and_the_reports_sentence(tmp_path, ca
     out = capsys.readouterr().out
     assert "combination" in out and "together beat each kind alone" in out
     assert "<h2>Which kind?</h2>" in render(res, kinds=["kinds"])
+
+
+def test_kinds_swept_one_at_a_time_as_named_variants(tmp_path):
+    """An experiment that tries each kind alone (`[[variants]]`, as experiments/mnist1d_kinds.toml
+    does) and one pair: the variants are the kinds' settings, not a parameter held fixed."""
+    variants = {"none": (0.0, 0.0, 0.50), "L2 1e-3": (1e-3, 0.0, 0.45), "L2 1e-2": (1e-2, 0.0, 0.47),
+                "dropout 0.2": (0.0, 0.2, 0.46), "both": (1e-3, 0.2, 0.40)}
+    cols = columns("single_label", ["variant", "l2", "dropout"])
+    with ResultsStore.open(tmp_path / "r", spec_toml="name = 'k'\n", columns=cols,
+                           manifest={"experiment": "k", "swept": ["variant", "l2", "dropout"]}) as store:
+        for name, (l2, dropout, loss) in variants.items():
+            for seed in range(SEEDS):
+                value = loss + 0.01 * seed + 0.001 * (seed % 2)
+                run_id = f"{name}-s{seed}"
+                store.append(RunResult(run_id, "ok", {"seed": seed, "variant": name, "l2": l2, "dropout": dropout,
+                                                      "best_val_data_loss": value, "best_epoch": 5, "epochs_run": 8},
+                                       [{"run_id": run_id, "epoch": 1, "val_data_loss": value}]))
+    table = kinds(load_results(tmp_path / "r"))
+    assert list(table["setting"]) == ["l2=0.001", "dropout=0.2", "l2=0.001, dropout=0.2"]
+    assert table.attrs["held"] == {} and table.attrs["sentence"].startswith("l2=0.001, dropout=0.2 together beat")

@@ -5,7 +5,8 @@ smoothing, max-norm, augmentation, ...): each kind's best setting with every oth
 its paired difference to the setting without any (the *baseline*: every kind at none) with a
 95% interval, the best combination of kinds and its difference to the best kind alone, and one
 sentence that answers the question. Other swept parameters (a learning rate, say) are held at
-the values of the best setting overall.
+the values of the best setting overall; named variants are read as the kinds' settings they
+set (an experiment that tries each kind alone, one variant each).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def kinds(results: Results | Sequence[Results], *, metric: str | None = None) ->
                          f"{', '.join(KINDS)}). Received: swept {by}")
     ranked = compare(results, metric=metric)
     metric = ranked.attrs["metric"]
-    held = {p: ranked.iloc[0][p] for p in by if p not in KINDS}
+    held = {p: ranked.iloc[0][p] for p in by if p not in KINDS and p != "variant"}  # a variant is kinds' settings
     none = {k: KINDS[k][1] for k in swept}
     baseline = {**none, **held}
     table = compare(results, metric=metric, baseline={k: str(v) for k, v in baseline.items()})
