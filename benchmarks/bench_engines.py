@@ -11,15 +11,23 @@
    of mlreg 0.1), keras engine against fused engine, on the default backend.
 4. `table`: throughput of the fused engine on the default backend (run-epochs per second) by
    pack size, K = 1, 4, 16, 64, 256 runs of sweep15's model and of conv15's, against the
-   ceiling this machine's measured matmul speed puts on it.
+   ceiling this machine's measured matmul speed puts on it; and the stack size the engine picks
+   for each (`mlreg.engines.fused.sizing`: its estimate from the model's bytes per run against
+   the cache, and the timings it chose by).
+5. `cache`: JAX's persistent compilation cache (`MLREG_CACHE_DIR`): the demo (18 runs) and a
+   4-round search (halving with rungs, then seeds added twice) each run twice in fresh
+   processes, the second finding the first's compiled programs, against the cache turned off.
 
 A Keras backend is chosen once per process, so every measurement runs in a fresh Python
-process of its own (started by this one, one after the other); its clock starts after Keras
+process of its own (started by this one, one after the other), each with an empty cache of its
+own (`MLREG_CACHE_DIR`) unless the measurement is about the cache; its clock starts after Keras
 is imported and stops when the last run is written. Wall times include everything else a user
 waits for: loading data, building models, tracing and compiling, training, writing CSVs.
+Where the engine has not seen a model on this machine yet, its first pack also times a stack
+size or three (`sizing`): a few seconds, once per model and machine, included.
 
 Usage:
-    python benchmarks/bench_engines.py [--only sweep15 conv15 demo table] [--quick]
+    python benchmarks/bench_engines.py [--only sweep15 conv15 demo table cache] [--quick]
 """
 
 from __future__ import annotations
@@ -122,6 +130,22 @@ def throughput(spec: dict, k: int, epochs: int) -> dict:
     return {"wall": wall, "rate": k * epochs / wall, "flop": run_epoch_flop(base, data), "rss": rss_mb()}
 
 
+def picks(spec: dict) -> dict:
+    """The stack size the engine picks for a sweep's model on this machine (its first pack of 64
+    runs, 2 epochs), with the estimate and the timings it chose by (`packs.json`)."""
+    from dataclasses import replace
+
+    import mlreg
+    from mlreg.backend import cache_dir
+    from mlreg.data import load
+    from mlreg.engines import fused
+
+    base = mlreg.ExperimentSpec.from_dict(spec).with_overrides(epochs=2).expand()[0]
+    data = load(base.data, root=base.root)
+    list(fused.train_pack([replace(base, seed=i) for i in range(64)], data))
+    return json.loads((cache_dir() / "packs.json").read_text()).popitem()[1]
+
+
 def run_epoch_flop(run: object, data: object) -> float:
     """Floating-point operations of one run-epoch: a forward (2 per multiply-add) and a backward
     (twice the forward) pass over the training set, and a forward pass over the training and
@@ -178,14 +202,19 @@ def child(task: dict) -> dict:
         return throughput(task["spec"], task["k"], task["epochs"])
     elif task["what"] == "peak":
         return {"gflops": matmul_peak()}
+    elif task["what"] == "picks":
+        return picks(task["spec"])
     return {"wall": time.perf_counter() - t0, "rss": rss_mb()}
 
 
-def measure(task: dict) -> dict:
-    """`child(task)` in a fresh Python process."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    out = subprocess.run([sys.executable, __file__, "--child", json.dumps(task)], capture_output=True, text=True,
-                         env=env, cwd=Path(__file__).parent)
+def measure(task: dict, cache: str | None = None) -> dict:
+    """`child(task)` in a fresh Python process, with `cache` as mlreg's cache (`off`, a folder
+    shared with other measurements), else an empty one of its own."""
+    with tempfile.TemporaryDirectory() as own:
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MLREG_CACHE_DIR": cache or own}
+        env.pop("JAX_COMPILATION_CACHE_DIR", None)
+        out = subprocess.run([sys.executable, __file__, "--child", json.dumps(task)], capture_output=True, text=True,
+                             env=env, cwd=Path(__file__).parent)
     if out.returncode:
         raise RuntimeError(f"{task['what']} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -240,6 +269,32 @@ def bench_table(backend: str, quick: bool) -> None:
             gflops = r["rate"] * r["flop"] / 1e9
             print(f"  {name:<8} {k:>4} {r['wall']:8.2f} {r['rate']:13.1f} {gflops:8.1f} {gflops / peak:7.0%} "
                   f"{peak * 1e9 / r['flop']:8.0f} {r['rss']:7.0f}", flush=True)
+        chosen = measure({"what": "picks", "backend": backend, "spec": SWEEPS[name]})
+        rates = sorted(chosen["run_epochs_per_s"].items(), key=lambda kv: int(kv[0]))
+        timed = ", ".join(f"K={k}: {v:g}" for k, v in rates)
+        print(f"  {name:<8} picks K={chosen['k']}: {chosen['bytes_per_run'] / 2**20:.2f} MB a run, estimate "
+              f"K={chosen['estimate']}; timed run-epochs/s {timed}", flush=True)
+
+
+def bench_cache(backend: str, quick: bool) -> None:
+    """The demo and a 4-round search, twice each in fresh processes, with and without the cache."""
+    import mlreg
+
+    demo = mlreg.load_spec(ROOT / "experiments" / "l2_rate.toml").to_dict()
+    demo["seeds"] = 3
+    demo["data"].pop("repeats", None)
+    search = demo | {"seeds": {"start": 2, "max": 8}, "search": {"strategy": "halving"}}
+    if quick:
+        for d in (demo, search):
+            d["training"] = d["training"] | {"epochs": 10}
+    print(f"cache: JAX's persistent compilation cache, {backend}; each plan run twice, in fresh processes")
+    for name, spec in (("demo, 18 runs", demo), ("4-round search", search)):
+        with tempfile.TemporaryDirectory() as shared:
+            cold = measure({"what": "mlreg", "backend": backend, "engine": "auto", "spec": spec}, cache=shared)["wall"]
+            warm = measure({"what": "mlreg", "backend": backend, "engine": "auto", "spec": spec}, cache=shared)["wall"]
+        off = measure({"what": "mlreg", "backend": backend, "engine": "auto", "spec": spec}, cache="off")["wall"]
+        print(f"  {name:<16} no cache {off:6.1f} s   first run {cold:6.1f} s   second run {warm:6.1f} s "
+              f"({off / warm:.2f}x less than without)", flush=True)
 
 
 def main() -> None:
@@ -247,8 +302,8 @@ def main() -> None:
         print(json.dumps(child(json.loads(sys.argv[2]))))
         return
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--only", nargs="+", choices=["sweep15", "conv15", "demo", "table"],
-                   default=["sweep15", "conv15", "demo", "table"])
+    p.add_argument("--only", nargs="+", choices=["sweep15", "conv15", "demo", "table", "cache"],
+                   default=["sweep15", "conv15", "demo", "table", "cache"])
     p.add_argument("--quick", action="store_true", help="a few epochs, small packs: check that it runs")
     args = p.parse_args()
     sys.path.insert(0, str(ROOT))
@@ -261,6 +316,8 @@ def main() -> None:
         bench_demo(DEFAULT_BACKEND)
     if "table" in args.only:
         bench_table(DEFAULT_BACKEND, args.quick)
+    if "cache" in args.only:
+        bench_cache(DEFAULT_BACKEND, args.quick)
 
 
 if __name__ == "__main__":
