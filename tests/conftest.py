@@ -23,6 +23,7 @@ from mlreg.backend import CACHE_ENV, choose_backend  # noqa: E402
 if "PYTEST_XDIST_WORKER" not in os.environ:  # the run's own cache, fresh, shared by its workers and subprocesses
     os.environ[CACHE_ENV] = tempfile.mkdtemp(prefix="mlreg-tests-")
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"  # every program: processes share even the small
+    os.environ["MLREG_PACK_SIZE"] = "estimate"  # no timing of each small model's stack sizes (tests/test_sizing.py)
 choose_backend()  # before a test module imports Keras: KERAS_BACKEND, else mlreg's default, as `mlreg run` does
 
 

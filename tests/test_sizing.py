@@ -26,6 +26,11 @@ def test_the_bytes_per_run_count_values_slots_and_a_batch_of_activations():
     assert sizing.bytes_per_run(model, 32, "sgd") == 4 * (params * 3 + 2 * 32 * (20 + 3))
 
 
+@pytest.fixture(autouse=True)
+def _measured(monkeypatch):
+    monkeypatch.delenv(sizing.ENV, raising=False)  # the suite's estimate-only setting, off here
+
+
 def test_the_first_choice_is_timed_and_kept_and_the_next_is_read(tmp_path, monkeypatch):
     monkeypatch.setenv("MLREG_CACHE_DIR", str(tmp_path))
     timed = []
@@ -43,9 +48,18 @@ def test_the_first_choice_is_timed_and_kept_and_the_next_is_read(tmp_path, monke
     assert sizing.choose("model-a", per_run, 12, lambda k: pytest.fail("timed again")) == 12  # no more than the runs
 
 
+def test_a_stack_size_set_by_hand_or_the_estimate_alone_times_nothing(monkeypatch):
+    monkeypatch.setenv(sizing.ENV, "16")
+    assert sizing.choose("model-e", 1 << 20, 60, lambda k: pytest.fail("timed")) == 16
+    monkeypatch.setenv(sizing.ENV, "estimate")
+    assert sizing.choose("model-e", 1 << 20, 60, lambda k: pytest.fail("timed")) == sizing.estimate(1 << 20)
+
+
 def test_nothing_is_timed_when_there_is_no_choice_or_no_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("MLREG_CACHE_DIR", str(tmp_path))
     assert sizing.choose("model-b", 1 << 20, MIN_STACK, lambda k: pytest.fail("timed")) == MIN_STACK
+    small = sizing.cache_bytes() // 1000  # the estimate is 64, and 32 and 128 beside it: for 9 runs, all are 16
+    assert sizing.choose("model-d", small, 9, lambda k: pytest.fail("timed")) == 9
     assert not (tmp_path / "packs.json").exists()
     monkeypatch.setenv("MLREG_CACHE_DIR", "off")
     assert sizing.choose("model-c", 1 << 20, 40, lambda k: 1.0 / k) == 40  # 64 is the fastest: all 40 at once

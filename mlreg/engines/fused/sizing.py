@@ -96,19 +96,32 @@ def _cpuinfo() -> list[str]:
         return []
 
 
+ENV = "MLREG_PACK_SIZE"
+"""`estimate`: stack sizes from the estimate alone, nothing timed (the test suite's: its many
+small models would each be timed once); a number: that stack size; unset: measured."""
+
+
 def choose(key: str, per_run: int, n_runs: int, seconds_per_run_epoch: Callable[[int], float]) -> int:
     """The stack size for `n_runs` runs of a model (`key` says which, see `key`): the one kept for
     it, else, when there is a choice to make (more runs than `MIN_STACK`), the fastest per
-    run-epoch of the estimate, half and twice it (kept); else `n_runs`."""
+    run-epoch of the estimate, half and twice it (kept); else `n_runs`. `ENV` overrides."""
     from mlreg.backend import cache_dir
 
+    setting = os.environ.get(ENV, "")
+    if setting.isdigit() and int(setting) > 0:
+        return min(int(setting), n_runs)
+    if setting == "estimate":
+        return min(estimate(per_run), n_runs)
     known = _read(cache_dir()).get(key)
     if known is not None:
         return min(int(known["k"]), n_runs)
     if n_runs <= MIN_STACK:
         return n_runs
     guess = estimate(per_run)
-    candidates = sorted({k for k in (guess // 2, guess, guess * 2) if MIN_STACK <= k <= MAX_PACK and k < 2 * n_runs})
+    upper = min(MAX_PACK, 1 << (n_runs - 1).bit_length())  # a stack of all the runs, padded
+    candidates = sorted({min(max(k, MIN_STACK), upper) for k in (guess // 2, guess, guess * 2)})
+    if len(candidates) == 1:
+        return min(candidates[0], n_runs)
     timed = {k: seconds_per_run_epoch(k) for k in candidates}
     fastest = min(timed.values())
     k = min(k for k in candidates if timed[k] <= fastest * 1.05)  # the smallest within 5% of the fastest
