@@ -3,9 +3,9 @@
 For each claim: the effect that decides it, its 95% interval (paired over seeds on one split;
 over seeds x splits with the Nadeau-Bengio correction where the experiment draws 3 splits;
 over seeds x independent draws, a plain paired t, on MNIST-1D), how many seeds x splits or
-draws, whether the effect moved beyond its interval since the second edition
-(`second_edition.csv`, written by `--results OLD/results --csv experiments/second_edition.csv`
-from the second edition's results), and the verdict by these rules:
+draws, whether the effect moved beyond its interval since the third edition
+(`third_edition.csv`, written by `--results OLD/results --csv experiments/third_edition.csv`
+from the third edition's results), and the verdict by these rules:
 
 - holds: the effect points the way the claim says and its interval is clear of zero;
 - holds in part: a claim of several parts of which some hold, or an effect that holds on
@@ -32,7 +32,7 @@ import mlreg
 from mlreg.stats import paired_test
 
 RESULTS = Path("results")
-PREVIOUS = Path(__file__).parent / "second_edition.csv"
+PREVIOUS = Path(__file__).parent / "third_edition.csv"
 
 MEANINGLESS = 0.01
 """Differences of validation data loss within +-0.01 are practically meaningless here (3-8% of
@@ -226,6 +226,70 @@ def rows_of_the_third_edition(add: Callable) -> None:
         "18-l2_rate_search-the-l2-curve-by-a-search", 2)
 
 
+def best_variant(name: str, prefix: str, metric: str = "best_val_data_loss") -> str:
+    """The variant whose name starts with `prefix` with the best mean `metric` (lowest)."""
+    runs = mlreg.load_results(RESULTS / name).runs
+    runs = runs[(runs.status == "ok") & runs.variant.str.startswith(prefix)]
+    return str(runs.groupby("variant")[metric].mean().idxmin())
+
+
+def tau_epoch(weight_decay: float, batch_size: int, n: int, learning_rate: float = 1e-2) -> float:
+    """Wang & Aitchison's timescale of AdamW in epochs: batch_size / (lr * weight_decay * N)."""
+    return batch_size / (learning_rate * weight_decay * n)
+
+
+def rows_of_the_fourth_edition(add: Callable) -> None:
+    m = MNIST1D_MEANINGLESS
+    mlp = mlreg.kinds(mlreg.load_results(RESULTS / "mnist1d_kinds"))
+    first = mlp.iloc[0]
+    add("k", "Which kind? (MNIST-1D, MLP): each kind alone against none", f"{first['kind']} first "
+        f"({first['setting']}); {mlp.attrs['sentence']}", f"{first['setting']} − none",
+        (first["diff"], first["ci_low"], first["ci_high"]), "1 × 6 draws", "19-which-kind")
+    cnn = mlreg.kinds(mlreg.load_results(RESULTS / "cnn_kinds"))
+    first = cnn.iloc[0]
+    add("kc", "Which kind? (MNIST-1D, CNN): each kind and every combination", f"{first['kind']} first "
+        f"({first['setting']}); {cnn.attrs['sentence']}", f"{first['setting']} − none",
+        (first["diff"], first["ci_low"], first["ci_high"]), "1 × 4 draws", "19-which-kind")
+    adam_l2, adamw = best_variant("adam_l2_vs_decay", "Adam + L2"), best_variant("adam_l2_vs_decay", "AdamW")
+    better = versus("adam_l2_vs_decay", f"variant={adam_l2}", variant=adamw)
+    add("lh", "Decoupled decay beats Adam + L2 (Loshchilov & Hutter)", f"{verdict(*better, -1, m)}: the best "
+        f"of each curve, {adamw} − {adam_l2}", f"{adamw} − {adam_l2}", better, "1 × 6 draws",
+        "20-adam_l2_vs_decay-l2-against-decoupled-weight-decay")
+    same = versus("adam_l2_vs_decay", "variant=SGD + decay 2e-3", variant="SGD + L2 1e-3")
+    add("lh-sgd", "With SGD, L2 = weight decay at weight_decay = 2 l2 (Loshchilov & Hutter)",
+        f"{verdict(*same, 0, m)}", "SGD + L2 1e-3 − SGD + decay 2e-3", same, "1 × 6 draws",
+        "20-adam_l2_vs_decay-l2-against-decoupled-weight-decay", 4)
+    sizes = (400, 1000, 3200)
+    best = [best_of("adamw_data_size", "weight_decay", train_size=n) for n in sizes]
+    taus = [tau_epoch(w, 100, n) if w else math.inf for w, n in zip(best, sizes, strict=True)]
+    small = versus("adamw_data_size", f"train_size=400,weight_decay={best[2]:g}", train_size=400,
+                   weight_decay=best[0])
+    add("wa", "AdamW's best decay falls as 1/N (Wang & Aitchison)", "the best decay "
+        f"{', '.join(f'{w:g}' for w in best)} at 400, 1,000, 3,200 samples (tau_epoch "
+        f"{', '.join(f'{t:.2g}' for t in taus)})",
+        f"at 400 samples, decay {best[0]:g} − {best[2]:g} (the best at 3,200)", small, "1 × 5 draws",
+        "21-adamw_data_size-and-adamw_batch_size-the-best-decay-against-n-and-the-batch")
+    batches = [best_of("adamw_batch_size", "weight_decay", batch_size=b) for b in (25, 100)]
+    big = versus("adamw_batch_size", f"batch_size=100,weight_decay={batches[0]:g}", batch_size=100,
+                 weight_decay=batches[1])
+    add("wa-b", "AdamW's best decay grows with the batch size (Wang & Aitchison; Bergsma et al.)",
+        f"the best decay {batches[0]:g} at batch 25, {batches[1]:g} at 100", f"at batch 100, decay "
+        f"{batches[1]:g} − {batches[0]:g} (the best at 25)", big, "1 × 5 draws",
+        "21-adamw_data_size-and-adamw_batch_size-the-best-decay-against-n-and-the-batch")
+    for kind, prefix in (("Label smoothing", "label smoothing"), ("Input noise", "noise")):
+        best_ls = best_variant("mnist1d_kinds", prefix)
+        ls = versus("mnist1d_kinds", "variant=none", variant=best_ls)
+        acc = versus("mnist1d_kinds", "variant=none", metric="test_accuracy", variant=best_ls)
+        add(f"es-{prefix[:5]}", f"{kind} helps a model already early-stopped", f"{verdict(*ls, -1, m)} on the "
+            f"loss; test accuracy {fmt(*acc)}", f"{best_ls} − none", ls, "1 × 6 draws", "19-which-kind")
+    lr = best_variant("mnist1d_lr_vs_l2", "lr ", metric="best_val_data_loss")
+    lr = lr if "L2" not in lr else "lr 1e-2"
+    against = versus("mnist1d_lr_vs_l2", "variant=lr 1e-2 + L2 3e-3", variant=lr)
+    add("6m", "6. (MNIST-1D, MLP) A lower learning rate with early stopping acts like L2", f"{verdict(*against, 0, m)}"
+        f": the best rate without L2 ({lr}) against the paper's rate with L2 3e-3", f"{lr} − lr 1e-2 + L2 3e-3",
+        against, "1 × 6 draws", "22-mnist1d_lr_vs_l2-a-lower-learning-rate-against-l2")
+
+
 def main() -> None:
     global RESULTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -254,7 +318,7 @@ def main() -> None:
         rows.append({"key": key, "claim": claim, "verdict": judged, "effect": f"{effect}: {shown}", "design": design,
                      "moved": moved or "–", "link": f"[↓](#{link})", "mean": mean, "low": low, "high": high})
 
-    for part in (rows_of_the_second_edition, rows_of_the_third_edition):
+    for part in (rows_of_the_second_edition, rows_of_the_third_edition, rows_of_the_fourth_edition):
         try:
             part(add)
         except (mlreg.ResultsError, FileNotFoundError, KeyError) as e:  # an edition without these results
@@ -262,7 +326,7 @@ def main() -> None:
     if args.csv:
         pd.DataFrame(rows)[["key", "mean", "low", "high"]].to_csv(args.csv, index=False)
         return
-    print("| claim | verdict | effect [95% interval] | seeds × splits or draws | since the 2nd edition | |")
+    print("| claim | verdict | effect [95% interval] | seeds × splits or draws | since the 3rd edition | |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         print("| " + " | ".join(str(r[k]) for k in ("claim", "verdict", "effect", "design", "moved", "link")) + " |")
