@@ -36,11 +36,11 @@ it is a run that stopped at a rung of a search and goes on when the search says 
 RUNS, HISTORY, WEIGHTS, TIMINGS = "runs.csv", "history.csv", "weights.csv", "timings.csv"
 WEIGHT_COLUMNS = ["run_id", "layer", "bin_left", "bin_right", "count"]
 TIMING_COLUMNS = ["run_id", "epoch", "seconds"]
-TIMED = {"duration_s": RUNS, "epoch_time_s": HISTORY}
+TIMED = ("duration_s", "epoch_time_s")
 """Wall times a run's record holds (`duration_s` in its summary, `epoch_time_s` in each epoch's
-row) and the file they would belong to: the store writes them to `timings.csv` instead (an
-epoch's row, and the whole run's with no epoch), so that the same sweep run twice writes the
-same `runs.csv` and `history.csv`; `load_results` puts them back in their columns."""
+row): the store writes them to `timings.csv` (an epoch's row, and the whole run's with no
+epoch), not to `runs.csv` and `history.csv`, so that the same sweep run twice writes the same
+bytes there; `load_results` puts them back in their columns."""
 WEIGHT_STATS = ["weight_l1", "weight_l2", "sparsity"]
 
 SPARSE_BELOW = 1e-3
