@@ -217,7 +217,7 @@ def _terminate(pool: Any) -> None:
     recorded and will be trained again on the next run). Its manager thread is then joined and
     taken off the list `concurrent.futures` wakes at interpreter exit: woken there after the
     kill, it wrote to a closed pipe and printed 'Exception ignored in: <module threading>' with
-    a traceback after a Ctrl-C (seen once in 20 runs of the Ctrl-C test under load)."""
+    a traceback after a Ctrl-C (seen once in four runs of the suite, under load)."""
     from concurrent.futures import process as futures_process
 
     processes = list(getattr(pool, "_processes", {}).values())
