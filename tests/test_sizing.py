@@ -35,7 +35,7 @@ def test_the_first_choice_is_timed_and_kept_and_the_next_is_read(tmp_path, monke
     monkeypatch.setenv("MLREG_CACHE_DIR", str(tmp_path))
     timed = []
 
-    def seconds(k):  # 16 is the fastest per run-epoch; 32 nearly so (within 5%: the smaller wins)
+    def seconds(k):  # 16 is the fastest per run-epoch, 32 nearly so
         timed.append(k)
         return {8: 0.010, 16: 0.006, 32: 0.0062}[k]
 

@@ -123,8 +123,7 @@ def choose(key: str, per_run: int, n_runs: int, seconds_per_run_epoch: Callable[
     if len(candidates) == 1:
         return min(candidates[0], n_runs)
     timed = {k: seconds_per_run_epoch(k) for k in candidates}
-    fastest = min(timed.values())
-    k = min(k for k in candidates if timed[k] <= fastest * 1.05)  # the smallest within 5% of the fastest
+    k = min(candidates, key=lambda c: (timed[c], -c))  # the fastest per run-epoch
     _write(cache_dir(), key, {"k": k, "estimate": guess, "bytes_per_run": per_run,
                               "run_epochs_per_s": {str(c): round(1 / t, 1) for c, t in timed.items()}})
     return min(k, n_runs)
