@@ -155,7 +155,8 @@ def _state_after_seed(seed):
     return np.random.get_state()
 
 
-ONE_RUN = {  # builder and settings of each kind of model the engine must train like model.fit
+ONE_RUN = {  # builder and settings of each kind of model the engine must train like model.fit (users' Conv1D
+    # and Functional models with skips: tests/test_zoo.py)
     "mlp": {"model": {"hidden": [16, 8], "l2": 1e-3, "l1": 1e-4}},
     "residual_mlp": {"model": {"builder": "residual_mlp", "hidden": [16, 16, 8], "l2": [1e-3, 0.0, 1e-2, 1e-3]}},
     "wide_deep": {"model": {"builder": "wide_deep", "hidden": [16], "activation": "tanh"},
@@ -166,17 +167,13 @@ ONE_RUN = {  # builder and settings of each kind of model the engine must train 
     "regression": {"data": {"dataset": "poly", "train_size": 1.0}, "model": {"activation": "elu"}},
     "cnn": {"data": {"shape": [8, 8, 1]}, "model": {"builder": "cnn", "filters": [4, 6], "kernel_size": 3,
                                                      "strides": [1, 2], "pool": [2, 1], "l2": 1e-3}},
-    "cnn1d": {"data": {"dataset": "mnist1d", "train_size": 300, "shape": [40, 1]},
-              "model": {"builder": "cnn", "filters": [5, 5, 5], "dropout": 0.2}},
-    "functional_skip": {"model": {"builder": "tests.builders:functional_skip", "hidden": [12], "l2": 1e-3,
-                                  "dropout": 0.2}},
     "batch_norm": {"model": {"builder": "tests.builders:batch_norm", "hidden": [12], "l2": 1e-3}},
     "conv2d": {"data": {"shape": [8, 8, 1]}, "model": {"builder": "tests.builders:conv2d", "l2": 1e-3,
                                                         "dropout": 0.2}},
 }
 
 
-ON_TENSORFLOW = ("mlp", "multilabel+adamw", "cnn", "functional_skip", "batch_norm", "conv2d")
+ON_TENSORFLOW = ("mlp", "multilabel+adamw", "cnn", "batch_norm", "conv2d")
 """The kinds trained again on the second backend in CI (the suite's time): dense and convolutional
 layers, Dropout, BatchNormalization, a task and an optimizer other than the defaults."""
 
