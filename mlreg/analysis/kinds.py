@@ -85,7 +85,8 @@ def kinds(results: Results | Sequence[Results], *, metric: str | None = None) ->
     out = out.reset_index(drop=True)
     out.attrs |= {"metric": metric, "held": held,
                   "baseline": ", ".join(f"{k}={label(v)}" for k, v in baseline.items()),
-                  "sentence": sentence(out, ", ".join(f"{k}={label(v)}" for k, v in held.items()))}
+                  "sentence": sentence(out, ", ".join(f"{k}={label(v)}" for k, v in held.items()),
+                                       higher=higher_is_better(metric))}
     return out
 
 
@@ -124,8 +125,10 @@ def _interval(diff: float, low: float, high: float) -> str:
     return f"{diff:+.3g} [{low:+.3g}, {high:+.3g}]"
 
 
-def sentence(table: pd.DataFrame, held: str = "") -> str:
-    """The answer in one sentence, with its intervals (see `kinds`)."""
+def sentence(table: pd.DataFrame, held: str = "", *, higher: bool = False) -> str:
+    """The answer in one sentence, with its intervals (see `kinds`); `higher`: the metric is
+    better higher (an accuracy), so a combination beats the best kind when its interval against
+    it lies above zero."""
     alone = table[table["kind"] != "combination"]
     if alone.empty:
         return "No kind of regularization has a run without the others to compare with none."
@@ -134,7 +137,8 @@ def sentence(table: pd.DataFrame, held: str = "") -> str:
     combo = table[table["kind"] == "combination"]
     if not combo.empty:
         c = combo.iloc[0]
-        if c["vs_best_high"] == c["vs_best_high"] and c["vs_best_high"] < 0 and c["verdict"] == "better":
+        beats = c["vs_best_low"] > 0 if higher else c["vs_best_high"] < 0
+        if c["vs_best_high"] == c["vs_best_high"] and beats and c["verdict"] == "better":
             return (f"{c['setting']} together beat each kind alone{at}: "
                     f"{_interval(c['vs_best_diff'], c['vs_best_low'], c['vs_best_high'])} against the best alone "
                     f"({first['kind']}, {first['setting']}), {_interval(c['diff'], c['ci_low'], c['ci_high'])} "
