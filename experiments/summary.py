@@ -275,7 +275,11 @@ def rows_of_the_fourth_edition(add: Callable) -> None:
     taus = [tau_epoch(w, 100, n) if w else math.inf for w, n in zip(best, sizes, strict=True)]
     small = versus("adamw_data_size", f"train_size=400,weight_decay={best[2]:g}", train_size=400,
                    weight_decay=best[0])
-    add("wa", "AdamW's best decay falls as 1/N (Wang & Aitchison)", "the best decay "
+    falls = best == sorted(best, reverse=True) and best[0] > best[2] and small[2] < 0
+    constant = max(taus) / min(taus) <= math.sqrt(10)  # within one half-decade step of the grid
+    judged = ("holds" if falls and constant else "holds in part: it falls, faster than 1/N" if falls
+              else "does not hold" if small[1] > 0 else "inconclusive")
+    add("wa", "AdamW's best decay falls as 1/N (Wang & Aitchison)", f"{judged}: the best decay "
         f"{', '.join(f'{w:g}' for w in best)} at 400, 1,000, 3,200 samples (tau_epoch "
         f"{', '.join(f'{t:.2g}' for t in taus)})",
         f"at 400 samples, decay {best[0]:g} − {best[2]:g} (the best at 3,200)", small, "1 × 5 draws",
@@ -283,8 +287,11 @@ def rows_of_the_fourth_edition(add: Callable) -> None:
     batches = [best_of("adamw_batch_size", "weight_decay", batch_size=b) for b in (25, 100)]
     big = versus("adamw_batch_size", f"batch_size=100,weight_decay={batches[0]:g}", batch_size=100,
                  weight_decay=batches[1])
+    grows = batches[1] > batches[0] and big[2] < 0
+    taus = [tau_epoch(w, b, 1000) for w, b in zip(batches, (25, 100), strict=True)]
     add("wa-b", "AdamW's best decay grows with the batch size (Wang & Aitchison; Bergsma et al.)",
-        f"the best decay {batches[0]:g} at batch 25, {batches[1]:g} at 100", f"at batch 100, decay "
+        f"{'holds' if grows else 'does not hold' if big[1] > 0 else 'inconclusive'}: the best decay "
+        f"{batches[0]:g} at batch 25, {batches[1]:g} at 100 (tau_epoch {taus[0]:.2g}, {taus[1]:.2g})", f"at batch 100, decay "
         f"{batches[1]:g} − {batches[0]:g} (the best at 25)", big, "1 × 5 draws",
         "21-adamw_data_size-and-adamw_batch_size-the-best-decay-against-n-and-the-batch")
     for kind, prefix in (("Label smoothing", "label smoothing"), ("Input noise", "noise")):
