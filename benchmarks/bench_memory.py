@@ -49,14 +49,14 @@ def measure(engine: str, n_runs: int, label: str = "") -> None:
     wall = time.perf_counter() - t0
     grow = rss_mb() - at10
     print(f"  {engine + label:<12} {n_runs:>5} runs  {wall:7.1f} s   RSS after run 10: {at10:6.0f} MB   "
-          f"after run {n_runs}: {rss_mb():6.0f} MB   growth {grow:+6.0f} MB ({grow / (n_runs - 10):+.2f} MB/run)",
+          f"after run {n_runs}: {rss_mb():6.0f} MB   growth {grow:+6.0f} MB ({grow / max(n_runs - 10, 1):+.2f} MB/run)",
           flush=True)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=1000, help="runs through the fused engine")
-    p.add_argument("--keras-runs", type=int, default=100, help="runs through the keras engine")
+    p.add_argument("--keras-runs", type=int, default=100, help="runs through the keras engine (more than 10)")
     args = p.parse_args()
     sys.path.insert(0, str(ROOT))
     from mlreg.backend import import_keras

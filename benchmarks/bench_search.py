@@ -32,7 +32,7 @@ within a factor of 2 of the fine grid's best rate, and whether it says it is uns
 settings it could not separate from the best, or a rate not pinned to the precision).
 
 Usage (Optuna and KerasTuner are benchmark-only: `pip install -e '.[bench]'`):
-    python benchmarks/bench_search.py [--quick] [--problem digits|mnist1d]
+    python benchmarks/bench_search.py [--quick] [--problem digits|mnist1d] [--mlreg-only]
     --quick: 30 epochs, 4 seeds (digits) or 3 seeds x 2 draws (mnist1d), a coarser truth
              (0 and 5 rates, one a decade from 4.64e-6 to 4.64e-2)
 """
@@ -269,7 +269,7 @@ def answer_of(result: dict, root: Path) -> tuple[float, str]:
     return best, ("yes: " if answer["open"] or (pinned and not pinned.get("reached")) else "no: ") + ", ".join(notes)
 
 
-def run_problem(name: str, quick: bool, tmp: Path) -> None:
+def run_problem(name: str, quick: bool, tmp: Path, mlreg_only: bool = False) -> None:
     base = problem(name, quick)
     fine = base | {"grid": {"l2": FINE if not quick else FINE[::3]}}
     results = {"fine grid (truth)": measure("mlreg", json.dumps(fine), tmp / "fine")}
@@ -279,8 +279,9 @@ def run_problem(name: str, quick: bool, tmp: Path) -> None:
         results[way] = measure("mlreg", json.dumps(spec), tmp / way.replace(" ", "_"))
         print(f"{name} {way}: {results[way]['wall_s']:.0f} s", file=sys.stderr, flush=True)
     budget = results["mlreg curve"]["run_epochs"]
-    results["optuna TPE"] = measure("optuna", json.dumps(base), budget)
-    results["keras-tuner Hyperband"] = measure("kerastuner", json.dumps(base), tmp / "kt")
+    if not mlreg_only:
+        results["optuna TPE"] = measure("optuna", json.dumps(base), budget)
+        results["keras-tuner Hyperband"] = measure("kerastuner", json.dumps(base), tmp / "kt")
     decade = results["mlreg grid"]["run_epochs"]
     print(f"\n{name}: fine grid's best l2 = {best_rate:g} (mean {means[best_rate]:.4f}, seed sd {sd:.4f})")
     print(f"{'contender':<22} {'run-epochs':>10} {'vs grid':>8} {'wall s':>7} {'answer':>9} {'sd off':>7} "
@@ -308,11 +309,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--problem", choices=list(PROBLEMS), nargs="+", default=list(PROBLEMS))
+    parser.add_argument("--mlreg-only", action="store_true", help="the truth and mlreg's contenders only")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["MLREG_CACHE_DIR"] = str(Path(tmp) / "cache")
         for name in args.problem:
-            run_problem(name, args.quick, Path(tmp) / name)
+            run_problem(name, args.quick, Path(tmp) / name, args.mlreg_only)
 
 
 if __name__ == "__main__":
