@@ -132,3 +132,7 @@ def test_kinds_swept_one_at_a_time_as_named_variants(tmp_path):
     table = kinds(load_results(tmp_path / "r"))
     assert list(table["setting"]) == ["l2=0.001", "dropout=0.2", "l2=0.001, dropout=0.2"]
     assert table.attrs["held"] == {} and table.attrs["sentence"].startswith("l2=0.001, dropout=0.2 together beat")
+    matplotlib.use("Agg")
+    from mlreg.analysis.plots import figures
+
+    assert "kinds" in figures(load_results(tmp_path / "r"), ["kinds"])  # mlreg plot drew none for mnist1d_kinds

@@ -671,7 +671,7 @@ def figures(results: Results | Sequence[Results], kinds: Sequence[str] = PLOT_KI
         if kind.needs is not None and kind.needs not in has:
             continue
         if kind.panels:
-            swept = [p for p in f.axes if p in REGULARIZER_KINDS]
+            swept = [p for p in combined_runs(results)[1] if p in REGULARIZER_KINDS]  # variants' kinds too
             if len(swept) < 2 or len(as_list(results)) != 1:  # which kind: a question of two or more
                 continue
             try:
