@@ -288,10 +288,10 @@ def rows_of_the_fourth_edition(add: Callable) -> None:
     big = versus("adamw_batch_size", f"batch_size=100,weight_decay={batches[0]:g}", batch_size=100,
                  weight_decay=batches[1])
     grows = batches[1] > batches[0] and big[2] < 0
-    taus = [tau_epoch(w, b, 1000) for w, b in zip(batches, (25, 100), strict=True)]
+    batch_taus = [tau_epoch(w, b, 1000) for w, b in zip(batches, (25, 100), strict=True)]
     add("wa-b", "AdamW's best decay grows with the batch size (Wang & Aitchison; Bergsma et al.)",
         f"{'holds' if grows else 'does not hold' if big[1] > 0 else 'inconclusive'}: the best decay "
-        f"{batches[0]:g} at batch 25, {batches[1]:g} at 100 (tau_epoch {taus[0]:.2g}, {taus[1]:.2g})",
+        f"{batches[0]:g} at batch 25, {batches[1]:g} at 100 (tau_epoch {batch_taus[0]:.2g}, {batch_taus[1]:.2g})",
         f"at batch 100, decay {batches[1]:g} − {batches[0]:g} (the best at 25)", big, "1 × 5 draws",
         "21-adamw_data_size-and-adamw_batch_size-the-best-decay-against-n-and-the-batch")
     for kind, prefix in (("Label smoothing", "label smoothing"), ("Input noise", "noise")):

@@ -137,8 +137,8 @@ def sentence(table: pd.DataFrame, held: str = "", *, higher: bool = False) -> st
     combo = table[table["kind"] == "combination"]
     if not combo.empty:
         c = combo.iloc[0]
-        beats = c["vs_best_low"] > 0 if higher else c["vs_best_high"] < 0
-        if c["vs_best_high"] == c["vs_best_high"] and beats and c["verdict"] == "better":
+        beats = c["vs_best_low"] > 0 if higher else c["vs_best_high"] < 0  # False where no interval (NaN)
+        if beats and c["verdict"] == "better":
             return (f"{c['setting']} together beat each kind alone{at}: "
                     f"{_interval(c['vs_best_diff'], c['vs_best_low'], c['vs_best_high'])} against the best alone "
                     f"({first['kind']}, {first['setting']}), {_interval(c['diff'], c['ci_low'], c['ci_high'])} "
