@@ -12,7 +12,7 @@ import pytest
 from mlreg import engines, signals
 from mlreg.data import load
 from mlreg.engines import fused
-from mlreg.engines.fused.conv import conv_as_matmul
+from mlreg.engines.fused.conv import conv_as_matmul, depthwise_as_product, tracing
 from mlreg.engines.fused.introspect import build
 from mlreg.engines.fused.order import Orders
 from mlreg.engines.keras import execute
@@ -316,6 +316,26 @@ def test_convolutions_as_matrix_products_are_keras_convolutions():
             reference = keras.ops.conv(x, k, strides=strides, padding=padding, dilation_rate=dilation)
             ours = conv_as_matmul(x, k, strides, padding, dilation)
             np.testing.assert_allclose(np.asarray(ours), np.asarray(reference), rtol=1e-5, atol=1e-4)
+
+
+def test_depthwise_and_separable_convolutions_traced_as_products_are_keras_convolutions():
+    """Keras's depthwise and separable ops, called inside `tracing` (as a pack's program calls
+    them), give Keras's own results outside it."""
+    rng = np.random.default_rng(1)
+    for nd in (1, 2):
+        for padding, strides, dilation in (("valid", 1, 1), ("same", 1, 1), ("same", 2, 1), ("same", 1, 2)):
+            x = rng.normal(size=(2,) + (9,) * nd + (3,)).astype("float32")
+            k = rng.normal(size=(3,) * nd + (3, 2)).astype("float32")
+            p = rng.normal(size=(1,) * nd + (6, 4)).astype("float32")
+            depthwise = keras.ops.depthwise_conv(x, k, strides=strides, padding=padding, dilation_rate=dilation)
+            separable = keras.ops.separable_conv(x, k, p, strides=strides, padding=padding, dilation_rate=dilation)
+            with tracing():
+                traced = (keras.ops.depthwise_conv(x, k, strides=strides, padding=padding, dilation_rate=dilation),
+                          keras.ops.separable_conv(x, k, p, strides=strides, padding=padding, dilation_rate=dilation))
+            np.testing.assert_allclose(np.asarray(depthwise_as_product(x, k, strides, padding, dilation)),
+                                       np.asarray(depthwise), rtol=1e-5, atol=1e-4)
+            np.testing.assert_allclose(np.asarray(traced[0]), np.asarray(depthwise), rtol=1e-5, atol=1e-4)
+            np.testing.assert_allclose(np.asarray(traced[1]), np.asarray(separable), rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.slow
