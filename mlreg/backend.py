@@ -60,7 +60,8 @@ def _compilation_cache() -> None:
     if root is None or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         return
     settings = {"jax_compilation_cache_dir": str(root / "jax"),
-                "jax_persistent_cache_min_compile_time_secs": COMPILE_SECONDS}
+                "jax_persistent_cache_min_compile_time_secs": COMPILE_SECONDS,
+                "jax_persistent_cache_min_entry_size_bytes": -1}  # JAX's docs: -1 lets small programs in
     for name, value in settings.items():
         os.environ.setdefault(name.upper(), str(value))
     jax = sys.modules.get("jax")

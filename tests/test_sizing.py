@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 from mlreg.engines.fused import sizing
@@ -37,37 +38,73 @@ def test_the_first_choice_is_timed_and_kept_and_the_next_is_read(tmp_path, monke
 
     def seconds(k):  # 16 is the fastest per run-epoch, 32 nearly so
         timed.append(k)
-        return {8: 0.010, 16: 0.006, 32: 0.0062}[k]
+        return 1.0, {8: 0.010, 16: 0.006, 32: 0.0062}[k]
 
     per_run = (32 << 20) // 16 if sizing.cache_bytes() == 32 << 20 else sizing.cache_bytes() // 16
-    assert sizing.choose("model-a", per_run, 60, seconds) == 16
+    assert sizing.choose("model-a", per_run, 60, seconds) == sizing.Choice(16)
     assert sorted(timed) == [8, 16, 32]
     kept = json.loads((tmp_path / "packs.json").read_text())["model-a"]
     assert kept["k"] == 16 and kept["estimate"] == 16 and set(kept["run_epochs_per_s"]) == {"8", "16", "32"}
-    assert sizing.choose("model-a", per_run, 60, lambda k: pytest.fail("timed again")) == 16
-    assert sizing.choose("model-a", per_run, 12, lambda k: pytest.fail("timed again")) == 12  # no more than the runs
+    assert sizing.choose("model-a", per_run, 60, lambda k: pytest.fail("timed again")).k == 16
+    assert sizing.choose("model-a", per_run, 12, lambda k: pytest.fail("timed again")).k == 12  # no more than the runs
+
+
+def test_sizing_never_times_a_stack_larger_than_the_pack_and_stops_where_larger_is_slower(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLREG_CACHE_DIR", str(tmp_path))
+    timed = []
+
+    def seconds(k):
+        timed.append(k)
+        return 0.5, {5: 0.01, 8: 0.01, 12: 0.02, 16: 0.02, 32: 0.005}[k]
+
+    small = sizing.cache_bytes() // 16  # the estimate is 16: 8, 16 and 32 are the candidates
+    assert sizing.choose("model-f", small, 60, seconds).k == 8
+    assert timed == [8, 16]  # 16 was slower than 8: 32 is not timed
+    timed.clear()
+    assert sizing.choose("model-g", small, 12, seconds).k == 8
+    assert timed == [8, 12]  # 16 and 32 are larger than the pack's 12 runs
+    timed.clear()
+    sizing.choose("model-h", small, 5, seconds, alone=lambda: (1.0, 1.0))
+    assert timed == [5]
 
 
 def test_a_stack_size_set_by_hand_or_the_estimate_alone_times_nothing(monkeypatch):
     monkeypatch.setenv(sizing.ENV, "16")
-    assert sizing.choose("model-e", 1 << 20, 60, lambda k: pytest.fail("timed")) == 16
+    assert sizing.choose("model-e", 1 << 20, 60, lambda k: pytest.fail("timed")).k == 16
     monkeypatch.setenv(sizing.ENV, "estimate")
-    assert sizing.choose("model-e", 1 << 20, 60, lambda k: pytest.fail("timed")) == sizing.estimate(1 << 20)
+    assert sizing.choose("model-e", 1 << 20, 60, lambda k: pytest.fail("timed")).k == sizing.estimate(1 << 20)
 
 
 def test_nothing_is_timed_when_there_is_no_choice_or_no_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("MLREG_CACHE_DIR", str(tmp_path))
-    assert sizing.choose("model-b", 1 << 20, MIN_STACK, lambda k: pytest.fail("timed")) == MIN_STACK
-    small = sizing.cache_bytes() // 1000  # the estimate is 64, and 32 and 128 beside it: for 9 runs, all are 16
-    assert sizing.choose("model-d", small, 9, lambda k: pytest.fail("timed")) == 9
+    assert sizing.choose("model-b", 1 << 20, MIN_STACK, lambda k: pytest.fail("timed")).k == MIN_STACK
+    small = sizing.cache_bytes() // 1000  # the estimate is 64, and 32 and 128 beside it: for 9 runs, all are 9
+    assert sizing.choose("model-d", small, 9, lambda k: pytest.fail("timed")).k == 9
     assert not (tmp_path / "packs.json").exists()
     monkeypatch.setenv("MLREG_CACHE_DIR", "off")
-    assert sizing.choose("model-c", 1 << 20, 40, lambda k: 1.0 / k) == 40  # 64 is the fastest: all 40 at once
+    largest = min(2 * sizing.estimate(1 << 20), 40)  # twice the estimate, or all 40 at once
+    assert sizing.choose("model-c", 1 << 20, 40, lambda k: (0.0, 1.0 / k)).k == largest
+
+
+def test_auto_trains_alone_what_measures_faster_alone_and_says_why_once(tmp_path, monkeypatch):
+    """Engine `auto`: the fused stack against one run's `model.fit`, per run over the epochs (the
+    fused compilation shared by the runs, the keras engine's paid by each); the decision kept."""
+    monkeypatch.setenv("MLREG_CACHE_DIR", str(tmp_path))
+    slow = sizing.choose("model-s", 1 << 20, 8, lambda k: (2.0, 1.0), alone=lambda: (1.0, 0.25), epochs=20)
+    assert slow.engine == "keras" and slow.line.startswith("engine auto: fused 8 at 1.0 run-epochs/s, alone 4.0/s")
+    assert "keras engine" in slow.line
+    again = sizing.choose("model-s", 1 << 20, 8, lambda k: pytest.fail("timed"), alone=lambda: pytest.fail("timed"))
+    assert again == sizing.Choice(8, "keras")  # kept: nothing measured, nothing said
+    fast = sizing.choose("model-t", 1 << 20, 8, lambda k: (8.0, 0.05), alone=lambda: (1.0, 0.25), epochs=20)
+    assert fast.engine == "fused" and ": fused (measured" in fast.line
+    forced = sizing.choose("model-s", 1 << 20, 8, lambda k: pytest.fail("timed"))
+    assert forced == sizing.Choice(8)  # engine fused asked for: the kept size, fused
 
 
 def test_a_sweep_trains_in_stacks_of_the_measured_size_with_the_same_numbers(tmp_path, monkeypatch):
-    """A group of 20 runs measured at 8 trains as stacks of 8, 8 and 4, each run as in one stack
-    of 20 (to float32 rounding: another stack size sums in another order)."""
+    """A group of 20 runs measured at 8 trains as stacks of 7, 7 and 6 (as even as can be: one
+    compiled size of 8, padded), each run as in one stack of 20 (to float32 rounding: another stack
+    size sums in another order)."""
     from mlreg.data import load
     from mlreg.engines import fused
     from mlreg.spec import ExperimentSpec
@@ -85,12 +122,43 @@ def test_a_sweep_trains_in_stacks_of_the_measured_size_with_the_same_numbers(tmp
         return original(program, runs, *args, **kwargs)
 
     monkeypatch.setattr(fused.train, "Stack", stack)
-    monkeypatch.setattr(fused.train, "_seconds_per_run_epoch", lambda program, runs, builts, data, k: k / 100)
+    monkeypatch.setattr(fused.train, "_timed", lambda program, runs, builts, data, k: (1.0, k / 100))
     measured = {r.run_id: r for r in fused.train_pack(runs, data)}
-    assert sizes == [8, 8, 4]  # 8 is the fastest per run-epoch of 8, 16 and 32
+    assert sizes == [7, 7, 6]  # 8 is the fastest per run-epoch of 8 and 16 (and 32, never timed: 16 was slower)
     assert json.loads((tmp_path / "packs.json").read_text()).popitem()[1]["k"] == 8
-    monkeypatch.setattr(sizing, "choose", lambda key, per_run, n, seconds: n)
+    monkeypatch.setattr(sizing, "choose", lambda key, per_run, n, *args: sizing.Choice(n))
     whole = {r.run_id: r for r in fused.train_pack(runs, data)}
     for run_id, r in whole.items():
         assert measured[run_id].summary["best_val_data_loss"] == pytest.approx(r.summary["best_val_data_loss"],
                                                                                 rel=1e-5)
+
+
+def test_the_default_engine_trains_alone_a_model_whose_fused_step_is_slow_said_once_and_kept(tmp_path, monkeypatch,
+                                                                                           cli):
+    """`mlreg run` under engine `auto`: a model measured slower fused (its fused steps made slow on
+    purpose) trains with the keras engine, the line said once; the next sweep reads the decision
+    (nothing measured); a model of another structure is measured anew, and one that fuses well
+    (the real timing of a small MLP) is fused."""
+    from mlreg.engines import fused
+    from tests.conftest import tiny_spec_dict, write_toml
+
+    monkeypatch.setenv("MLREG_CACHE_DIR", str(tmp_path / "cache"))
+    real = fused.train._timed
+    monkeypatch.setattr(fused.train, "_timed", lambda *a: (real(*a)[0], 100.0))  # 100 s a run-epoch
+    d = tiny_spec_dict(seeds=2, grid={"l2": [0.0, 1e-3]})
+    code, _, err = cli("run", write_toml(tmp_path / "a.toml", d), "--out", tmp_path / "a", "--quiet")
+    assert code == 0, err
+    assert err.count("engine auto: fused 4 at 0.0 run-epochs/s") == 1 and "keras engine (measured in" in err, err
+    runs = pd.read_csv(tmp_path / "a" / "runs.csv")
+    assert list(runs["status"]) == ["ok"] * 4 and set(runs["engine"]) == {"keras"}
+
+    monkeypatch.setattr(fused.train, "_timed", lambda *a: pytest.fail("measured again"))
+    code, _, err = cli("run", write_toml(tmp_path / "a.toml", d), "--out", tmp_path / "b", "--quiet")
+    assert code == 0 and "engine auto" not in err, err
+    assert set(pd.read_csv(tmp_path / "b" / "runs.csv")["engine"]) == {"keras"}
+
+    monkeypatch.setattr(fused.train, "_timed", real)
+    other = tiny_spec_dict(seeds=2, model={"hidden": [24]}, grid={"l2": [0.0, 1e-3]})
+    code, _, err = cli("run", write_toml(tmp_path / "c.toml", other), "--out", tmp_path / "c", "--quiet")
+    assert code == 0 and err.count("engine auto: fused 4 at") == 1 and ": fused (measured in" in err, err
+    assert set(pd.read_csv(tmp_path / "c" / "runs.csv")["engine"]) == {"fused"}

@@ -4,7 +4,9 @@
 - `keras`: one `model.fit` per run (a pack is one run); any Keras model; the exact reference.
 - `fused`: the runs of a pack share one compiled program (see `mlreg.engines.fused`); any
   model that does not train itself (its own `train_step`).
-- `auto`: `fused` for every run it can take, `keras` for the rest.
+- `auto`: `fused` for every run it can take and trains faster that way (measured once per
+  model, batch, data size, backend and machine; see `mlreg.engines.fused.sizing`), `keras`
+  for the rest.
 
 Importing this module imports neither Keras nor its backends; training does, on the backend
 `mlreg.backend` chose.
@@ -39,12 +41,15 @@ class Pack:
         until: pause the runs still training after this many epochs (a search's rung);
             `None` trains to the end.
         resume: the states of paused runs by run id (`RunResult.state`), to go on from.
+        auto: a fused pack under engine `auto`: it trains with `keras` where one run alone
+            measures faster.
     """
 
     engine: Engine
     runs: tuple[RunSpec, ...]
     until: int | None = None
     resume: Mapping[str, Any] | None = None
+    auto: bool = False
 
 
 def check_engine(engine: str) -> str:
@@ -84,7 +89,8 @@ def plan(
     resume = resume or {}
 
     def make(kind: Engine, pack: Sequence[RunSpec]) -> Pack:
-        return Pack(kind, tuple(pack), until, {r.run_id: resume[r.run_id] for r in pack if r.run_id in resume})
+        return Pack(kind, tuple(pack), until, {r.run_id: resume[r.run_id] for r in pack if r.run_id in resume},
+                    auto=engine == "auto" and kind == "fused")
 
     if engine == "keras":
         return [make("keras", (r,)) for r in runs], None
@@ -117,7 +123,8 @@ def train(pack: Pack, data: Dataset) -> Iterator[RunResult]:
     if pack.engine == "keras":
         yield from keras.train_pack(list(pack.runs), data, until=pack.until)
         return
-    from mlreg.engines.fused import train_pack
+    from mlreg.engines.fused import sizing, train_pack
 
     yield from train_pack(list(pack.runs), data, until=pack.until, resume=dict(pack.resume or {}),
-                          fallback=lambda run: keras.execute(run, data, pack.until))
+                          fallback=lambda run: keras.execute(run, data, pack.until),
+                          alone=(lambda: keras.timed(pack.runs[0], data, sizing.STEPS)) if pack.auto else None)

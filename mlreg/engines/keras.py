@@ -76,6 +76,29 @@ def train_run(run: RunSpec, data: Dataset, until: int | None = None) -> RunResul
     return replace(result, status="paused") if paused and result.status == "ok" else result
 
 
+def timed(run: RunSpec, data: Dataset, steps: int) -> tuple[float, float]:
+    """One run's model built and compiled as `train_run` does, and `steps` training steps of
+    `model.fit`, once to compile and once timed: the seconds the first spent compiling, and the
+    seconds per epoch of training steps (see `mlreg.engines.fused.sizing.Timing`)."""
+    import math
+
+    from mlreg.models import build_model, compile_model
+
+    keras.backend.clear_session()
+    with seeded(run.seed):
+        model = build_model(run, data)
+    compile_model(model, data.task, run.training)
+    bs, n = run.training.batch_size, len(data.x_train)
+    steps = max(1, min(n // bs, steps))
+    x, y = data.x_train[:steps * bs], data.y_train[:steps * bs]
+    seconds = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        model.fit(x, y, epochs=1, batch_size=bs, shuffle=True, verbose=0)
+        seconds.append(time.perf_counter() - t0)
+    return max(seconds[0] - seconds[1], 0.0), seconds[1] / steps * math.ceil(n / bs)
+
+
 def execute(run: RunSpec, data: Dataset, until: int | None = None) -> RunResult:
     """Trains one run; an exception becomes a `failed` record carrying its message."""
     t0 = time.perf_counter()

@@ -91,6 +91,9 @@ class Program:
         self.loss, self.metric = getattr(keras.losses, task.per_sample_loss), task.per_sample_metric
         self.epoch = compile_fn(self._epoch, xla)
         self.evaluate = compile_fn(self._evaluate, xla)
+        self.steps = compile_fn(self._steps, xla)
+        self.sizes: set[int] = set()  # the stack sizes whose epoch has compiled (see `Stack.compact`)
+        self.compiling = 0.0  # the longest an epoch took to compile
 
     # -- one run (mapped over the stack) -----------------------------------------------------------
     def _forward(self, tv: list, ntv: list, x: Any, training: bool, seeds: list | None = None,
@@ -176,6 +179,24 @@ class Program:
         `evaluate` counts it on the training set: the L1/L2 penalty of the weights, other
         regularizers', and activity regularizers' mean over the training samples."""
         ops = self.keras.ops
+        n = order.shape[1]
+        tv, ntv, seeds, ov, loss_sum, hit_sum = self._batches(state, consts, order, x, y)
+        for i, step in self.inference_draws.items():  # as model.fit's evaluations move them (see _inference_draws)
+            ntv[i] = ntv[i] + ops.convert_to_tensor(step * self.evaluations, dtype=ntv[i].dtype)
+        new = {"tv": tv, "ntv": ntv, "seeds": seeds, "ov": ov}
+        values = {"loss": loss_sum / n, "metric": hit_sum / n}
+        train, val = self._evaluate(new, x, y, consts), self._evaluate(new, x_val, y_val, consts)
+        values |= {f"train_{name}": train[name] for name in ("data_loss", "metric")}
+        values |= {f"val_{name}": val[name] for name in ("data_loss", "metric")}
+        weights = self._weights(new, consts)
+        explicit = weights.pop("penalty")
+        return new, values | weights | {"penalty": explicit + train["extra"], "explicit": explicit,
+                                        "val_objective": val["objective"], "val_extra": val["extra"]}
+
+    def _batches(self, state: dict, consts: dict, order: Any, x: Any, y: Any) -> tuple:
+        """The training steps of every run of the stack over its batch order (`[K, n]` sample
+        indices): the new values and each run's sums of the training loss and metric."""
+        ops = self.keras.ops
         k, n = order.shape[0], order.shape[1]
         bs = self.batch_size
 
@@ -192,18 +213,11 @@ class Program:
             carry = ops.fori_loop(0, full, lambda i, c: batch(c, ops.slice(order, (0, i * bs), (k, bs))), carry)
         if n % bs:
             carry = batch(carry, order[:, full * bs:])
-        tv, ntv, seeds, ov, loss_sum, hit_sum = carry
-        for i, step in self.inference_draws.items():  # as model.fit's evaluations move them (see _inference_draws)
-            ntv[i] = ntv[i] + ops.convert_to_tensor(step * self.evaluations, dtype=ntv[i].dtype)
-        new = {"tv": tv, "ntv": ntv, "seeds": seeds, "ov": ov}
-        values = {"loss": loss_sum / n, "metric": hit_sum / n}
-        train, val = self._evaluate(new, x, y, consts), self._evaluate(new, x_val, y_val, consts)
-        values |= {f"train_{name}": train[name] for name in ("data_loss", "metric")}
-        values |= {f"val_{name}": val[name] for name in ("data_loss", "metric")}
-        weights = self._weights(new, consts)
-        explicit = weights.pop("penalty")
-        return new, values | weights | {"penalty": explicit + train["extra"], "explicit": explicit,
-                                        "val_objective": val["objective"], "val_extra": val["extra"]}
+        return carry
+
+    def _steps(self, state: dict, consts: dict, order: Any, x: Any, y: Any) -> Any:
+        """The training steps alone (`_batches`), for timing a stack (`sizing`): each run's loss sum."""
+        return self._batches(state, consts, order, x, y)[4]
 
     def _evaluate(self, state: dict, x: Any, y: Any, consts: dict) -> dict:
         """Per run, over a whole data set in inference mode, `chunk` samples at a time: the

@@ -5,10 +5,13 @@ weights and a batch of activations, and a stack that fits the processor's cache 
 run than one that spills (mlreg 0.3 measured sweep15's model at 136 run-epochs/s with 16 runs and
 88 with 64). So the stack size starts from the model's bytes per run against the cache of the
 machine (`estimate`), and the first time a model is seen on a machine and backend, a short
-timing of one epoch at that size, half of it and twice it picks the fastest per run-epoch
-(`choose`); the answer is kept in `packs.json` under mlreg's per-user cache (see
+timing of a few training steps at that size, half of it and twice it (never more than the
+pack's runs) picks the fastest per run-epoch (`choose`). Under engine `auto` the same look
+decides the engine: one run's `model.fit` is timed too, and a model that trains faster alone
+goes to the keras engine. The answer is kept in `packs.json` under mlreg's per-user cache (see
 `mlreg.backend.cache_dir`), keyed by the model's signature, the batch size, the data's size,
-the backend and the machine. Where the runs are too few to choose, nothing is timed.
+the backend and the machine. Where the runs are too few to choose and the engine is forced,
+nothing is timed.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import json
 import math
 import os
 import platform
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -100,33 +105,72 @@ ENV = "MLREG_PACK_SIZE"
 """`estimate`: stack sizes from the estimate alone, nothing timed (the test suite's: its many
 small models would each be timed once); a number: that stack size; unset: measured."""
 
+STEPS = 8
+"""Training steps timed at a stack size (after as many that compile it): a few steps, not an
+epoch, so that measuring a slow model costs seconds (issue 33: two timed epochs at each of 8, 16
+and 32 runs of a depthwise model took 14 minutes)."""
 
-def choose(key: str, per_run: int, n_runs: int, seconds_per_run_epoch: Callable[[int], float]) -> int:
-    """The stack size for `n_runs` runs of a model (`key` says which, see `key`): the one kept for
-    it, else, when there is a choice to make (more runs than `MIN_STACK`), the fastest per
-    run-epoch of the estimate, half and twice it (kept); else `n_runs`. `ENV` overrides."""
+Timing = tuple[float, float]
+"""What a measurement gives: the seconds its first call spent compiling (its first call less the
+second), and the seconds per run-epoch of the training steps (the second call, scaled)."""
+
+
+@dataclass(frozen=True)
+class Choice:
+    """How a pack trains: its stack size, its engine (`fused`, or `keras` where `auto` measured
+    the model faster alone), and the line that says why, once, when it was measured now."""
+
+    k: int
+    engine: str = "fused"
+    line: str | None = None
+
+
+def choose(key: str, per_run: int, n_runs: int, fused: Callable[[int], Timing],
+           alone: Callable[[], Timing] | None = None, epochs: int = 1) -> Choice:
+    """How `n_runs` runs of a model (`key` says which, see `key`) train: the choice kept for it,
+    else measured and kept. Measured: the steps of the estimate, half and twice it (never more
+    than the runs), from the smallest up until one is slower per run-epoch than the last; the
+    fastest is the stack size. With `alone` (engine `auto`), one run's `model.fit` is timed too,
+    and the runs train fused only where that costs less per run over `epochs` epochs (the fused
+    compilation shared by the runs, the keras engine's paid by each). Without `alone`, nothing is
+    timed where there is nothing to choose. `ENV` overrides (fused, nothing timed)."""
     from mlreg.backend import cache_dir
 
     setting = os.environ.get(ENV, "")
     if setting.isdigit() and int(setting) > 0:
-        return min(int(setting), n_runs)
+        return Choice(min(int(setting), n_runs))
     if setting == "estimate":
-        return min(estimate(per_run), n_runs)
+        return Choice(min(estimate(per_run), n_runs))
     known = _read(cache_dir()).get(key)
-    if known is not None:
-        return min(int(known["k"]), n_runs)
-    if n_runs <= MIN_STACK:
-        return n_runs
+    clipped = known is not None and known["k"] >= known.get("runs", MAX_PACK) and n_runs > known["k"]
+    if known is not None and not clipped and (alone is None or "engine" in known):
+        return Choice(min(int(known["k"]), n_runs), known.get("engine", "fused") if alone else "fused")
     guess = estimate(per_run)
-    upper = min(MAX_PACK, 1 << (n_runs - 1).bit_length())  # a stack of all the runs, padded
-    candidates = sorted({min(max(k, MIN_STACK), upper) for k in (guess // 2, guess, guess * 2)})
-    if len(candidates) == 1:
-        return min(candidates[0], n_runs)
-    timed = {k: seconds_per_run_epoch(k) for k in candidates}
-    k = min(candidates, key=lambda c: (timed[c], -c))  # the fastest per run-epoch
-    _write(cache_dir(), key, {"k": k, "estimate": guess, "bytes_per_run": per_run,
-                              "run_epochs_per_s": {str(c): round(1 / t, 1) for c, t in timed.items()}})
-    return min(k, n_runs)
+    candidates = sorted({min(max(k, MIN_STACK), n_runs) for k in (guess // 2, guess, guess * 2)})
+    if len(candidates) == 1 and alone is None:
+        return Choice(candidates[0])
+    t0 = time.perf_counter()
+    timed: dict[int, Timing] = {}
+    for k in candidates:
+        timed[k] = fused(k)
+        if len(timed) > 1 and timed[k][1] > min(t for _, t in timed.values()):
+            break  # slower per run-epoch than a smaller stack: a larger one is slower still
+    k = min(timed, key=lambda c: (timed[c][1], -c))
+    entry: dict[str, Any] = {"k": k, "runs": n_runs, "estimate": guess, "bytes_per_run": per_run,
+                             "run_epochs_per_s": {str(c): round(1 / t, 2) for c, (_, t) in timed.items()}}
+    choice = Choice(k)
+    if alone is not None:
+        compiled, steady = alone()
+        fused_cost = timed[k][0] / n_runs + epochs * timed[k][1]  # per run: its share of one compilation
+        engine = "fused" if fused_cost <= compiled + epochs * steady else "keras"
+        entry |= {"engine": engine, "alone_run_epochs_per_s": round(1 / steady, 2),
+                  "compile_s": {"fused": round(timed[k][0], 2), "alone": round(compiled, 2)}}
+        choice = Choice(k, engine, f"engine auto: fused {k} at {1 / timed[k][1]:.1f} run-epochs/s, alone "
+                                   f"{1 / steady:.1f}/s (compiling {timed[k][0]:.1f} s once, {compiled:.1f} s a run): "
+                                   f"{'fused' if engine == 'fused' else 'keras engine'} (measured in "
+                                   f"{time.perf_counter() - t0:.1f} s, kept in {FILE})")
+    _write(cache_dir(), key, entry)
+    return replace(choice, k=min(k, n_runs))
 
 
 def key(signature: str, batch_size: int, data_sizes: tuple[int, ...]) -> str:

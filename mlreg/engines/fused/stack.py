@@ -55,6 +55,7 @@ class Stack:
         self.spent = np.full(len(runs), (time.perf_counter() - t_start) / len(runs))  # wall time, by run
         self.alive = np.concatenate([np.arange(len(runs)), np.zeros(pad, dtype=np.int64)])
         self.active = np.arange(len(runs) + pad) < len(runs)
+        self.seconds: list[float] = []  # each epoch's wall time at the present size
         if resume:
             self._resume(resume)
 
@@ -64,6 +65,10 @@ class Stack:
         t0 = time.perf_counter()
         self.state, out = self.program.epoch(self.state, self.consts,
                                              self.keras.ops.convert_to_tensor(self.orders.next()), *self.xy)
+        self.seconds.append(time.perf_counter() - t0)
+        if len(self.seconds) == 2 and len(self.active) not in self.program.sizes:  # this size compiled at the first
+            self.program.sizes.add(len(self.active))
+            self.program.compiling = max(self.program.compiling, self.seconds[0] - self.seconds[1])
         m = self.metric
         names = {"metric": m, "train_metric": f"train_{m}", "val_metric": f"val_{m}"}
         values = {names.get(k, k): np.asarray(v, dtype=np.float64) for k, v in out.items()}
@@ -117,15 +122,22 @@ class Stack:
 
     def compact(self) -> None:
         """When half of the stack has ended, keeps the positions still training (padded to a
-        power of two, and to `MIN_STACK`, so that few sizes compile)."""
+        power of two, and to `MIN_STACK`, so that few sizes compile), where that saves more time
+        than it costs: a size the program has not compiled yet costs a compilation (the longest
+        seen, `Program.compiling`), against the time saved over the epochs left at most."""
         n_active = int(self.active.sum())
         size = max(MIN_STACK, 1 << max(n_active - 1, 0).bit_length())
         if n_active == 0 or n_active > len(self.active) // 2 or size >= len(self.active):
             return
+        if size not in self.program.sizes:
+            left = self.runs[0].training.epochs - int(self.epochs[self.alive[self.active]].min())
+            if left * self.seconds[-1] * (1 - size / len(self.active)) < self.program.compiling:
+                return
         keep = np.concatenate([np.flatnonzero(self.active), np.flatnonzero(~self.active)[: size - n_active]])
         self.state, self.consts, self.best = _take(self.state, keep), _take(self.consts, keep), _take(self.best, keep)
         self.orders.keep(keep)
         self.alive, self.active = self.alive[keep], self.active[keep]
+        self.seconds = []
 
     # -- internals -------------------------------------------------------------------------------
     def _weights(self) -> dict:

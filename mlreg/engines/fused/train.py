@@ -5,6 +5,7 @@ epoch, each run yielded as it ends."""
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
@@ -14,7 +15,6 @@ import numpy as np
 
 from mlreg.engines.fused import sizing
 from mlreg.engines.fused.introspect import Built, build, fits, why_not_model
-from mlreg.engines.fused.packing import pack_sizes
 from mlreg.engines.fused.program import Program
 from mlreg.engines.fused.reach import Reach
 from mlreg.engines.fused.stack import NAME, Stack
@@ -34,7 +34,8 @@ sweep trace once (the template model is kept with its program)."""
 
 def train_pack(runs: Sequence[RunSpec], data: Dataset, *, until: int | None = None,
                resume: dict[str, dict] | None = None,
-               fallback: Callable[[RunSpec], RunResult] | None = None) -> Iterator[RunResult]:
+               fallback: Callable[[RunSpec], RunResult] | None = None,
+               alone: Callable[[], sizing.Timing] | None = None) -> Iterator[RunResult]:
     """Trains the runs of a pack, yielding each run's record as soon as it ends (early
     stopping, divergence, or the last epoch). A run whose model the builder fails to build is
     `failed` alone. If the engine itself fails (tracing, compiling, its own code), each run
@@ -50,6 +51,9 @@ def train_pack(runs: Sequence[RunSpec], data: Dataset, *, until: int | None = No
         resume: paused states by run id: those runs go on from where they paused (their
             models are built again, then take their values). Defaults to `None`.
         fallback: trains one run another way. Defaults to `None`.
+        alone: times one run of the pack trained alone (engine `auto`, see `sizing.choose`):
+            where it measures faster than the fused stack, the runs go to `fallback`, the line
+            that says so in the first one's `note`. Defaults to `None`: the pack trains fused.
     """
     from mlreg.backend import import_keras
 
@@ -66,10 +70,18 @@ def train_pack(runs: Sequence[RunSpec], data: Dataset, *, until: int | None = No
                 done.add(run.run_id)
                 yield failed(run, e, engine=NAME, backend=keras.backend.backend(), duration_s=time.perf_counter() - t1)
         for members in _groups(built):
-            for result in _train([runs[j] for j in members], [built[j] for j in members], data, t0, until,
-                                 resume or {}):
+            group = [runs[j] for j in members]
+            choice, program = _choose(group, [built[j] for j in members], data, alone if fallback else None)
+            if choice.engine == "keras":
+                for i, run in enumerate(group):
+                    done.add(run.run_id)
+                    result = fallback(run)  # type: ignore[misc]
+                    yield replace(result, note=choice.line) if i == 0 else result
+                continue
+            for i, result in enumerate(_train(group, [built[j] for j in members], data, t0, until, resume or {},
+                                              choice.k, program)):
                 done.add(result.run_id)
-                yield result
+                yield replace(result, note=result.note or choice.line) if i == 0 and choice.line else result
     except Exception as e:  # noqa: BLE001 - the engine's own failure: no run is lost to it
         left = [run for run in runs if run.run_id not in done]
         share = (time.perf_counter() - t0) / max(len(left), 1)
@@ -124,21 +136,32 @@ def _template(runs: Sequence[RunSpec], built: Sequence[tuple[Any, Built]], data:
     return _PROGRAMS[key][0]
 
 
-def _train(runs: list[RunSpec], built: list[tuple[Any, Built]], data: Dataset, t_start: float,
-           until: int | None, resume: dict[str, dict]) -> Iterator[RunResult]:
-    """Trains runs whose models share one structure, epoch by epoch, yielding each run as it
-    ends (and, with `until`, as it reaches that many epochs: `paused`, its state attached)."""
+def _choose(runs: list[RunSpec], built: list[tuple[Any, Built]], data: Dataset,
+            alone: Callable[[], sizing.Timing] | None) -> tuple[sizing.Choice, Program]:
+    """The program for runs whose models share one structure, and how they train (`sizing.choose`)."""
     reason = why_not_model(built[0][0])
     if reason is not None:
         raise TypeError(f"the fused engine cannot train {reason}; use engine = \"keras\"")
     program = _template(runs, built, data)
     builts = [b for _, b in built]
-    k = sizing.choose(sizing.key(builts[0].signature, program.batch_size, (len(data.x_train), len(data.x_val))),
-                      sizing.bytes_per_run(program.template, program.batch_size, program.optimizer_name), len(runs),
-                      lambda k: _seconds_per_run_epoch(program, runs, builts, data, k))
+    choice = sizing.choose(sizing.key(builts[0].signature, program.batch_size, (len(data.x_train), len(data.x_val))),
+                           sizing.bytes_per_run(program.template, program.batch_size, program.optimizer_name),
+                           len(runs), lambda k: _timed(program, runs, builts, data, k), alone,
+                           runs[0].training.epochs)
+    return choice, program
+
+
+def _train(runs: list[RunSpec], built: list[tuple[Any, Built]], data: Dataset, t_start: float,
+           until: int | None, resume: dict[str, dict], k: int, program: Program) -> Iterator[RunResult]:
+    """Trains runs whose models share one structure in stacks of `k`, epoch by epoch, yielding
+    each run as it ends (and, with `until`, as it reaches that many epochs: `paused`, its state
+    attached)."""
+    builts = [b for _, b in built]
     share = (time.perf_counter() - t_start) / len(runs)  # building, spread over the runs
     start = 0
-    for size in pack_sizes(len(runs), k):  # stacks of the measured size, one after the other
+    stacks = -(-len(runs) // k)
+    for size in [len(runs) // stacks + (i < len(runs) % stacks) for i in range(stacks)]:
+        # stacks of at most the measured size, as even as can be (one compiled size: 18 runs at 16 as 9 + 9)
         part = slice(start, start + size)
         start += size
         stack = Stack(program, runs[part], builts[part], data, time.perf_counter() - share * size, resume)
@@ -150,16 +173,19 @@ def _train(runs: list[RunSpec], built: list[tuple[Any, Built]], data: Dataset, t
             stack.compact()
 
 
-def _seconds_per_run_epoch(program: Program, runs: list[RunSpec], builts: list[Built], data: Dataset,
-                           k: int) -> float:
-    """One epoch of a stack of `k` runs (the pack's, repeated), timed after one that compiles it."""
+def _timed(program: Program, runs: list[RunSpec], builts: list[Built], data: Dataset, k: int) -> sizing.Timing:
+    """A stack of `k` runs (the pack's, repeated): `sizing.STEPS` training steps, once to compile
+    and once timed (see `sizing.Timing`)."""
     stack = Stack(program, (runs * k)[:k], (builts * k)[:k], data, time.perf_counter(), {})
-    stack.epoch()
-    t0 = time.perf_counter()
-    stack.epoch()
-    return (time.perf_counter() - t0) / k
-
-
+    bs, n = program.batch_size, len(data.x_train)
+    steps = max(1, min(n // bs, sizing.STEPS))
+    order = program.keras.ops.convert_to_tensor(stack.orders.next()[:, :steps * bs])
+    seconds = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        np.asarray(program.steps(stack.state, stack.consts, order, *stack.xy[:2]))  # waits for the result
+        seconds.append(time.perf_counter() - t0)
+    return max(seconds[0] - seconds[1], 0.0), seconds[1] / steps * math.ceil(n / bs) / k
 
 
 def probe(run: RunSpec, data: Dataset) -> str | None:
