@@ -442,15 +442,17 @@ def user_builder(ref: str, root: str | None = None) -> Any:
     directory (as `python -m` does) and `sys.path` (`PYTHONPATH`). Workers look the same way.
 
     Raises:
-        SpecError: the module or function cannot be found, naming where mlreg looked.
+        SpecError: the module or function cannot be found, naming where mlreg looked; or the
+            module raised while it was imported, naming its file and line.
     """
+    from mlreg.records import error_line
+
     module_name, _, func = ref.partition(":")
     places = [str(Path(root).resolve())] if root is not None else []
     places.append(os.getcwd())
     for place in reversed(places):
-        if place in sys.path:
-            sys.path.remove(place)
-        sys.path.insert(0, place)
+        if place not in sys.path:  # once: a sweep calls this for every run
+            sys.path.insert(0, place)
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
@@ -458,6 +460,10 @@ def user_builder(ref: str, root: str | None = None) -> Any:
                   else f"looked in the working directory {places[0]} and sys.path")
         raise SpecError(f"Invalid value for `model.builder`: cannot import {module_name!r} ({e}; {looked}). "
                         f"Received: builder={ref!r}") from None
+    except Exception as e:  # noqa: BLE001 - the user's module raised at import: their input, named
+        where = f" (at {e.filename}:{e.lineno})" if isinstance(e, SyntaxError) and e.filename else ""
+        raise SpecError(f"Invalid value for `model.builder`: importing {module_name!r} raised "
+                        f"{error_line(e)}{where}. Received: builder={ref!r}") from None
     fn = getattr(module, func, None)
     if not callable(fn):
         raise SpecError(f"Invalid value for `model.builder`: {module_name} has no function {func!r}. "

@@ -545,3 +545,21 @@ def test_the_same_sweep_twice_writes_the_same_files_and_keeps_time_apart(tmp_pat
     assert res.runs["duration_s"].gt(0).all() and res.history["epoch_time_s"].gt(0).all()
     ignored = (ROOT / ".gitignore").read_text().split()
     assert {"/results/*/timings.csv", "/results/*/sessions.jsonl"} <= set(ignored)
+
+
+@pytest.mark.parametrize(("source", "line", "what"), [
+    ("import keras\n\nraise RuntimeError('boom at import')\n", 3, "RuntimeError: boom at import"),
+    ("def build(:\n    pass\n", 1, "SyntaxError"),
+])
+def test_a_builder_module_that_fails_at_import_is_refused_naming_the_field_file_and_line(tmp_path, cli, source, line,
+                                                                                         what):
+    """Issue 35.4: exit 1 with "mlreg: RuntimeError: boom at import"; the user's input: exit 2, one line."""
+    (tmp_path / "broken_at_import.py").write_text(source)
+    spec = write_toml(tmp_path / "e.toml", tiny_spec_dict(model={"builder": "broken_at_import:build"}))
+    for command in (["validate", str(spec)], ["run", str(spec), "--out", str(tmp_path / "o")]):
+        code, _, err = cli(*command)
+        assert code == 2, err
+        lines = [x for x in err.splitlines() if x.strip()]
+        assert len(lines) == 1 and "`model.builder`" in lines[0] and what in lines[0], err
+        assert f"broken_at_import.py:{line}" in lines[0] and "Traceback" not in err, err
+    assert not (tmp_path / "o").exists()
