@@ -219,6 +219,13 @@ def load(spec: DataSpec, *, split: int | None = None, fold: int | None = None, d
     x, x_test = np.asarray(raw.x, dtype="float32"), _float(raw.x_test)
     strat = task in ("single_label", "binary")
     seed = spec.seed + (split or 0)
+    for field, size in (("test_size", spec.test_size), ("val_size", 0 if spec.folds else spec.val_size)):
+        left = len(x) - _count(size or 0, len(x)) - (_count(spec.test_size, len(x)) if field == "val_size" else 0)
+        if size and left < 2:
+            held = field.removesuffix("_size")
+            raise DataError(f"Invalid value for `data.{field}`: {_label(spec)} has {len(x)} sample"
+                            f"{'s' * (len(x) != 1)}; holding out {held} data leaves {max(left, 0)} to train on, "
+                            f"and training needs at least 2. Received: {field}={size!r}")
     try:
         n_val = _count(spec.val_size, len(x))
         if spec.test_size:

@@ -43,6 +43,7 @@ class SweepReport:
         notes: what the sweep said on the way (engine fallbacks, retries, the first failure).
         backend: the Keras backend that trained the runs.
         answer: a search's answer (see `mlreg.search.answer.describe`); empty for the grid.
+        ended: a search that had ended already: nothing was left to train.
     """
 
     out: Path
@@ -52,9 +53,12 @@ class SweepReport:
     notes: tuple[str, ...] = ()
     backend: str = ""
     answer: str = ""
+    ended: bool = False
 
     def __str__(self) -> str:
         parts = ", ".join(f"{n} {s}" for s, n in sorted(self.counts.items()))
+        if not parts and self.ended:
+            parts = "nothing to train: the search has ended"
         resumed = f"; {self.skipped} already done" if self.skipped else ""
         on = f" ({self.backend} backend)" if self.backend else ""
         runs = f"{'at most ' if self.answer else ''}{self.total} run{'s' * (self.total != 1)}"
@@ -244,11 +248,11 @@ def drive(runs: Iterator[RunResult], store: ResultsStore, *, max_failures: int, 
 
 def drive_search(prepared: Prepared, store: ResultsStore, execute: Callable[[list[engines.Pack]], Iterator[RunResult]],
                  *, max_pack: int | None, parallel: int, progress: bool,
-                 say: Callable[[str], None]) -> tuple[Counter[str], str, int]:
+                 say: Callable[[str], None]) -> tuple[Counter[str], str, int, bool]:
     """Trains a search's rounds (see `mlreg.search`): logs each decision before what it decided
     is trained or recorded, records pruned runs, and keeps paused runs for the next round.
-    Returns the counts by status, the answer, and how many runs the search had to choose from
-    (the plan's, and those of the values it added)."""
+    Returns the counts by status, the answer, how many runs the search had to choose from
+    (the plan's, and those of the values it added), and whether it had ended before."""
     from mlreg.search import Search, describe
 
     spec = prepared.spec
@@ -273,7 +277,7 @@ def drive_search(prepared: Prepared, store: ResultsStore, execute: Callable[[lis
             flush()
             if search.ended:
                 say("nothing to train: the search has ended")
-            return counts, describe(stop.value), sum(map(len, search.settings.values()))
+            return counts, describe(stop.value), sum(map(len, search.settings.values())), search.ended
         flush()
         packs, note = engines.plan(list(step.runs), prepared.engine, max_pack=max_pack, reasons=prepared.reasons,
                                    parallel=parallel, until=step.until, resume=step.resume)
@@ -375,10 +379,10 @@ def run(
             if retry:
                 say(f"retrying {len(retry)} failed run{'s' * (len(retry) != 1)} (diverged runs are results and stay)")
             if prepared.spec.searches:
-                counts, answer, total = drive_search(prepared, store, execute, max_pack=max_pack,
-                                                     parallel=parallel, progress=progress, say=say)
+                counts, answer, total, ended = drive_search(prepared, store, execute, max_pack=max_pack,
+                                                            parallel=parallel, progress=progress, say=say)
                 return SweepReport(out, total, len(statuses) - len(retry), dict(counts), tuple(notes),
-                                   prepared.backend, answer)
+                                   prepared.backend, answer, ended)
             packs, note = engines.plan(todo, prepared.engine, max_pack=max_pack, reasons=prepared.reasons,
                                        parallel=parallel)
             with Progress(prepared.spec.name, len(plan), len(plan) - len(todo), progress) as bar:

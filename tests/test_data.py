@@ -309,3 +309,14 @@ def test_draws_enter_run_ids_and_runs_csv_only_when_set_and_compare_pairs_on_the
     table = compare(load_results(tmp_path / "o"), baseline="l2=0")
     assert table.attrs["pairing"] == {"on": ["seed", "draw"], "nadeau_bengio": 0.0}
     assert "independent draws of the data, a plain paired t" in format_table(table)
+
+
+def test_a_data_set_too_small_to_hold_out_validation_data_is_refused_naming_val_size(tmp_path):
+    """Issue 35.9: a one-row regression CSV quoted scikit-learn's `test_size=1`, not the field."""
+    pd.DataFrame({"a": [1.0], "y": [2.5]}).to_csv(tmp_path / "one.csv", index=False)
+    with pytest.raises(DataError, match=r"`data.val_size`: one.csv has 1 sample; .* Received: val_size=0.2"):
+        load(DataSpec(path=str(tmp_path / "one.csv"), target="y"))
+    pd.DataFrame({"a": np.arange(4.0), "y": np.arange(4.0) + 0.5}).to_csv(tmp_path / "four.csv", index=False)
+    with pytest.raises(DataError, match=r"`data.test_size`: four.csv has 4 samples; .* Received: test_size=0.75"):
+        load(DataSpec(path=str(tmp_path / "four.csv"), target="y", test_size=0.75))
+    assert len(load(DataSpec(path=str(tmp_path / "four.csv"), target="y", val_size=0.5)).x_train) == 2

@@ -433,3 +433,4 @@ def test_a_curve_search_trains_new_rates_and_prints_where_it_pinned_the_best(tmp
     code, again, err = cli("run", spec, "--out", out, "--quiet")  # resumed: nothing decided or trained twice
     assert code == 0 and "nothing to train: the search has ended" in err and again.splitlines()[1:] == \
         printed.splitlines()[1:]
+    assert "nothing to train: the search has ended" in again.splitlines()[0] and "nothing to do" not in again  # 35.9
