@@ -458,7 +458,11 @@ def read_decisions(root: str | os.PathLike[str], say: Callable[[str], None] | No
                 say = None
             continue
         seen.add(line)
-        out.append(json.loads(line))
+        try:
+            out.append(json.loads(line))
+        except ValueError as e:
+            raise StoreError(f"{path}: line {number} is not a decision of mlreg's ({e}: {line[:40]!r}); delete "
+                             "that line, or start the experiment afresh with --fresh") from None
     return out
 
 

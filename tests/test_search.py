@@ -329,6 +329,13 @@ def test_a_finished_search_started_again_replays_its_answer_and_writes_nothing(t
         assert again.splitlines()[1:] == first.splitlines()[1:]  # the same answer, printed
         assert (out / "search.jsonl").read_bytes() == journal
         assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.suffix == ".csv"} == files
+    with open(out / "search.jsonl", "a") as f:  # issue 35.3: exit 1, "mlreg: JSONDecodeError: Expecting value"
+        f.write("garbage line\n")
+    n = len((out / "search.jsonl").read_text().splitlines())
+    for command in ("run", "compare"):
+        code, _, err = cli(command, *((spec, "--out", out, "--quiet") if command == "run" else (out,)))
+        assert code == 2 and f"search.jsonl: line {n} is not a decision" in err and "JSONDecodeError" not in err, err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.suffix == ".csv"} == files
 
 
 def test_a_journal_with_repeated_lines_is_read_once_and_named(tmp_path, cli):
