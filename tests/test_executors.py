@@ -179,3 +179,25 @@ def test_many_keras_runs_train_in_a_recycled_worker_not_in_the_driver(tmp_path):
     driver, *trained = pids.read_text().split()  # the driver builds one model to check the builder
     assert len(trained) == 6 and driver not in trained
     assert set(pd.read_csv(tmp_path / "o" / "runs.csv").status) == {"ok"}
+
+
+def test_stopping_a_pool_whose_worker_exits_after_its_last_task_prints_no_thread_traceback():
+    """Issue 35.5: "Exception in thread ... _adjust_process_count ... TypeError: object of type
+    'NoneType' has no len()": a worker that reached `max_tasks_per_child` exits just as the pool is
+    stopped, and the pool's manager thread replaces it in a pool already shut down."""
+    import multiprocessing as mp
+    import threading
+    from concurrent.futures import ProcessPoolExecutor
+
+    from mlreg.executors import _terminate
+
+    errors, hook = [], threading.excepthook
+    threading.excepthook = errors.append
+    try:
+        for _ in range(6):
+            pool = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), max_tasks_per_child=1)
+            assert pool.submit(os.getpid).result() > 0
+            _terminate(pool)
+    finally:
+        threading.excepthook = hook
+    assert not errors, [str(e.exc_value) for e in errors]
