@@ -1,3 +1,3 @@
-from mlreg.cli import main
+from mlreg.cli import entry
 
-raise SystemExit(main())
+entry()

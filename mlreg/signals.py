@@ -50,10 +50,15 @@ def install() -> dict[int, object]:
     return {sig: signal.signal(sig, _handler) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
+def received() -> int:
+    """The first signal that asked to stop (SIGINT when none was recorded)."""
+    return _RECEIVED[0] if _RECEIVED else signal.SIGINT
+
+
 def check() -> None:
     """A safe point: raises `Interrupted` if a stop was asked."""
     if STOP.is_set():
-        raise Interrupted(_RECEIVED[0] if _RECEIVED else signal.SIGINT)
+        raise Interrupted(received())
 
 
 @contextlib.contextmanager

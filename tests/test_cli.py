@@ -563,3 +563,26 @@ def test_a_builder_module_that_fails_at_import_is_refused_naming_the_field_file_
         assert len(lines) == 1 and "`model.builder`" in lines[0] and what in lines[0], err
         assert f"broken_at_import.py:{line}" in lines[0] and "Traceback" not in err, err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(("signame", "delay"), [("SIGINT", 0.0), ("SIGTERM", 0.05), ("SIGINT", 0.3)])
+def test_a_signal_after_the_summary_line_never_kills_the_process_by_the_signal(tmp_path, cli, signame, delay):
+    """Issue 35.6: a SIGINT or SIGTERM 50-800 ms after the summary line killed the process by the
+    signal (status -2 / -15), with no line, while Python tore TensorFlow and JAX down. Now the
+    process ends as soon as its work is done; a signal that still finds it ends it with 128 + the
+    signal and the one line."""
+    spec, out = write_toml(tmp_path / "e.toml", tiny_spec_dict()), tmp_path / "out"
+    assert cli("run", spec, "--out", out, "--quiet")[0] == 0
+    sig = getattr(signal, signame)
+    proc = subprocess.Popen([sys.executable, "-m", "mlreg", "run", str(spec), "--out", str(out), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    summary = proc.stdout.readline()  # the resumed sweep's summary: its last line of work
+    assert "1 already done" in summary
+    time.sleep(delay)
+    alive = proc.poll() is None
+    if alive:
+        proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode in (0, 128 + sig), (proc.returncode, err)  # never -2 / -15
+    if proc.returncode:
+        assert err.strip().splitlines()[-1].startswith(f"mlreg: interrupted ({signame})"), err
