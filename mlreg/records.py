@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from mlreg.spec import RunSpec
 
 Status = Literal["ok", "diverged", "failed", "pruned", "paused"]
+STATUSES: tuple[str, ...] = ("ok", "diverged", "failed", "pruned")
+"""The statuses `runs.csv` holds (`paused` is a search's, never written)."""
 """`ok`, `diverged` and `failed` end a run of any plan; a search (`mlreg.search`) stops the runs
 of the settings it drops as `pruned`, with the epoch (`pruned_at`). `paused` is never written:
 it is a run that stopped at a rung of a search and goes on when the search says so."""

@@ -371,6 +371,8 @@ def run(
         with open_store(prepared, out, fresh) as store:
             if store.moved_aside is not None:
                 say(f"moved the old {out} aside to {store.moved_aside}")
+            for repair in store.repairs:
+                say(repair)
             statuses = store.statuses()
             retry = {run_id for run_id, status in statuses.items() if status == "failed"}
             store.forget(retry)

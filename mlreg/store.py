@@ -41,7 +41,7 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from mlreg.records import HISTORY, RUNS, TIMED, TIMINGS, WEIGHTS
+from mlreg.records import HISTORY, RUNS, STATUSES, TIMED, TIMINGS, WEIGHTS
 from mlreg.spec import PARAMS, InputError
 
 if TYPE_CHECKING:
@@ -63,6 +63,7 @@ class ResultsStore:
     def __init__(self, root: Path, columns: dict[str, list[str]], lock_fd: int) -> None:
         self.root, self.columns, self._lock_fd = root, columns, lock_fd
         self.moved_aside: Path | None = None  # where `fresh` moved the old directory
+        self.repairs: list[str] = []  # what opening it repaired, one line each, for the runner to say
 
     @classmethod
     def open(
@@ -128,14 +129,14 @@ class ResultsStore:
                         store._repair()
                         store._check_manifest(manifest, must_match or {}, assume or {})
                         store._take_over(spec_toml, manifest, plan, describe_change)
-                        store._session()
+                        store._session(must_match or {})
                     except BaseException:
                         store.close()
                         raise
                     return store
         store = cls(root, columns, _create(root, spec_toml, manifest))
         store.moved_aside = aside
-        store._session()
+        store._session(must_match or {})
         return store
 
     def close(self) -> None:
@@ -201,7 +202,7 @@ class ResultsStore:
         return read_decisions(self.root, say)
 
     # -- internals ----------------------------------------------------------------
-    def _session(self) -> None:
+    def _session(self, kept: dict[str, Any]) -> None:
         """Appends where and when this process opened the directory to `sessions.jsonl`: the
         time, the host, the platform, Python, the command and the git commit of the working
         directory (what differs between two identical sweeps, kept out of the manifest)."""
@@ -211,7 +212,7 @@ class ResultsStore:
 
         entry = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": socket.gethostname(),
                  "platform": platform.platform(), "python": platform.python_version(),
-                 "command": " ".join(sys.argv), "git_commit": _git_commit()}
+                 "command": " ".join(sys.argv), "git_commit": _git_commit(), **kept}
         fd = os.open(self.root / SESSIONS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, (json.dumps(entry) + "\n").encode())
@@ -253,23 +254,33 @@ class ResultsStore:
 
     def _check_manifest(self, manifest: dict[str, Any], must_match: dict[str, Any], assume: dict[str, Any]) -> None:
         """Refuses a directory whose manifest says its runs were made otherwise (`must_match`);
-        a manifest that was deleted or damaged is written anew, whole."""
+        a manifest that was deleted or damaged is written anew, whole, after the same check
+        against what the last session wrote in `sessions.jsonl` (each session keeps the
+        `must_match` entries too, so that deleting one file cannot lose them)."""
         try:
             old = json.loads((self.root / MANIFEST).read_text())
         except (OSError, ValueError):
+            old = next((e for e in reversed(_sessions(self.root)) if all(k in e for k in must_match)), None)
+            if old is not None:
+                for key, value in must_match.items():
+                    if old[key] != value:
+                        raise StoreError(self._mismatch(key, old[key], value)) from None
             _write_atomic(self.root / MANIFEST, json.dumps(manifest | must_match, indent=2) + "\n")
             return
         for key, value in must_match.items():
             was = old.get(key, assume.get(key))
             if was is not None and was != value:
-                if key == "backend":
-                    raise StoreError(f"{self.root}: its runs were trained with the {was} backend, and this run uses "
-                                     f"{value}; initial weights and dropout draws differ between backends, so the "
-                                     f"runs would not be comparable. Use --backend {was} (backend=) to resume, {AGAIN}")
-                raise StoreError(f"{self.root}: the data changed since its runs were recorded ({key} {was} -> "
-                                 f"{value}); its runs would mix with runs on other data. Use {AGAIN}")
+                raise StoreError(self._mismatch(key, was, value))
         if any(key not in old for key in must_match):
             _write_atomic(self.root / MANIFEST, json.dumps(old | must_match, indent=2) + "\n")
+
+    def _mismatch(self, key: str, was: Any, value: Any) -> str:
+        if key == "backend":
+            return (f"{self.root}: its runs were trained with the {was} backend, and this run uses {value}; initial "
+                    f"weights and dropout draws differ between backends, so the runs would not be comparable. "
+                    f"Use --backend {was} (backend=) to resume, {AGAIN}")
+        return (f"{self.root}: the data changed since its runs were recorded ({key} {was} -> {value}); its runs "
+                f"would mix with runs on other data. Use {AGAIN}")
 
     def _take_over(self, spec_toml: str, manifest: dict[str, Any], plan: Collection[str] | None,
                    describe_change: Callable[[str, str], str] | None) -> None:
@@ -302,9 +313,62 @@ class ResultsStore:
         if log.exists() and not log.read_bytes().endswith(b"\n") and log.stat().st_size:  # a cut-off decision
             text = log.read_text(errors="replace")
             _write_atomic(log, text[: text.rfind("\n") + 1])
+        self._check_runs()
         recorded = set(self.statuses())
         for name in (HISTORY, WEIGHTS, TIMINGS):
             _drop_rows(self.root / name, keep=lambda row: row["run_id"] in recorded)
+
+    def _check_runs(self) -> None:
+        """What the store promises, checked when a directory is opened: one `runs.csv` line a
+        run, statuses mlreg writes, and every finished run's history at epochs 1..epochs_run.
+        Repairs what is safe and says so (`repairs`): an exact duplicate line is dropped; a run
+        whose history lost epochs (a damaged history.csv) is forgotten, to be trained again.
+        Refuses, naming the file and the line, what it cannot repair."""
+        path = self.root / RUNS
+        if not path.exists():
+            return
+        lines, rows = parse(path)
+        first: dict[str, tuple[int, str]] = {}
+        for number, (line, row) in enumerate(zip(lines[1:], rows, strict=True), start=2):
+            if row["status"] not in STATUSES:
+                raise StoreError(f"{path}: damaged file: line {number} has status {row['status']!r}, which mlreg "
+                                 f"never writes ({', '.join(STATUSES)}); repair or remove that line")
+            seen = first.setdefault(row["run_id"], (number, line))
+            if seen[1] != line:
+                raise StoreError(f"{path}: damaged file: line {number} repeats run {row['run_id']} of line {seen[0]} "
+                                 "with other values; remove one of the two lines")
+        if len(first) < len(rows):
+            _write_atomic(path, "".join(lines[:1] + [line for _, line in sorted(first.values())]))
+            n = len(rows) - len(first)
+            self.repairs.append(f"{path}: dropped {n} exact duplicate line{'s' * (n != 1)}")
+        epochs: dict[str, list[int]] = {}
+        for row in _read_rows(self.root / HISTORY):
+            epochs.setdefault(row["run_id"], []).append(int(float(row["epoch"])))
+        damaged = {row["run_id"]: (epochs.get(row["run_id"], []), int(float(row["epochs_run"])))
+                   for row in rows if row["status"] != "failed" and row.get("epochs_run")
+                   and epochs.get(row["run_id"], []) != list(range(1, int(float(row["epochs_run"])) + 1))}
+        if damaged:
+            run_id, (kept, n) = next(iter(damaged.items()))
+            self.forget(damaged)
+            self.repairs.append(f"{self.root / HISTORY}: {len(damaged)} finished run{'s' * (len(damaged) != 1)} "
+                                f"lost history rows (run {run_id}: {len(kept)} of {n} epochs); trained again")
+
+
+def _sessions(root: Path) -> list[dict[str, Any]]:
+    """The entries of `sessions.jsonl` that read as JSON (a torn last line is left out)."""
+    out = []
+    try:
+        lines = (root / SESSIONS).read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            out.append(entry)
+    return out
 
 
 def _git_commit() -> str | None:

@@ -251,3 +251,54 @@ def test_a_directory_without_runs_is_one_clear_line(tmp_path, capsys):
         err = capsys.readouterr().err
         assert "no runs recorded yet (runs.csv holds its header only)" in err and "[]" not in err
     assert not (tmp_path / "r" / "plots").exists()
+
+
+def test_damaged_results_files_are_repaired_retrained_or_refused_never_taken_silently(tmp_path, cli):
+    """Issue 35.2, a finished directory (8 runs, 3 epochs) damaged by hand, as a fault campaign found:
+    a cut history.csv kept a finished run at 2 of 3 epochs ("nothing to do"); a duplicated runs.csv
+    line was kept and counted twice by compare; a status edited to `weird` was dropped without a
+    word; a CSV experiment's data changed with manifest.json deleted was taken, and the manifest
+    rewritten with the new data's hash."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.datasets import load_digits
+
+    from tests.conftest import tiny_spec_dict, write_toml
+
+    digits = load_digits()
+    frame = pd.DataFrame(digits.data[:300]).assign(label=digits.target[:300])
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    d = tiny_spec_dict(seeds=4, data={"path": "d.csv", "target": "label", "train_size": 1.0},
+                       early_stopping={"enabled": False}, grid={"l2": [0.0, 1e-3]})
+    del d["data"]["dataset"]
+    spec, out = write_toml(tmp_path / "e.toml", d), tmp_path / "o"
+    assert cli("run", spec, "--out", out, "--quiet")[0] == 0
+    pristine = {name: (out / name).read_bytes() for name in (RUNS, HISTORY)}
+
+    with open(out / HISTORY, "r+b") as f:  # `truncate -s -20`: the last run loses its last epoch's row
+        f.truncate(len(pristine[HISTORY]) - 20)
+    code, printed, err = cli("run", spec, "--out", out, "--quiet")
+    assert code == 0 and "lost history rows" in err and "2 of 3 epochs" in err, err
+    assert "1 ok; 7 already done" in printed, printed
+    history = pd.read_csv(out / HISTORY)
+    assert (history.groupby("run_id")["epoch"].apply(list) == [[1, 2, 3]] * 8).all()
+
+    runs_text = (out / RUNS).read_text().splitlines(keepends=True)
+    (out / RUNS).write_text("".join(runs_text + runs_text[-1:]))  # an exact duplicate line
+    code, printed, err = cli("compare", out)
+    assert code == 0 and "  4 " in printed and "  5 " not in printed, printed  # n = 4 seeds, not 5
+    code, printed, err = cli("run", spec, "--out", out, "--quiet")
+    assert code == 0 and "dropped 1 exact duplicate line" in err and "8 already done" in printed, err
+    assert (out / RUNS).read_text() == "".join(runs_text)
+
+    (out / RUNS).write_text("".join(runs_text[:3] + [runs_text[3].replace(",ok,", ",weird,")] + runs_text[4:]))
+    for command in (("run", spec, "--out", out, "--quiet"), ("compare", out)):
+        code, _, err = cli(*command)
+        assert code == 2 and "line 4 has status 'weird'" in err, err
+    (out / RUNS).write_text("".join(runs_text))
+
+    (out / "manifest.json").unlink()
+    frame.assign(**{"0": np.arange(300.0)}).to_csv(tmp_path / "d.csv", index=False)  # the data changed
+    code, _, err = cli("run", spec, "--out", out, "--quiet")
+    assert code == 2 and "the data changed since its runs were recorded" in err, err
+    assert not (out / "manifest.json").exists()

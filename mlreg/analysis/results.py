@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlreg.records import HISTORY, RUNS, TIMING_COLUMNS, TIMINGS, WEIGHT_COLUMNS, WEIGHTS, default_metric
+from mlreg.records import HISTORY, RUNS, STATUSES, TIMING_COLUMNS, TIMINGS, WEIGHT_COLUMNS, WEIGHTS, default_metric
 from mlreg.spec import InputError
 from mlreg.store import MANIFEST, SPEC, StoreError, parse, read_decisions
 
@@ -110,6 +110,26 @@ def _with_timings(runs: pd.DataFrame, history: pd.DataFrame,
     return runs, history
 
 
+def _checked(runs: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """`runs.csv` as the store promises it (see `ResultsStore._check_runs`): statuses mlreg
+    writes, one line a run (an exact duplicate read once); else a `ResultsError` naming the line
+    (line 1 is the header)."""
+    unknown = runs.index[~runs["status"].isin(STATUSES)]
+    if len(unknown):
+        i = unknown[0]
+        raise ResultsError(f"{path}: damaged file: line {i + 2} has status {runs['status'][i]!r}, which mlreg never "
+                           f"writes ({', '.join(STATUSES)}); repair or remove that line")
+    repeated = runs.index[runs["run_id"].duplicated()]
+    if len(repeated):
+        i = repeated[0]
+        twins = runs[runs["run_id"] == runs["run_id"][i]]
+        if len(twins.astype(str).drop_duplicates()) > 1:
+            raise ResultsError(f"{path}: damaged file: line {i + 2} repeats run {runs['run_id'][i]} of line "
+                               f"{twins.index[0] + 2} with other values; remove one of the two lines")
+        runs = runs.drop_duplicates("run_id").reset_index(drop=True)
+    return runs
+
+
 def load_results(root: str | os.PathLike[str]) -> Results:
     """Reads a results directory.
 
@@ -167,7 +187,7 @@ def load_results(root: str | os.PathLike[str]) -> Results:
             raise ResultsError(f"{path}: damaged file: missing columns {missing} in line 1")
         return frame
 
-    runs = read(RUNS, ["run_id", "status", "seed"])
+    runs = _checked(read(RUNS, ["run_id", "status", "seed"]), root / RUNS)
     done = set(runs["run_id"])
     history = read(HISTORY, ["run_id", "epoch"])
     weights = read(WEIGHTS, WEIGHT_COLUMNS)
