@@ -89,9 +89,10 @@ class Program:
         self.chunk = eval_chunk(template)
         task = TABLE[data.task]
         self.loss, self.metric = getattr(keras.losses, task.per_sample_loss), task.per_sample_metric
-        self.epoch = compile_fn(self._epoch, xla)
-        self.evaluate = compile_fn(self._evaluate, xla)
         self.steps = compile_fn(self._steps, xla)
+        self.finish = compile_fn(self._finish, xla)
+        self.traced_epoch = compile_fn(self._epoch, xla)  # for `probe`: one epoch, traced, never run
+        self.evaluate = compile_fn(self._evaluate, xla)
         self.sizes: set[int] = set()  # the stack sizes whose epoch has compiled (see `Stack.compact`)
         self.compiling = 0.0  # the longest an epoch took to compile
 
@@ -169,6 +170,17 @@ class Program:
         return new_tv, new_ntv, new_seeds, new_ov, total, hits
 
     # -- the pack ----------------------------------------------------------------------------------
+    def epoch(self, state: dict, consts: dict, order: Any, x: Any, y: Any, x_val: Any, y_val: Any) -> tuple:
+        """Trains every run of the stack for one epoch, then measures each (see `_epoch`), as two
+        compiled calls: the full batches (`steps`, the program `sizing` times, so that its
+        compilation serves the training too), then the last, partial batch and the measures."""
+        import numpy as np
+
+        full = self.keras.ops.convert_to_tensor(np.int32(order.shape[1] // self.batch_size))
+        tv, ntv, seeds, ov, loss_sum, hit_sum = self.steps(state, consts, order, x, y, full)
+        return self.finish({"tv": tv, "ntv": ntv, "seeds": seeds, "ov": ov}, consts, order, x, y, x_val, y_val,
+                           loss_sum, hit_sum)
+
     def _epoch(self, state: dict, consts: dict, order: Any, x: Any, y: Any, x_val: Any, y_val: Any) -> tuple:
         """Trains every run of the stack for one epoch, then measures each. Returns the new
         state and a dict of `[K]` values: the running `loss` and `metric` (Dropout on, as Keras
@@ -177,10 +189,45 @@ class Program:
         validation objective, the L1/L2 penalty, and what the model adds on the validation set)
         and the weight statistics. The penalty is every term the model adds to the data loss, as Keras's
         `evaluate` counts it on the training set: the L1/L2 penalty of the weights, other
-        regularizers', and activity regularizers' mean over the training samples."""
+        regularizers', and activity regularizers' mean over the training samples. (One traced
+        function, for `probe`; training calls `epoch`.)"""
+        full = order.shape[1] // self.batch_size
+        tv, ntv, seeds, ov, loss_sum, hit_sum = self._steps(state, consts, order, x, y, full)
+        return self._finish({"tv": tv, "ntv": ntv, "seeds": seeds, "ov": ov}, consts, order, x, y, x_val, y_val,
+                            loss_sum, hit_sum)
+
+    def _steps(self, state: dict, consts: dict, order: Any, x: Any, y: Any, steps: Any) -> tuple:
+        """The first `steps` full batches of every run's batch order (`[K, n]` sample indices; a
+        traced count, so that a few steps and a whole epoch are one compiled program): the new
+        values and each run's sums of the training loss and metric."""
         ops = self.keras.ops
-        n = order.shape[1]
-        tv, ntv, seeds, ov, loss_sum, hit_sum = self._batches(state, consts, order, x, y)
+        k = order.shape[0]
+        carry = (state["tv"], state["ntv"], state["seeds"], state["ov"], ops.zeros((k,)), ops.zeros((k,)))
+        bs = self.batch_size
+        if order.shape[1] // bs:
+            carry = ops.fori_loop(
+                0, steps, lambda i, c: self._batch(c, ops.slice(order, (0, i * bs), (k, bs)), x, y, consts), carry)
+        return carry
+
+    def _batch(self, carry: tuple, idx: Any, x: Any, y: Any, consts: dict) -> tuple:
+        """One training step of every run of the stack, on its batch (`idx`: `[K, b]` sample indices)."""
+        ops = self.keras.ops
+        tv, ntv, seeds, ov, loss_sum, hit_sum = carry
+        xb, yb = ops.take(x, idx, axis=0), ops.take(y, idx, axis=0)
+        tv, ntv, seeds, ov, total, hits = ops.vectorized_map(self._step, (tv, ntv, seeds, ov, consts, xb, yb))
+        size = ops.cast(idx.shape[1], "float32")
+        return tv, ntv, seeds, ov, loss_sum + total * size, hit_sum + hits
+
+    def _finish(self, state: dict, consts: dict, order: Any, x: Any, y: Any, x_val: Any, y_val: Any,
+                loss_sum: Any, hit_sum: Any) -> tuple:
+        """The epoch's last, partial batch, then the measures of `_epoch`."""
+        ops = self.keras.ops
+        n, bs = order.shape[1], self.batch_size
+        carry = (state["tv"], state["ntv"], state["seeds"], state["ov"], loss_sum, hit_sum)
+        if n % bs:
+            carry = self._batch(carry, order[:, (n // bs) * bs:], x, y, consts)
+        tv, ntv, seeds, ov, loss_sum, hit_sum = carry
+        ntv = list(ntv)
         for i, step in self.inference_draws.items():  # as model.fit's evaluations move them (see _inference_draws)
             ntv[i] = ntv[i] + ops.convert_to_tensor(step * self.evaluations, dtype=ntv[i].dtype)
         new = {"tv": tv, "ntv": ntv, "seeds": seeds, "ov": ov}
@@ -192,32 +239,6 @@ class Program:
         explicit = weights.pop("penalty")
         return new, values | weights | {"penalty": explicit + train["extra"], "explicit": explicit,
                                         "val_objective": val["objective"], "val_extra": val["extra"]}
-
-    def _batches(self, state: dict, consts: dict, order: Any, x: Any, y: Any) -> tuple:
-        """The training steps of every run of the stack over its batch order (`[K, n]` sample
-        indices): the new values and each run's sums of the training loss and metric."""
-        ops = self.keras.ops
-        k, n = order.shape[0], order.shape[1]
-        bs = self.batch_size
-
-        def batch(carry: tuple, idx: Any) -> tuple:
-            tv, ntv, seeds, ov, loss_sum, hit_sum = carry
-            xb, yb = ops.take(x, idx, axis=0), ops.take(y, idx, axis=0)
-            tv, ntv, seeds, ov, total, hits = ops.vectorized_map(self._step, (tv, ntv, seeds, ov, consts, xb, yb))
-            size = ops.cast(idx.shape[1], "float32")
-            return tv, ntv, seeds, ov, loss_sum + total * size, hit_sum + hits
-
-        carry = (state["tv"], state["ntv"], state["seeds"], state["ov"], ops.zeros((k,)), ops.zeros((k,)))
-        full = n // bs
-        if full:
-            carry = ops.fori_loop(0, full, lambda i, c: batch(c, ops.slice(order, (0, i * bs), (k, bs))), carry)
-        if n % bs:
-            carry = batch(carry, order[:, full * bs:])
-        return carry
-
-    def _steps(self, state: dict, consts: dict, order: Any, x: Any, y: Any) -> Any:
-        """The training steps alone (`_batches`), for timing a stack (`sizing`): each run's loss sum."""
-        return self._batches(state, consts, order, x, y)[4]
 
     def _evaluate(self, state: dict, x: Any, y: Any, consts: dict) -> dict:
         """Per run, over a whole data set in inference mode, `chunk` samples at a time: the

@@ -175,15 +175,18 @@ def _train(runs: list[RunSpec], built: list[tuple[Any, Built]], data: Dataset, t
 
 def _timed(program: Program, runs: list[RunSpec], builts: list[Built], data: Dataset, k: int) -> sizing.Timing:
     """A stack of `k` runs (the pack's, repeated): `sizing.STEPS` training steps, once to compile
-    and once timed (see `sizing.Timing`)."""
+    and once timed (see `sizing.Timing`), by the program that trains a stack of `k` (its
+    compilation is the training's, where `k` is chosen)."""
     stack = Stack(program, (runs * k)[:k], (builts * k)[:k], data, time.perf_counter(), {})
     bs, n = program.batch_size, len(data.x_train)
     steps = max(1, min(n // bs, sizing.STEPS))
-    order = program.keras.ops.convert_to_tensor(stack.orders.next()[:, :steps * bs])
+    order = program.keras.ops.convert_to_tensor(stack.orders.next())
     seconds = []
     for _ in range(2):
         t0 = time.perf_counter()
-        np.asarray(program.steps(stack.state, stack.consts, order, *stack.xy[:2]))  # waits for the result
+        out = program.steps(stack.state, stack.consts, order, *stack.xy[:2],
+                            program.keras.ops.convert_to_tensor(np.int32(steps)))
+        np.asarray(out[4])  # waits for the result
         seconds.append(time.perf_counter() - t0)
     return max(seconds[0] - seconds[1], 0.0), seconds[1] / steps * math.ceil(n / bs) / k
 
@@ -211,9 +214,9 @@ def probe(run: RunSpec, data: Dataset) -> str | None:
         if keras.backend.backend() == "jax":
             import jax
 
-            jax.eval_shape(program.epoch, *args)
+            jax.eval_shape(program.traced_epoch, *args)
         else:
-            program.epoch.get_concrete_function(*args)
+            program.traced_epoch.get_concrete_function(*args)
     except Exception as e:  # noqa: BLE001 - what the engine cannot trace goes to the keras engine
         return f"the fused engine cannot trace it: {error_line(e)}"
     return None
