@@ -103,6 +103,18 @@ def test_the_kinds_plot_has_a_panel_per_kind_with_the_baseline_band_and_the_best
     assert "kinds" in figures(res, ["kinds"])
 
 
+def test_the_kinds_figure_wraps_its_panels_into_rows_readable_at_a_page_width():
+    """Issue 35.8: seven kinds were seven panels in one row, 2808 x 456 px for mnist1d_kinds."""
+    from mlreg import load_results
+    from mlreg.analysis.plots import KIND_COLUMNS, figures
+
+    fig = figures(load_results("results/mnist1d_kinds"), ["kinds"])["kinds"]
+    width, height = fig.get_size_inches() * fig.dpi
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert len(panels) == 7 and width <= 1100 and height >= 600, (width, height)
+    assert len({round(ax.get_position().x0, 2) for ax in panels}) == KIND_COLUMNS  # three columns
+
+
 def test_compare_kinds_on_the_command_line_and_the_reports_sentence(tmp_path, capsys):
     from mlreg.analysis.report import render
     from mlreg.cli import main

@@ -528,6 +528,10 @@ def weight_histograms(
     return ax
 
 
+KIND_COLUMNS = 3
+"""Panels in a row of the kinds figure: wider than a notebook's or the report's column past it."""
+
+
 def kinds_curves(
     results: Results | Sequence[Results],
     *,
@@ -543,7 +547,8 @@ def kinds_curves(
     Args:
         results: one `Results`.
         metric: a `runs.csv` column. Defaults to `compare`'s.
-        axes: one `Axes` per swept kind. Defaults to a new figure with a row of panels.
+        axes: one `Axes` per swept kind. Defaults to a new figure with the panels in rows of
+            `KIND_COLUMNS`.
         legend: in the first panel (`True`), `"outside"` on its right, or `False`. Defaults to `True`.
         **line_kw: passed to the curves.
 
@@ -559,9 +564,13 @@ def kinds_curves(
     if axes is None:
         import matplotlib.pyplot as plt
 
-        _, axes = plt.subplots(1, len(swept), figsize=(3.2 * len(swept) + 1, 3.8), sharey=True, layout="constrained",
-                               squeeze=False)
-        axes = list(axes[0])
+        cols = min(len(swept), KIND_COLUMNS)  # wrapped: seven in a row were 2808 px wide (issue 35.8)
+        rows = -(-len(swept) // cols)
+        fig, grid = plt.subplots(rows, cols, figsize=(3.2 * cols + 0.6, 3.0 * rows + 0.8), sharey=True,
+                                 layout="constrained", squeeze=False)
+        axes = list(grid.flat[: len(swept)])
+        for ax in grid.flat[len(swept):]:
+            fig.delaxes(ax)
     mean, half = drawn["baseline"]
     for i, (ax, k) in enumerate(zip(axes, swept, strict=True)):
         part, best = drawn["kinds"][k]
@@ -587,7 +596,7 @@ def kinds_curves(
             ax.set_xticks([0, 1], ["off", "on"])
         ax.set_xlabel(k)
         ax.set_title(KIND_LABELS[k], fontsize="medium")
-        if i == 0:
+        if i % KIND_COLUMNS == 0:
             ax.set_ylabel(LABELS.get(drawn["metric"], drawn["metric"]).replace("validation ", ""))
     if legend == "outside":
         axes[0].figure.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=2,
