@@ -565,7 +565,7 @@ def test_a_builder_module_that_fails_at_import_is_refused_naming_the_field_file_
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize(("signame", "delay"), [("SIGINT", 0.0), ("SIGTERM", 0.05), ("SIGINT", 0.3)])
+@pytest.mark.parametrize(("signame", "delay"), [("SIGTERM", 0.05), ("SIGINT", 0.3)])
 def test_a_signal_after_the_summary_line_never_kills_the_process_by_the_signal(tmp_path, cli, signame, delay):
     """Issue 35.6: a SIGINT or SIGTERM 50-800 ms after the summary line killed the process by the
     signal (status -2 / -15), with no line, while Python tore TensorFlow and JAX down. Now the
