@@ -174,8 +174,6 @@ class Program:
         """Trains every run of the stack for one epoch, then measures each (see `_epoch`), as two
         compiled calls: the full batches (`steps`, the program `sizing` times, so that its
         compilation serves the training too), then the last, partial batch and the measures."""
-        import numpy as np
-
         full = self.keras.ops.convert_to_tensor(np.int32(order.shape[1] // self.batch_size))
         tv, ntv, seeds, ov, loss_sum, hit_sum = self.steps(state, consts, order, x, y, full)
         return self.finish({"tv": tv, "ntv": ntv, "seeds": seeds, "ov": ov}, consts, order, x, y, x_val, y_val,
