@@ -17,18 +17,19 @@ from mlreg.store import ResultsStore
 SEEDS = 6
 
 
-def _results(root, losses):
-    """`losses[(l2, dropout)] = base loss`; seed s adds 0.01 * s (so settings pair cleanly) and
-    a little noise of its own."""
-    cols = columns("single_label", ["l2", "dropout"])
+def _results(root, losses, names=("l2", "dropout")):
+    """`losses[(l2, dropout)] = base loss` (or of the two kinds `names`); seed s adds 0.01 * s (so
+    settings pair cleanly) and a little noise of its own."""
+    a, b = names
+    cols = columns("single_label", list(names))
     store = ResultsStore.open(root, spec_toml="name = 'k'\n", columns=cols,
-                              manifest={"experiment": "k", "swept": ["l2", "dropout"], "description": ""})
+                              manifest={"experiment": "k", "swept": list(names), "description": ""})
     with store:
         for (l2, dropout), loss in losses.items():
             for seed in range(SEEDS):
                 value = loss + 0.01 * seed + 0.001 * ((seed * 7 + int(l2 * 1e4) + int(dropout * 10)) % 3)
                 run_id = f"l2{l2}-d{dropout}-s{seed}"
-                store.append(RunResult(run_id, "ok", {"run_id": run_id, "seed": seed, "l2": l2, "dropout": dropout,
+                store.append(RunResult(run_id, "ok", {"run_id": run_id, "seed": seed, a: l2, b: dropout,
                                                       "best_val_data_loss": value, "val_accuracy_at_best": 1 - value,
                                                       "best_epoch": 5, "gap": 0.1,
                                                       "epochs_run": 8},
@@ -82,9 +83,27 @@ def test_on_a_metric_where_higher_is_better_a_worse_combination_does_not_beat_th
 
 
 def test_without_a_setting_free_of_every_kind_there_is_nothing_to_compare_with(tmp_path):
-    losses = {(1e-3, 0.2): 0.4, (1e-2, 0.2): 0.5}
-    with pytest.raises(InputError, match="Invalid value for `baseline`: matches 0 settings"):
+    losses = {(1e-3, 0.5): 0.4, (1e-2, 0.2): 0.5}  # neither is closer to none than the other
+    with pytest.raises(InputError, match="no setting has every kind at none, nor one closest to it .* add a setting "
+                                         "with l2=0, dropout=0"):
         kinds(_results(tmp_path / "r", losses))
+
+
+def test_with_adamw_the_setting_closest_to_none_serves_as_none_and_the_sentence_says_so(tmp_path):
+    """Issue 35.1: AdamW decays at 0.004 unless told otherwise, so no setting had every kind at none
+    and `compare --kinds` refused with a baseline the user never gave."""
+    names = ("weight_decay", "label_smoothing")
+    losses = {(0.004, 0.0): 0.50, (0.01, 0.0): 0.44, (0.004, 0.1): 0.48}
+    table = kinds(_results(tmp_path / "a", losses, names))
+    assert list(table["setting"]) == ["weight_decay=0.01", "label_smoothing=0.1"]
+    assert table.iloc[0]["diff"] == pytest.approx(-0.06, abs=0.003) and table.iloc[0]["verdict"] == "better"
+    assert table.attrs["baseline"] == "weight_decay=0.004, label_smoothing=0"
+    assert table.attrs["sentence"].startswith("Weight decay is the best kind: weight_decay=0.01")
+    assert table.attrs["sentence"].endswith("No setting has every kind at none: weight_decay=0.004 (AdamW's "
+                                            "default decay) serves as none.")
+    tied = {(0.01, 0.1): 0.44, (0.004, 0.2): 0.48}
+    with pytest.raises(InputError, match="nor one closest .* add a setting with weight_decay=0, label_smoothing=0"):
+        kinds(_results(tmp_path / "b", tied, names))
 
 
 def test_the_kinds_plot_has_a_panel_per_kind_with_the_baseline_band_and_the_best_marked(tmp_path):

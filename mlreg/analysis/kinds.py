@@ -37,10 +37,12 @@ def kinds(results: Results | Sequence[Results], *, metric: str | None = None) ->
         `ci_high`, `p`, `verdict` against the baseline), then `combination` (the best setting
         with two kinds or more, with `vs_best_diff`, `vs_best_low`, `vs_best_high` against the
         best kind alone). `attrs`: `metric`, `baseline`, `held` (the other parameters' values),
-        `sentence`.
+        `reference` (the words that say which setting serves as none where no setting has every
+        kind at none, else empty), `sentence`.
 
     Raises:
-        InputError: several directories, no kind swept, or no setting without any kind.
+        InputError: several directories, no kind swept, or no setting without any kind and
+            several equally close to it.
     """
     import pandas as pd
 
@@ -55,6 +57,7 @@ def kinds(results: Results | Sequence[Results], *, metric: str | None = None) ->
     metric = ranked.attrs["metric"]
     held = {p: ranked.iloc[0][p] for p in by if p not in KINDS and p != "variant"}  # a variant is kinds' settings
     none = {k: KINDS[k][1] for k in swept}
+    reference = _reference(ranked, swept, none, held)
     baseline = {**none, **held}
     table = compare(results, metric=metric, baseline={k: str(v) for k, v in baseline.items()})
     for p, v in held.items():
@@ -83,11 +86,41 @@ def kinds(results: Results | Sequence[Results], *, metric: str | None = None) ->
                  "vs_best_diff": versus[0], "vs_best_low": versus[1], "vs_best_high": versus[2]}
         out = pd.concat([out, pd.DataFrame([combo])], ignore_index=True)
     out = out.reset_index(drop=True)
-    out.attrs |= {"metric": metric, "held": held,
+    said = sentence(out, ", ".join(f"{k}={label(v)}" for k, v in held.items()), higher=higher_is_better(metric))
+    out.attrs |= {"metric": metric, "held": held, "reference": reference,
                   "baseline": ", ".join(f"{k}={label(v)}" for k, v in baseline.items()),
-                  "sentence": sentence(out, ", ".join(f"{k}={label(v)}" for k, v in held.items()),
-                                       higher=higher_is_better(metric))}
+                  "sentence": f"{said} {reference}" if reference else said}
     return out
+
+
+def _reference(ranked: pd.DataFrame, swept: Sequence[str], none: dict[str, Any], held: dict[str, Any]) -> str:
+    """Where no setting has every kind at none (AdamW decays at 0.004 unless told otherwise, so
+    an AdamW sweep's plainest setting has weight decay), the setting closest to it serves as none:
+    of those with the fewest kinds on, the one at the least value of every kind; `none` takes its
+    values (changed in place), and the words that say so are returned (empty where a setting of
+    none exists).
+
+    Raises:
+        InputError: no such setting, or several equally close."""
+    rows = ranked[[all(r[p] == v for p, v in held.items()) and r["n"] > 0 for _, r in ranked.iterrows()]]
+    on = {i: [k for k in swept if not _is_none(r[k], none[k])] for i, r in rows.iterrows()}
+    fewest = min((len(v) for v in on.values()), default=0)
+    if fewest == 0:
+        return ""
+    closest = [i for i, v in on.items() if len(v) == fewest]
+    closest = [i for i in closest
+               if all(float(rows.loc[i, k]) <= float(rows.loc[j, k]) for j in closest for k in swept)]
+    if len(closest) != 1:  # none or several least in every kind
+        plain = ", ".join(f"{k}={label(v)}" for k, v in none.items())
+        raise InputError(f"Invalid value for `kinds`: no setting has every kind at none, nor one closest to it (the "
+                         f"fewest kinds on, each at its least); add a setting with {plain}"
+                         f" (a variant named none) to compare with")
+    row = rows.loc[closest[0]]
+    for k in on[closest[0]]:
+        none[k] = row[k]
+    default = " (AdamW's default decay)" if "weight_decay" in on[closest[0]] else ""
+    return (f"No setting has every kind at none: {', '.join(f'{k}={label(row[k])}' for k in on[closest[0]])}"
+            f"{default} serves as none.")
 
 
 def _is_none(value: Any, none: Any) -> bool:
