@@ -540,7 +540,9 @@ def test_the_same_sweep_twice_writes_the_same_files_and_keeps_time_apart(tmp_pat
         assert (out / name).read_bytes() == (aside / name).read_bytes(), name
     assert (out / "timings.csv").read_bytes() != (aside / "timings.csv").read_bytes()
     session = json.loads((out / "sessions.jsonl").read_text())
-    assert set(session) == {"started_at", "host", "platform", "python", "command", "git_commit"}
+    assert set(session) == {"started_at", "host", "platform", "python", "command", "git_commit",
+                            "data_hash", "backend"}  # the last two: what a deleted manifest cannot lose (35.2)
+    assert session["data_hash"] == json.loads((out / "manifest.json").read_text())["data_hash"]
     res = mlreg.load_results(out)
     assert res.runs["duration_s"].gt(0).all() and res.history["epoch_time_s"].gt(0).all()
     ignored = (ROOT / ".gitignore").read_text().split()
