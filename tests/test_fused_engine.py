@@ -410,3 +410,29 @@ def test_validate_and_run_say_which_models_go_to_the_keras_engine_before_trainin
 
     runs = pd.read_csv(tmp_path / "out" / "runs.csv")
     assert list(runs["status"]) == ["ok"] * 2 and set(runs["engine"]) == {"keras"}
+
+
+def test_probe_names_the_variables_a_model_assigns_in_inference_that_the_engine_cannot_follow():
+    # issue 39: a float statistic updated in evaluation, or a count the outputs read, goes to the
+    # keras engine; a count nothing reads in inference and RNN seed states are followed
+    from mlreg.engines.fused.introspect import assigned_in_inference
+    from tests import zoo
+
+    class ReadCount(zoo.CallCounter):
+        def call(self, x, training=False):
+            self.calls.assign_add(1)
+            return x * (1.0 + 1.0 / (1.0 + keras.ops.cast(self.calls, x.dtype)))
+
+    def model(*middle):
+        inputs = keras.Input((4,))
+        x = inputs
+        for layer in middle:
+            x = layer(x)
+        return keras.Model(inputs, keras.layers.Dense(2)(x))
+
+    x = np.ones((2, 4), "float32")
+    assert assigned_in_inference(model(zoo.RunningMean(name="rm"), zoo.CallCounter(name="cc")), x) == []
+    assert assigned_in_inference(model(zoo.RunningMeanAlways(name="always")), x) == ["always/mean"]
+    assert assigned_in_inference(model(ReadCount(name="read")), x) == ["read/calls"]
+    recurrent = model(keras.layers.Reshape((2, 2)), keras.layers.GRU(3, recurrent_dropout=0.2))
+    assert assigned_in_inference(recurrent, x) == []

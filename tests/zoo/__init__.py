@@ -365,6 +365,55 @@ def depthwise_residual(input_shape, n_outputs, output_activation, dropout, l2):
     return keras.Model(inputs, layers.Dense(n_outputs, activation=output_activation, kernel_regularizer=_reg(l2))(x))
 
 
+class RunningMean(layers.Layer):
+    """Issue 39's layer: a running mean of its inputs, kept in a non-trainable weight it
+    assigns in training (a hand-written normalization layer's pattern), subtracted from them."""
+
+    def build(self, shape):
+        self.mean = self.add_weight(shape=(shape[-1],), initializer="zeros", trainable=False, name="mean")
+
+    def call(self, x, training=False):
+        if training:
+            self.mean.assign(0.9 * self.mean + 0.1 * keras.ops.mean(x, axis=0))
+        return x - self.mean
+
+
+class CallCounter(layers.Layer):
+    """Counts its calls, in training and inference, in an integer weight, and in training scales
+    its inputs by `1 + 1 / (1 + calls)` (a warm-up's pattern): a wrong count is a different model."""
+
+    def build(self, shape):
+        self.calls = self.add_weight(shape=(), initializer="zeros", dtype="int32", trainable=False, name="calls")
+
+    def call(self, x, training=False):
+        self.calls.assign_add(1)
+        return x * (1.0 + 1.0 / (1.0 + keras.ops.cast(self.calls, x.dtype))) if training else x
+
+
+class RunningMeanAlways(RunningMean):
+    """`RunningMean` that also updates its mean in inference (evaluation batches move it)."""
+
+    def call(self, x, training=False):
+        self.mean.assign(0.9 * self.mean + 0.1 * keras.ops.mean(x, axis=0))
+        return x - self.mean
+
+
+def assigning(input_shape, n_outputs, output_activation, l2):
+    """Issue 39's model: Dense(48, relu, L2) - RunningMean - CallCounter - the head."""
+    inputs = keras.Input(input_shape)
+    x = layers.Dense(48, activation="relu", kernel_regularizer=_reg(l2))(inputs)
+    x = CallCounter()(RunningMean()(x))
+    return keras.Model(inputs, layers.Dense(n_outputs, activation=output_activation)(x))
+
+
+def assigning_in_inference(input_shape, n_outputs, output_activation, l2):
+    """`assigning` with a mean updated in inference too: the keras engine trains it (see `probe`)."""
+    inputs = keras.Input(input_shape)
+    x = layers.Dense(48, activation="relu", kernel_regularizer=_reg(l2))(inputs)
+    x = RunningMeanAlways()(x)
+    return keras.Model(inputs, layers.Dense(n_outputs, activation=output_activation)(x))
+
+
 ZOO: dict[str, Entry] = {
     "mnist_convnet": Entry(IMAGES, {"dropout": [0.0, 0.5]}, marks=("backends",)),
     "timeseries_fcn": Entry(SIGNALS, {"l2": [0.0, 1e-3]}),
@@ -389,4 +438,7 @@ ZOO: dict[str, Entry] = {
     "with_lambda": Entry(TABLE, {"l2": [0.0, 1e-3]}),
     "depthwise_residual": Entry(SIGNALS, {"l2": [0.0, 1e-3]}, model={"dropout": 0.2}, flips=1, tol=1e-4,
                                 marks=("backends",)),
+    "assigning": Entry(TABLE, {"l2": [0.0, 1e-3]}, marks=("backends",)),
+    "assigning_in_inference": Entry(TABLE, {"l2": [0.0, 1e-3]}, engines={"jax": "keras", "tensorflow": "keras"},
+                                    marks=("backends",)),
 }

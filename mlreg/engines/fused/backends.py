@@ -3,6 +3,10 @@ an optimizer that can apply its step statelessly."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from mlreg.engines.fused.conv import tracing
@@ -41,13 +45,44 @@ def value_and_grad(fn: Any) -> Any:
     import tensorflow as tf
 
     def value_and_grad(tv: list) -> tuple:
-        with tf.GradientTape() as tape:
+        with tf.GradientTape() as tape, _reads_after_assign():
             tape.watch(tv)
             value, aux = fn(tv)
         grads = tape.gradient(value, tv)
         return (value, aux), [tf.zeros_like(v) if g is None else g for g, v in zip(grads, tv, strict=True)]
 
     return value_and_grad
+
+
+_TAPE = contextvars.ContextVar("mlreg_differentiating_on_tensorflow", default=False)
+_INSTALL = threading.Lock()
+
+
+@contextlib.contextmanager
+def _reads_after_assign() -> Iterator[None]:
+    """Inside (in this thread only), a value a layer assigns to its own variable in the forward
+    pass (`self.mean.assign(...)`) is, when read back, a constant to the gradient, as in
+    `model.fit` on TensorFlow, where the read is a variable's read; in the stateless call it
+    would be the expression assigned, and gradients would flow through it (as they do in
+    `model.fit` on JAX, which the fused engine follows there unchanged)."""
+    import keras
+    import tensorflow as tf
+
+    with _INSTALL:
+        if not getattr(keras.StatelessScope.add_update, "_mlreg_hook", False):
+            add_update = keras.StatelessScope.add_update
+
+            def hook(self: Any, update: tuple) -> Any:
+                variable, value = update
+                return add_update(self, (variable, tf.stop_gradient(value) if _TAPE.get() else value))
+
+            hook._mlreg_hook = True  # type: ignore[attr-defined]
+            keras.StatelessScope.add_update = hook
+    token = _TAPE.set(True)
+    try:
+        yield
+    finally:
+        _TAPE.reset(token)
 
 
 def compile_fn(fn: Any, xla: bool) -> Any:

@@ -43,6 +43,41 @@ def why_not_model(model: keras.Model) -> str | None:
     return None
 
 
+def assigned_in_inference(model: keras.Model, x: Any) -> list[str]:
+    """The paths of the variables the model assigns when called in inference on `x` that the
+    fused engine cannot follow: `model.evaluate` moves them batch by batch, while the program
+    measures a whole set at once. It follows an integer state that moves by the same step
+    each call and does not change the outputs (the seed states Keras's RNN layers move, a
+    layer counting its calls), as `model.fit`'s evaluations move it (`Program`'s
+    `inference_draws`); a float statistic updated in evaluation, or a count the outputs read,
+    it does not."""
+    import keras
+
+    assigned: dict[str, Any] = {}
+
+    class Watch(keras.StatelessScope):
+        def add_update(self, update: tuple) -> None:
+            assigned[update[0].path] = update[0]
+            super().add_update(update)
+
+    with Watch():
+        model(x, training=False)
+    if not assigned:
+        return []
+    tv = [v.value for v in model.trainable_variables]
+    ntv = [v.value for v in model.non_trainable_variables]
+    before = np.asarray(model.stateless_call(tv, ntv, x, training=False)[0])
+    out = []
+    for path, variable in assigned.items():
+        if not np.issubdtype(np.dtype(variable.dtype), np.integer):
+            out.append(path)
+            continue
+        shifted = [v.value + 7 if v is variable else v.value for v in model.non_trainable_variables]
+        if not np.array_equal(np.asarray(model.stateless_call(tv, shifted, x, training=False)[0]), before):
+            out.append(path)
+    return out
+
+
 @dataclass
 class Built:
     """What the engine keeps of one run's freshly built model.

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlreg.engines.fused import sizing
-from mlreg.engines.fused.introspect import Built, build, fits, why_not_model
+from mlreg.engines.fused.introspect import Built, assigned_in_inference, build, fits, why_not_model
 from mlreg.engines.fused.program import Program
 from mlreg.engines.fused.reach import Reach
 from mlreg.engines.fused.stack import NAME, Stack
@@ -205,6 +205,9 @@ def probe(run: RunSpec, data: Dataset) -> str | None:
     if reason is not None:
         return reason
     try:
+        assigned = assigned_in_inference(model, data.x_train[:2])
+        if assigned:
+            return f"it assigns {', '.join(assigned)} in inference as well, so evaluating moves it"
         program = Program(model, Reach.of([b], [run]), [run], data, xla=False)
         state, consts = initial_state(program, [b], [run])
         n = min(len(data.x_train), 2 * run.training.batch_size)
