@@ -268,7 +268,7 @@ def test_a_halving_search_records_pruned_runs_and_shows_them(tmp_path):
 
 
 def test_resume_after_sigkill_between_rungs_loses_nothing_and_repeats_no_decision(tmp_path):
-    d = _halving_dict(seeds={"start": 2, "max": 4}, training={"epochs": 20},
+    d = _halving_dict(seeds={"start": 3, "max": 6}, training={"epochs": 20},
                       search={"strategy": "halving", "first_rung": 4, "factor": 3})  # rungs at 4 and 12
     spec, out = write_toml(tmp_path / "e.toml", d), tmp_path / "o"
     proc = subprocess.Popen([sys.executable, "-m", "mlreg", "run", str(spec), "--out", str(out), "--quiet"],
@@ -284,7 +284,8 @@ def test_resume_after_sigkill_between_rungs_loses_nothing_and_repeats_no_decisio
     first = log.read_text().splitlines()
     assert len(first) == 1 and json.loads(first[0])["at"] == 4
     # the kill may land before the decision's pruned runs are written: the resumed run writes them
-    before = pd.read_csv(out / "runs.csv") if (out / "runs.csv").exists() else pd.DataFrame({"run_id": [], "status": []})
+    runs_csv = out / "runs.csv"
+    before = pd.read_csv(runs_csv) if runs_csv.exists() else pd.DataFrame({"run_id": [], "status": []})
     assert set(before.status) <= {"pruned"}
 
     again = subprocess.run([sys.executable, "-m", "mlreg", "run", str(spec), "--out", str(out), "--quiet",
