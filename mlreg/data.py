@@ -60,6 +60,8 @@ class Arrays(NamedTuple):
     task: str
     x_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
+    x_val: np.ndarray | None = None  # a validation set of its own (arrays in memory)
+    y_val: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,11 @@ def load_arrays(spec: DataSpec, root: str | Path | None = None, draw: int | None
     against `root` (the experiment file's folder). With `draw` r > 0, a generated data set is
     drawn from its generator seeded by `(seed, r)` (mnist1d: its own seed 42 plus r): an
     independent sample of the same size; draw 0 is the sample of `seed`."""
+    if spec.memory:
+        from mlreg import memory
+
+        a = memory.get(spec.memory, "data.memory")
+        return Arrays(a.x, a.y, _infer_task(a.y), a.x_test, a.y_test, a.x_val, a.y_val)
     if spec.path:
         test = _load_file(_resolve(spec.test_path, root), spec.target) if spec.test_path else None
         data = _load_file(_resolve(spec.path, root), spec.target)
@@ -213,13 +220,21 @@ def load(spec: DataSpec, *, split: int | None = None, fold: int | None = None, d
     """
     raw = _reshaped(load_arrays(spec, root, draw), spec)
     task = _task(spec.task, raw.task, raw.y)
-    n_own_test = 0 if raw.y_test is None else len(raw.y_test)
-    y_all = _encode(raw.y if raw.y_test is None else np.concatenate([raw.y, raw.y_test]), task, spec)
-    y, y_test = y_all[: len(raw.y)], (y_all[len(raw.y):] if n_own_test else None)
+    parts = [a for a in (raw.y, raw.y_test, raw.y_val) if a is not None]  # one encoding of the classes for all
+    y_all = _encode(np.concatenate(parts) if len(parts) > 1 else raw.y, task, spec)
+    ends = np.cumsum([len(a) for a in parts])[:-1]
+    y, *rest = np.split(y_all, ends)
+    y_test = rest.pop(0) if raw.y_test is not None else None
+    y_given = rest.pop(0) if raw.y_val is not None else None
     x, x_test = np.asarray(raw.x, dtype="float32"), _float(raw.x_test)
+    if y_given is not None and (spec.folds or spec.repeats):
+        raise DataError(f"Invalid value for `data.{'folds' if spec.folds else 'repeats'}`: the validation set is "
+                        f"given (validation_data), so there is no split to repeat. Received: "
+                        f"{'folds' if spec.folds else 'repeats'}={spec.folds or spec.repeats}")
     strat = task in ("single_label", "binary")
     seed = spec.seed + (split or 0)
-    for field, size in (("test_size", spec.test_size), ("val_size", 0 if spec.folds else spec.val_size)):
+    for field, size in (("test_size", spec.test_size),
+                        ("val_size", 0 if spec.folds or y_given is not None else spec.val_size)):
         left = len(x) - _count(size or 0, len(x)) - (_count(spec.test_size, len(x)) if field == "val_size" else 0)
         if size and left < 2:
             held = field.removesuffix("_size")
@@ -230,7 +245,9 @@ def load(spec: DataSpec, *, split: int | None = None, fold: int | None = None, d
         n_val = _count(spec.val_size, len(x))
         if spec.test_size:
             x, x_test, y, y_test = _split(x, y, _count(spec.test_size, len(x)), spec.seed, strat)
-        if spec.folds:
+        if y_given is not None:
+            x_pool, x_val, y_pool, y_val = x, _float(raw.x_val), y, y_given
+        elif spec.folds:
             x_pool, x_val, y_pool, y_val = _fold(x, y, spec.folds, fold or 0, seed, strat)
         else:
             x_pool, x_val, y_pool, y_val = _split(x, y, n_val, seed, strat)
@@ -297,7 +314,7 @@ def _reshaped(raw: Arrays, spec: DataSpec) -> Arrays:
     def reshape(a: np.ndarray | None) -> np.ndarray | None:
         return None if a is None else a.reshape(len(a), *spec.shape)
 
-    return raw._replace(x=reshape(raw.x), x_test=reshape(raw.x_test))
+    return raw._replace(x=reshape(raw.x), x_test=reshape(raw.x_test), x_val=reshape(raw.x_val))
 
 
 def _count(fraction: float, n: int) -> int:
@@ -326,7 +343,7 @@ def _fold(x: np.ndarray, y: np.ndarray, k: int, fold: int, seed: int,
 
 def _content_hash(raw: Arrays) -> str:
     h = hashlib.sha256()
-    for a in (raw.x, raw.y, raw.x_test, raw.y_test):
+    for a in (raw.x, raw.y, raw.x_test, raw.y_test, raw.x_val, raw.y_val):
         if a is not None:
             a = np.ascontiguousarray(a)
             h.update(str((a.dtype, a.shape)).encode())
@@ -344,7 +361,7 @@ def _resolve(path: str, root: str | Path | None) -> Path:
 
 
 def _label(spec: DataSpec) -> str:
-    return spec.dataset or Path(spec.path or "").name
+    return spec.dataset or spec.memory or Path(spec.path or "").name
 
 
 def _noise(spec: DataSpec, default: float) -> float:

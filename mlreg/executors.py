@@ -29,7 +29,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from mlreg import engines
+from mlreg import engines, memory
 from mlreg.backend import choose_backend, import_keras
 from mlreg.data import for_run
 from mlreg.signals import STOP
@@ -120,10 +120,20 @@ def setup_worker(threads: int, backend: str | None = None, driver: int | None = 
         pass
 
 
-def train_pack_task(pack: Pack) -> list[RunResult]:
+def train_pack_task(pack: Pack, objects: bytes | None = None) -> list[RunResult]:
     """A worker's task: trains one pack and returns its records (a run that raises is a
-    `failed` record; nothing is written)."""
+    `failed` record; nothing is written). `objects`: the Python objects in memory its runs
+    name (a notebook's builder, arrays: `mlreg.memory`), pickled by `memory.shipped`."""
+    if objects is not None:
+        import cloudpickle
+
+        memory.restore(cloudpickle.loads(objects))
     return list(engines.train(pack, for_run(pack.runs[0])))
+
+
+def _objects(pack: Pack) -> bytes | None:
+    objects = memory.needed(pack.runs)
+    return memory.shipped(objects) if objects else None
 
 
 _SET_UP: set[int] = set()
@@ -137,13 +147,13 @@ def _end_without(driver: int) -> None:
     os._exit(1)
 
 
-def dask_task(pack: Pack, threads: int, backend: str) -> list[RunResult]:
+def dask_task(pack: Pack, threads: int, backend: str, objects: bytes | None = None) -> list[RunResult]:
     """`train_pack_task` for a Dask worker, which sets itself up on its first pack (on the
     driver's backend)."""
     if os.getpid() not in _SET_UP:
         setup_worker(threads, backend)
         _SET_UP.add(os.getpid())
-    return train_pack_task(pack)
+    return train_pack_task(pack, objects)
 
 
 def _died(pack: Pack, attempts: int, why: str) -> list[RunResult]:
@@ -189,7 +199,7 @@ def process(packs: Iterable[Pack], *, workers: int = 2, recycle_after: int = REC
             for slot in set(range(workers)) - {s for s, _ in running.values()}:
                 if queue:
                     pack = queue.popleft()
-                    running[pools[slot].submit(train_pack_task, pack)] = (slot, pack)
+                    running[pools[slot].submit(train_pack_task, pack, _objects(pack))] = (slot, pack)
             done, _ = wait(running, timeout=POLL_S, return_when=FIRST_COMPLETED)
             if STOP.is_set():
                 raise KeyboardInterrupt
@@ -285,8 +295,8 @@ def _dask(packs: Iterable[Pack], *, address: str | None = None, client: Any = No
         n_workers = len(client.scheduler_info()["workers"]) or workers
         threads = _threads(n_workers) if cluster is not None else 1
         backend = choose_backend()
-        futures = {client.submit(dask_task, pack, threads, backend, key=f"mlreg-pack-{uuid.uuid4().hex}",
-                                 pure=False): pack for pack in packs}
+        futures = {client.submit(dask_task, pack, threads, backend, _objects(pack),
+                                 key=f"mlreg-pack-{uuid.uuid4().hex}", pure=False): pack for pack in packs}
         pending = as_completed(futures)
         known = set(client.scheduler_info()["workers"])
         while not pending.is_empty():

@@ -437,7 +437,8 @@ BUILDERS: dict[str, Any] = {
 
 
 def user_builder(ref: str, root: str | None = None) -> Any:
-    """Imports a user's builder given as `"package.module:function"`, looking first in `root`
+    """A user's builder: the function a label names (passed in memory, `mlreg.memory`), or the
+    one `"package.module:function"` names, imported, looking first in `root`
     (the experiment file's folder, where its `data.path` is resolved too), then in the working
     directory (as `python -m` does) and `sys.path` (`PYTHONPATH`). Workers look the same way.
 
@@ -445,8 +446,11 @@ def user_builder(ref: str, root: str | None = None) -> Any:
         SpecError: the module or function cannot be found, naming where mlreg looked; or the
             module raised while it was imported, naming its file and line.
     """
+    from mlreg import memory
     from mlreg.records import error_line
 
+    if memory.BUILDER_LABEL.fullmatch(ref):
+        return memory.get(ref, "model.builder")
     module_name, _, func = ref.partition(":")
     places = [str(Path(root).resolve())] if root is not None else []
     places.append(os.getcwd())

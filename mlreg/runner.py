@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlreg import engines, executors, signals
+from mlreg import engines, executors, memory, signals
 from mlreg.backend import PACKAGES, choose_backend, import_keras
 from mlreg.check import check
 from mlreg.data import DataError, Dataset, for_run
@@ -365,6 +365,8 @@ def run(
         execute = executors.make(workers, dask, say)  # refused before anything is written
         prepared = prepare(spec, engine=engine, backend=backend, epochs=epochs, max_runs=max_runs, verbose=verbose)
         plan = prepared.plan
+        if workers or dask is not None:  # a builder that cannot be sent to workers: refused before training
+            memory.shipped(memory.needed(plan))
         for note in prepared.notes:
             say(note)
         out = Path(out) if out is not None else default_out(prepared.spec)

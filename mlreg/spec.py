@@ -205,6 +205,9 @@ class DataSpec(_Section):
             Defaults to `0.0` (no shift).
         test_path: a CSV or Parquet file holding the test set of `path`'s data (an NPZ file
             or `mnist1d` carries its own). Defaults to `None`.
+        memory: data in memory (`mlreg.sweep`'s arrays), as the label `arrays@<hash of the
+            arrays>`: pass `arrays=mlreg.ArrayData(x, y, ...)` (or `(x, y)`) and the label is set
+            (see `mlreg.memory`). Defaults to `None`.
     """
 
     dataset: str | None = None
@@ -224,6 +227,32 @@ class DataSpec(_Section):
     draws: int | None = Field(None, ge=1)
     shift: float = Field(0.0, ge=0, allow_inf_nan=False)
     test_path: str | None = None
+    memory: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _arrays(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "arrays" in data:
+            from mlreg.memory import ArrayData, register_arrays
+
+            data = dict(data)
+            arrays = data.pop("arrays")
+            if isinstance(arrays, tuple | list) and len(arrays) == 2:
+                arrays = ArrayData(*arrays)
+            if not isinstance(arrays, ArrayData):
+                raise ValueError(f"expected `mlreg.ArrayData(x, y)` or a pair (x, y) for `arrays`; "
+                                 f"got {type(arrays).__name__}")
+            data["memory"] = register_arrays(arrays)
+        return data
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, v: str | None) -> str | None:
+        from mlreg.memory import ARRAYS_LABEL
+
+        if v is not None and not ARRAYS_LABEL.fullmatch(v):
+            raise ValueError("expected a label 'arrays@<16 hex digits>' (set by passing `arrays`)")
+        return v
 
     @field_validator("dataset")
     @classmethod
@@ -254,8 +283,8 @@ class DataSpec(_Section):
 
     @model_validator(mode="after")
     def _source(self) -> DataSpec:
-        if self.dataset and self.path:
-            raise ValueError("give either `data.dataset` or `data.path`, not both")
+        if sum(map(bool, (self.dataset, self.path, self.memory))) > 1:
+            raise ValueError("give one of `data.dataset`, `data.path` or arrays in memory, not two")
         if self.path and not self.target and not self.path.lower().endswith(".npz"):
             raise ValueError("`data.target` is required with a CSV or Parquet `data.path` (the target column)")
         if self.test_path and not self.path:
@@ -264,7 +293,7 @@ class DataSpec(_Section):
             raise ValueError("give either `data.test_path` or `data.test_size`, not both")
         if self.val_size + self.test_size >= 1:
             raise ValueError("`data.val_size` + `data.test_size` must be below 1")
-        if not self.dataset and not self.path:
+        if not self.dataset and not self.path and not self.memory:
             object.__setattr__(self, "dataset", "digits")
         if self.draws and self.dataset not in GENERATED:
             source = f"data set {self.dataset!r} is one fixed sample" if self.dataset else "a file is one fixed sample"
@@ -284,7 +313,8 @@ class ModelSpec(_Section):
         builder: `mlp`, `residual_mlp`, `wide_deep`, `transfer` (a pretrained
             `base_model` with a new head), or a user's own builder as
             `"package.module:function"` that takes the run's hyperparameters and
-            returns a `keras.Model`. Defaults to `"mlp"`.
+            returns a `keras.Model`, or that function itself (kept as `name@<hash of its
+            source>`, see `mlreg.memory`). Defaults to `"mlp"`.
         base_model: a `.keras` file for `builder = "transfer"` (loaded in safe mode);
             other builders ignore it.
         freeze: which layers train: `none`, `all_but_last`, `most` (all but the last
@@ -341,11 +371,22 @@ class ModelSpec(_Section):
             raise ValueError(f"expected one of {list(FREEZE)} or a count of trainable layers >= 1; got {v}")
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _function(cls, data: Any) -> Any:
+        if isinstance(data, dict) and callable(data.get("builder")):
+            from mlreg.memory import register_builder
+
+            data = dict(data) | {"builder": register_builder(data["builder"])}
+        return data
+
     @field_validator("builder")
     @classmethod
     def _builder(cls, v: str) -> str:
-        if v not in BUILDERS and not re.fullmatch(r"[\w.]+:\w+", v):
-            raise ValueError(f"expected one of {list(BUILDERS)} or 'package.module:function'")
+        from mlreg.memory import BUILDER_LABEL
+
+        if v not in BUILDERS and not re.fullmatch(r"[\w.]+:\w+", v) and not BUILDER_LABEL.fullmatch(v):
+            raise ValueError(f"expected one of {list(BUILDERS)}, 'package.module:function' or a function")
         return v
 
     @field_validator("hidden", "filters")
@@ -545,8 +586,8 @@ _SECTIONS: dict[str, type[_Section]] = {
 # Fields added after results were first recorded. At their default they are left out of
 # spec.toml and of run ids, so that results written before they existed still resume.
 _QUIET_DEFAULTS: dict[str, dict[str, Any]] = {
-    "data": {"scale": True, "folds": None, "repeats": None, "draws": None, "shift": 0.0, "test_path": None,
-             "shape": None},
+    "data": {"memory": None, "scale": True, "folds": None, "repeats": None, "draws": None, "shift": 0.0,
+             "test_path": None, "shape": None},
     "model": {"filters": [25, 25, 25], "kernel_size": [5, 3, 3], "strides": 2, "pool": 1, "noise": 0.0,
               "hidden_noise": 0.0, "max_norm": 0.0, "augment": 0.0, "batch_norm": False, "spatial_dropout": 0.0},
     "training": {"weight_decay": 0.0, "decay_biases": False, "label_smoothing": 0.0},

@@ -403,9 +403,9 @@ def _against_param(
 
 
 def validation_curve(
-    results: Results | Sequence[Results],
+    results: Results | Sequence[Results] | pd.DataFrame,
     *,
-    param: str,
+    param: str | None = None,
     metric: str | None = None,
     train_metric: str | None = None,
     ax: Axes | None = None,
@@ -418,8 +418,8 @@ def validation_curve(
     them. With a second swept parameter, one pair of lines per value of it.
 
     Args:
-        results: one `Results` or a list.
-        param: the parameter on the x axis, e.g. `"l2"`.
+        results: one `Results` or a list, or the frame `mlreg.validation_curve` returns.
+        param: the parameter on the x axis, e.g. `"l2"`. Defaults to the frame's parameter.
         metric: a `runs.csv` column. Defaults to `best_val_data_loss`, or the validation metric
             for runs without it (imported from Keras's CSVLogger files).
         train_metric: its training counterpart. Defaults to the matching `train_*` column.
@@ -430,6 +430,12 @@ def validation_curve(
     Returns:
         The `Axes`.
     """
+    import pandas as pd
+
+    if isinstance(results, pd.DataFrame):  # mlreg.validation_curve's frame: the sweep behind it
+        param, results = param or str(results.columns[0]), results.attrs["results"]
+    if param is None:
+        raise TypeError("validation_curve() needs `param`, the swept parameter on the x axis")
     f = frames(results)
     ax = _ax(ax)
     metric = metric or metric_of(_ok(f))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +46,16 @@ class Results:
     manifest: dict[str, Any]
     spec_toml: str
     answer: dict[str, Any] | None = None
+    keep: Any = field(default=None, repr=False, compare=False)  # the temporary directory of `mlreg.sweep`
+
+    def save(self, path: str | os.PathLike[str]) -> Results:
+        """Copies the results directory to `path` (which must not exist yet) and returns it
+        loaded from there (`mlreg.sweep` without `out` writes to a temporary directory that
+        lives as long as its `Results`)."""
+        import shutil
+
+        shutil.copytree(self.root, path)
+        return load_results(path)
 
     @property
     def name(self) -> str:
