@@ -60,8 +60,8 @@ def test_sweep_again_resumes_and_refuses_other_arrays_or_another_builder(swept):
 
     def build(input_shape, n_outputs, output_activation, l2=0.0):  # the same name, another source
         inputs = keras.Input(input_shape)
-        regularizer = keras.regularizers.L2(l2)
-        return keras.Model(inputs, keras.layers.Dense(n_outputs, output_activation, kernel_regularizer=regularizer)(inputs))
+        head = keras.layers.Dense(n_outputs, output_activation, kernel_regularizer=keras.regularizers.L2(l2))
+        return keras.Model(inputs, head(inputs))
 
     with pytest.raises(InputError, match="another experiment"):
         mlreg.sweep(build, X, Y, grid={"l2": [0.0, 1e-2]}, seeds=2, out=out, **QUICK)
@@ -87,7 +87,8 @@ def test_a_builder_that_cannot_be_sent_to_workers_is_refused_before_training(tmp
         with lock:
             return build(input_shape, n_outputs, output_activation, l2=l2)
 
-    with pytest.raises(InputError, match=r"`model.builder`: locked@[0-9a-f]{12} cannot be sent to worker processes \(TypeError: cannot pickle"):
+    refused = r"`model.builder`: locked@[0-9a-f]{12} cannot be sent to worker processes \(TypeError: cannot pickle"
+    with pytest.raises(InputError, match=refused):
         mlreg.sweep(locked, X, Y, grid={"l2": [0.0]}, out=tmp_path / "o", workers=2, **QUICK)
     assert not (tmp_path / "o" / "runs.csv").exists()
 
