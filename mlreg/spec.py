@@ -786,7 +786,18 @@ class ExperimentSpec(_Section):
         return _drop_none(d)  # TOML has no null
 
     def to_toml(self) -> str:
-        return dumps_toml(self.to_dict())
+        """The experiment as TOML. A builder function or arrays passed in memory are written as
+        their labels, with a first comment naming those fields: the file records them, and
+        runs again only where they are passed again (`mlreg.sweep`, `mlreg.memory`)."""
+        from mlreg.memory import BUILDER_LABEL
+
+        text = dumps_toml(self.to_dict())
+        held = [f"model.builder = {v.model.builder!r}" for v in (self,) if BUILDER_LABEL.fullmatch(v.model.builder)]
+        held += [f"data.memory = {self.data.memory!r}"] if self.data.memory else []
+        if not held:
+            return text
+        return (f"# {' and '.join(held)} name Python objects passed in memory (a function, arrays): recorded "
+                f"here, not held; to run this file, pass them again (mlreg.sweep)\n{text}")
 
     # -- planning -----------------------------------------------------------------
     @property

@@ -140,3 +140,11 @@ def test_an_experiment_spec_takes_a_function_and_arrays():
                                       "grid": {"l2": [0.0, 1e-3]}})
     assert [r.run_id for r in spec.expand()] == [r.run_id for r in again.expand()]  # same source and contents
     assert ExperimentSpec.from_dict(spec.to_dict()).to_toml() == spec.to_toml()  # labels round-trip as text
+    first = spec.to_toml().splitlines()[0]
+    assert first.startswith("# model.builder = 'build@") and "data.memory = 'arrays@" in first
+    assert "pass them again" in first and not ExperimentSpec.from_dict({"name": "f"}).to_toml().startswith("#")
+
+
+def test_folds_over_arrays_in_memory():
+    res = mlreg.sweep("mlp", X, Y, folds=3, seeds=1, hidden=[8], **QUICK)
+    assert sorted(res.runs.fold) == [0, 1, 2] and set(res.runs.n_val) == {80}
