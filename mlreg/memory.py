@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from mlreg.spec import InputError, SpecError
+from mlreg.errors import InputError, SpecError
 
 _OBJECTS: dict[str, Any] = {}
 BUILDER_LABEL = re.compile(r"[A-Za-z_][\w.]*@[0-9a-f]{12}")

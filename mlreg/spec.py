@@ -29,6 +29,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from mlreg import memory
+from mlreg.errors import InputError, SpecError
+
+# InputError and SpecError live in mlreg.errors; `from mlreg.spec import InputError` keeps working
+
 # -- the names a user can write, one registry per kind -------------------------------------
 # The modules that implement a kind key their tables by these names (tests/test_registries.py
 # checks that each table covers exactly its names); nothing else spells them.
@@ -92,12 +97,6 @@ PARAMS: dict[str, tuple[str, str]] = {
 }
 
 
-class InputError(ValueError):
-    """Bad input from the user: an experiment file, a data file, a results directory or an
-    option that cannot be used as given. The CLI exits with code 2 on this class and only on
-    it; every other exception is mlreg's own failure (exit 1)."""
-
-
 _DENSE = ("hidden", "activation", "dropout", "l1", "l2", "noise", "hidden_noise", "max_norm", "augment")
 BUILDER_PARAMS = {
     "mlp": (*_DENSE, "batch_norm"),
@@ -130,10 +129,6 @@ KINDS: dict[str, tuple[str, Any]] = {
 }
 """The kinds of regularization, by parameter: a label and the value that means none of it
 (`mlreg compare --kinds` ranks them; the `kinds` plot draws them)."""
-
-
-class SpecError(InputError):
-    """An experiment file (or a value in it) is invalid."""
 
 
 class _Section(BaseModel):
@@ -233,24 +228,20 @@ class DataSpec(_Section):
     @classmethod
     def _arrays(cls, data: Any) -> Any:
         if isinstance(data, dict) and "arrays" in data:
-            from mlreg.memory import ArrayData, register_arrays
-
             data = dict(data)
             arrays = data.pop("arrays")
             if isinstance(arrays, tuple | list) and len(arrays) == 2:
-                arrays = ArrayData(*arrays)
-            if not isinstance(arrays, ArrayData):
+                arrays = memory.ArrayData(*arrays)
+            if not isinstance(arrays, memory.ArrayData):
                 raise ValueError(f"expected `mlreg.ArrayData(x, y)` or a pair (x, y) for `arrays`; "
                                  f"got {type(arrays).__name__}")
-            data["memory"] = register_arrays(arrays)
+            data["memory"] = memory.register_arrays(arrays)
         return data
 
     @field_validator("memory")
     @classmethod
     def _memory(cls, v: str | None) -> str | None:
-        from mlreg.memory import ARRAYS_LABEL
-
-        if v is not None and not ARRAYS_LABEL.fullmatch(v):
+        if v is not None and not memory.ARRAYS_LABEL.fullmatch(v):
             raise ValueError("expected a label 'arrays@<16 hex digits>' (set by passing `arrays`)")
         return v
 
@@ -375,17 +366,13 @@ class ModelSpec(_Section):
     @classmethod
     def _function(cls, data: Any) -> Any:
         if isinstance(data, dict) and callable(data.get("builder")):
-            from mlreg.memory import register_builder
-
-            data = dict(data) | {"builder": register_builder(data["builder"])}
+            data = dict(data) | {"builder": memory.register_builder(data["builder"])}
         return data
 
     @field_validator("builder")
     @classmethod
     def _builder(cls, v: str) -> str:
-        from mlreg.memory import BUILDER_LABEL
-
-        if v not in BUILDERS and not re.fullmatch(r"[\w.]+:\w+", v) and not BUILDER_LABEL.fullmatch(v):
+        if v not in BUILDERS and not re.fullmatch(r"[\w.]+:\w+", v) and not memory.BUILDER_LABEL.fullmatch(v):
             raise ValueError(f"expected one of {list(BUILDERS)}, 'package.module:function' or a function")
         return v
 
@@ -789,10 +776,8 @@ class ExperimentSpec(_Section):
         """The experiment as TOML. A builder function or arrays passed in memory are written as
         their labels, with a first comment naming those fields: the file records them, and
         runs again only where they are passed again (`mlreg.sweep`, `mlreg.memory`)."""
-        from mlreg.memory import BUILDER_LABEL
-
         text = dumps_toml(self.to_dict())
-        held = [f"model.builder = {v.model.builder!r}" for v in (self,) if BUILDER_LABEL.fullmatch(v.model.builder)]
+        held = [f"model.builder = {self.model.builder!r}"] if memory.BUILDER_LABEL.fullmatch(self.model.builder) else []
         held += [f"data.memory = {self.data.memory!r}"] if self.data.memory else []
         if not held:
             return text

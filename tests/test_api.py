@@ -68,14 +68,31 @@ def test_sweep_again_resumes_and_refuses_other_arrays_or_another_builder(swept):
     assert (out / "runs.csv").read_text().count("\n") == 5  # nothing written by the refused calls
 
 
-def test_workers_and_dask_train_a_local_builder_to_the_same_numbers(swept, tmp_path):
+CELL = """
+import keras
+
+def build(input_shape, n_outputs, output_activation, l2=0.0, dropout=0.0):
+    inputs = keras.Input(input_shape)
+    h = keras.layers.Dense(8, activation="relu", kernel_regularizer=keras.regularizers.L2(l2))(inputs)
+    h = keras.layers.Dropout(dropout)(h)
+    return keras.Model(inputs, keras.layers.Dense(n_outputs, activation=output_activation)(h))
+"""
+
+
+def test_workers_and_dask_train_a_notebook_cells_builder_to_the_same_numbers(swept, tmp_path):
+    # a notebook runs its cells in `__main__`'s namespace: a function defined there cannot be imported
+    # by a worker (plain pickle sends it by name), so it is sent by value
+    cell = {"__name__": "__main__"}
+    exec(CELL, cell)
+    assert cell["build"].__module__ == "__main__"
     _, res = swept
-    inline = res.runs.set_index("run_id").sort_index()
+    inline = res.runs.set_index(["l2", "seed"]).sort_index()  # the same model as the cell's, another source
     for how in ({"workers": 2}, {"dask": "local", "workers": 2}):
-        other = mlreg.sweep(_builder(), X, Y, grid={"l2": [0.0, 1e-2]}, seeds=2, out=tmp_path / str(len(how)),
+        other = mlreg.sweep(cell["build"], X, Y, grid={"l2": [0.0, 1e-2]}, seeds=2, out=tmp_path / str(len(how)),
                             **how, **QUICK)
-        got = other.runs.set_index("run_id").sort_index()
+        got = other.runs.set_index(["l2", "seed"]).sort_index()
         assert list(got.index) == list(inline.index) and set(got.status) == {"ok"}, how
+        assert got.builder.str.startswith("build@").all() and (got.builder != inline.builder).all()
         np.testing.assert_allclose(got.best_val_data_loss, inline.best_val_data_loss, rtol=1e-5, err_msg=str(how))
 
 

@@ -37,11 +37,20 @@ def test_keras_knows_every_class_a_table_names():
         assert hasattr(keras.losses, task.per_sample_loss) and hasattr(keras.metrics, task.metric_class)
 
 
-def test_spec_is_the_ground_floor():
-    tree = ast.parse((ROOT / "mlreg" / "spec.py").read_text())
+def _imports(module):
+    tree = ast.parse((ROOT / "mlreg" / f"{module}.py").read_text())
     imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
     imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
-    assert not [m for m in imported if m and m.startswith("mlreg")]
+    imported += [f"mlreg.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "mlreg"
+                 for a in n.names]
+    return {m for m in imported if m and m.startswith("mlreg")}
+
+
+def test_spec_is_the_ground_floor():
+    # errors below everything; memory (the objects an experiment names) on it; spec on both
+    assert _imports("errors") == set()
+    assert _imports("memory") == {"mlreg.errors"}
+    assert _imports("spec") == {"mlreg", "mlreg.memory", "mlreg.errors"}
 
 
 @pytest.mark.parametrize("name", list(tasks.TABLE))
