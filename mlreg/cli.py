@@ -41,9 +41,13 @@ def _parser() -> argparse.ArgumentParser:
     _plot_args(command("plot", "draw comparison plots from saved results"))
     _import_args(command("import", "bring Keras CSVLogger files (one per run) into a results directory"))
     ex = command("export", "write results for another tool")
-    ex.add_argument("format", choices=["tensorboard"])
+    ex.add_argument("format", choices=["tensorboard", "mlflow"])
     ex.add_argument("dirs", nargs="+", metavar="DIR", help="results directories")
-    ex.add_argument("--logdir", required=True, help="the TensorBoard log directory to write")
+    ex.add_argument("--logdir", help="tensorboard: the log directory to write")
+    ex.add_argument("--tracking-uri", help="mlflow: the tracking store (sqlite:///mlflow.db, http://host:5000, a "
+                    "folder; default: MLFLOW_TRACKING_URI, else ./mlruns). Exporting again adds only the runs "
+                    "not there yet")
+    ex.add_argument("--experiment", help="mlflow: the experiment (default: each directory's experiment name)")
     rp = command("report", "write one self-contained HTML report")
     rp.add_argument("dirs", nargs="+", metavar="DIR", help="results directories")
     rp.add_argument("--out", help="the HTML file (default: DIR/report.html, or ./report.html)")
@@ -341,8 +345,18 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from mlreg.analysis.export import tensorboard
+    from mlreg.analysis.export import ExportError, tensorboard
 
+    if args.format == "mlflow":
+        from mlreg.analysis.tracking import to_mlflow
+
+        counts = to_mlflow(_load(args.dirs), args.tracking_uri, args.experiment,
+                           say=lambda text: print(f"mlreg: {text}", file=sys.stderr))
+        replaced = f", {counts['replaced']} left incomplete before were replaced" if counts["replaced"] else ""
+        print(f"MLflow: {counts['added']} runs added, {counts['kept']} already there{replaced}")
+        return 0
+    if args.logdir is None:
+        raise ExportError("Invalid value for `--logdir`: export tensorboard needs --logdir, the log directory to write")
     path = tensorboard(_load(args.dirs), args.logdir)
     print(f"wrote TensorBoard logs to {path}; view them with: tensorboard --logdir {path}")
     return 0
