@@ -30,7 +30,7 @@ def sweep(builder: Any, x: Any, y: Any = None, *, validation_data: Any = None, t
           variants: list[dict[str, Any]] | None = None, seeds: Any = 3, search: Any = None, task: str = "auto",
           name: str | None = None, out: str | Path | None = None, fresh: bool = False, engine: str | None = None,
           workers: int | None = None, dask: Any = None, backend: str | None = None, progress: bool = True,
-          **fields: Any) -> Results:
+          mlflow: str | bool | None = None, **fields: Any) -> Results:
     """Sweeps a model over its settings and seeds, as `mlreg run` does an experiment file.
 
     Args:
@@ -51,7 +51,8 @@ def sweep(builder: Any, x: Any, y: Any = None, *, validation_data: Any = None, t
         name: the experiment's name. Defaults to the builder's name.
         out: the results directory (resumable as `mlreg run`'s). Defaults to `None`: a temporary
             one that the returned `Results` keeps while it lives (`Results.save` copies it).
-        fresh, engine, workers, dask, backend, progress: as `mlreg.run`'s.
+        fresh, engine, workers, dask, backend, progress, mlflow: as `mlreg.run`'s (`mlflow`: a
+            tracking store to log the sweep to while it trains).
         **fields: any field of the file's sections by its name (`epochs=30`,
             `learning_rate=1e-3`, `patience=5`, `val_size=0.25`, `dropout=0.2`), or a whole
             section as a dict (`training={"epochs": 30}`). The defaults are the file's.
@@ -94,7 +95,8 @@ def sweep(builder: Any, x: Any, y: Any = None, *, validation_data: Any = None, t
     if out is None:
         keep = tempfile.TemporaryDirectory(prefix=f"mlreg-{spec.name}-")
         out = Path(keep.name) / spec.name
-    run(spec, out=out, fresh=fresh, engine=engine, workers=workers, dask=dask, backend=backend, progress=progress)
+    run(spec, out=out, fresh=fresh, engine=engine, workers=workers, dask=dask, backend=backend, progress=progress,
+        mlflow=mlflow)
     results = load_results(out)
     if keep is not None:
         object.__setattr__(results, "keep", keep)

@@ -72,6 +72,8 @@ def _run_args(r: argparse.ArgumentParser) -> None:
     r.add_argument("--dask", metavar="ADDRESS",
                    help='train on a Dask cluster: its scheduler ("tcp://host:8786"), or "local" for a LocalCluster '
                         "of --workers processes (pip install 'mlreg[dask]')")
+    r.add_argument("--mlflow", metavar="URI", help="log the sweep to this MLflow tracking store while it trains "
+                   "(sqlite:///mlflow.db, http://host:5000; as `mlreg export mlflow`; pip install 'mlreg[mlflow]')")
     r.add_argument("--backend", choices=BACKENDS,
                    help="the Keras backend (default: KERAS_BACKEND, else jax)")
     r.add_argument("--quiet", action="store_true", help="no progress bar and no table")
@@ -182,8 +184,7 @@ def _run(args: argparse.Namespace) -> int:
     limits = {"max_runs": args.max_runs} if args.max_runs else {}
     report = run(spec, out=args.out, fresh=args.fresh, epochs=args.epochs, engine=args.engine,
                  max_pack=args.max_pack, workers=args.workers, dask=args.dask, backend=args.backend,
-                 progress=not args.quiet,
-                 verbose=args.verbose, **limits)
+                 progress=not args.quiet, verbose=args.verbose, mlflow=args.mlflow, **limits)
     print(report)
     if not args.quiet:
         _print_compare([report.out], metric=None)

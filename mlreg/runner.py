@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import statistics
@@ -289,6 +290,28 @@ def drive_search(prepared: Prepared, store: ResultsStore, execute: Callable[[lis
                             say=say)
 
 
+def _tracked(execute: Callable[[list[engines.Pack]], Iterator[RunResult]],
+             live: Any) -> Callable[[list[engines.Pack]], Iterator[RunResult]]:
+    """`execute` that lets `live` export after each record is written (the store writes a
+    record before it asks for the next)."""
+    def tracked(packs: list[engines.Pack]) -> Iterator[RunResult]:
+        for record in execute(packs):
+            yield record
+            live.tick()
+
+    return tracked
+
+
+@contextlib.contextmanager
+def _finally(live: Any) -> Iterator[None]:
+    """The last export of a live-logged sweep, when it ends or stops."""
+    try:
+        yield
+    finally:
+        if live is not None:
+            live.tick(final=True)
+
+
 def _ended(records: Iterator[RunResult], taken: list[RunResult], bar: Progress) -> Iterator[RunResult]:
     """The records that end their runs; every record, paused ones too, also goes to `taken`."""
     for r in records:
@@ -313,6 +336,7 @@ def run(
     backend: str | None = None,
     progress: bool = True,
     verbose: bool = False,
+    mlflow: str | bool | None = None,
 ) -> SweepReport:
     """Runs an experiment: every (setting, seed) not yet in its results directory.
 
@@ -338,6 +362,9 @@ def run(
             else `mlreg.backend.DEFAULT_BACKEND`.
         progress: show progress over runs on stderr. Defaults to `True`.
         verbose: let TensorFlow's log messages through. Defaults to `False`.
+        mlflow: log the sweep to this MLflow tracking store while it trains (`True`: MLflow's
+            default store), as `mlreg export mlflow` does (`mlreg.analysis.tracking.Live`).
+            Defaults to `None`: MLflow is not imported.
 
     Returns:
         A `SweepReport`: where, how many runs, how many `ok` / `diverged` / `failed`, and
@@ -370,7 +397,13 @@ def run(
         for note in prepared.notes:
             say(note)
         out = Path(out) if out is not None else default_out(prepared.spec)
-        with open_store(prepared, out, fresh) as store:
+        live = None
+        if mlflow:
+            from mlreg.analysis.tracking import Live
+
+            live = Live(None if mlflow is True else str(mlflow), out)  # the store reached before training
+            execute = _tracked(execute, live)
+        with open_store(prepared, out, fresh) as store, _finally(live):
             if store.moved_aside is not None:
                 say(f"moved the old {out} aside to {store.moved_aside}")
             for repair in store.repairs:

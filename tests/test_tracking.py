@@ -126,3 +126,19 @@ def test_export_to_a_tracking_server_and_an_unreachable_one(results, tmp_path):
     assert "cannot reach the MLflow tracking store" in refused.stderr
     assert sorted(p.name for p in results.root.iterdir()) == before
     assert list(pd.read_csv(results.root / "runs.csv").run_id) == list(results.runs.run_id)
+
+
+def test_a_sweep_logs_to_mlflow_live_and_refuses_an_unreachable_store_first(tmp_path):
+    import mlreg
+    from mlreg.spec import ExperimentSpec, InputError
+
+    spec = ExperimentSpec.from_dict(tiny_spec_dict(name="live", seeds=2, grid={"l2": [0.0, 1e-2]}))
+    with pytest.raises(InputError, match="cannot reach the MLflow tracking store"):
+        mlreg.run(spec, out=tmp_path / "refused", progress=False, mlflow="http://127.0.0.1:9")
+    assert not (tmp_path / "refused").exists()
+    uri = f"sqlite:///{tmp_path / 'live.db'}"
+    mlreg.run(spec, out=tmp_path / "live", progress=False, mlflow=uri)
+    children, parents = _children(mlflow.MlflowClient(uri), "live")
+    assert len(parents) == 1 and len(children) == 4
+    assert {"compare.csv", "report.html"} <= {a.path for a in mlflow.MlflowClient(uri).list_artifacts(
+        parents[0].info.run_id)}

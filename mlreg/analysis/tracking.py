@@ -67,8 +67,28 @@ def _text(v: Any) -> str | None:
     return str(v.item() if hasattr(v, "item") else v)
 
 
+def reach(tracking_uri: str | None) -> Any:
+    """A client of the store, which answered (an unreachable one raises at once, nothing written).
+
+    Raises:
+        ExportError: MLflow is not installed, or the store cannot be reached.
+    """
+    try:
+        from mlflow import MlflowClient
+    except ImportError:
+        raise ExportError("MLflow needs the mlflow package: pip install 'mlreg[mlflow]'") from None
+    with _fail_fast():
+        client = MlflowClient(tracking_uri)
+        try:
+            client.search_experiments(max_results=1)
+        except Exception as e:  # noqa: BLE001 - any failure to reach the store is one line
+            raise ExportError(f"Invalid value for `--tracking-uri`: cannot reach the MLflow tracking store "
+                              f"{client.tracking_uri!r} ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    return client
+
+
 def to_mlflow(results: Results | Sequence[Results], tracking_uri: str | None = None, experiment: str | None = None,
-              say: Callable[[str], None] = print) -> dict[str, int]:
+              say: Callable[[str], None] = print, refresh: bool = False) -> dict[str, int]:
     """Exports results directories to an MLflow tracking store.
 
     Args:
@@ -77,6 +97,8 @@ def to_mlflow(results: Results | Sequence[Results], tracking_uri: str | None = N
             Defaults to MLflow's own default (`MLFLOW_TRACKING_URI`, else `./mlruns`).
         experiment: the MLflow experiment. Defaults to each directory's experiment name.
         say: where progress lines go.
+        refresh: log the parent's files again (the table, the report) where it exists: a live
+            sweep's last export. Defaults to `False`.
 
     Returns:
         How many child runs were `added`, already there (`kept`) and `replaced` (left
@@ -85,27 +107,19 @@ def to_mlflow(results: Results | Sequence[Results], tracking_uri: str | None = N
     Raises:
         ExportError: MLflow is not installed, or the store cannot be reached (nothing written).
     """
-    try:
-        from mlflow import MlflowClient
-        from mlflow.entities import Metric, Param, RunTag
-        from mlflow.exceptions import MlflowException
-    except ImportError:
-        raise ExportError("export to MLflow needs the mlflow package: pip install 'mlreg[mlflow]'") from None
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.exceptions import MlflowException
     counts = {"added": 0, "kept": 0, "replaced": 0}
-    with _fail_fast():
-        client = MlflowClient(tracking_uri)
-        try:
-            client.search_experiments(max_results=1)
-        except Exception as e:  # noqa: BLE001 - any failure to reach the store is one line
-            raise ExportError(f"Invalid value for `--tracking-uri`: cannot reach the MLflow tracking store "
-                              f"{client.tracking_uri!r} ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    client = reach(tracking_uri)
     for res in as_list(results):
         name = experiment or res.name
         found = client.get_experiment_by_name(name)
         exp_id = found.experiment_id if found is not None else client.create_experiment(name)
         root = str(Path(res.root).resolve())
         parents = client.search_runs([exp_id], f"tags.`mlreg.root` = '{root}'", max_results=1)
-        parent = parents[0].info.run_id if parents else _parent(client, exp_id, res, root, RunTag, Param)
+        parent = parents[0].info.run_id if parents else None
+        if parent is None or refresh:
+            parent = _parent(client, exp_id, res, root, Param, parent)
         children = {r.data.tags.get("mlreg.run_id"): r for r in client.search_runs(
             [exp_id], f"tags.`mlflow.parentRunId` = '{parent}'", max_results=50000)}
         history = dict(tuple(res.history.groupby("run_id")))
@@ -134,13 +148,14 @@ def to_mlflow(results: Results | Sequence[Results], tracking_uri: str | None = N
     return counts
 
 
-def _parent(client: Any, exp_id: str, res: Results, root: str, RunTag: Any, Param: Any) -> str:
-    """The directory's parent run, with its files as artifacts."""
+def _parent(client: Any, exp_id: str, res: Results, root: str, Param: Any, parent: str | None) -> str:
+    """The directory's parent run (made where `parent` is `None`), with its files as artifacts."""
     from mlreg.analysis.report import write
 
-    run = client.create_run(exp_id, run_name=res.name, tags={"mlreg.root": root, "mlreg.experiment": res.name})
-    parent = run.info.run_id
-    client.log_batch(parent, params=[Param("swept", ",".join(res.params) or "-")])
+    if parent is None:
+        run = client.create_run(exp_id, run_name=res.name, tags={"mlreg.root": root, "mlreg.experiment": res.name})
+        parent = run.info.run_id
+        client.log_batch(parent, params=[Param("swept", ",".join(res.params) or "-")])
     for name in (SPEC, MANIFEST):
         if (Path(res.root) / name).exists():
             client.log_artifact(parent, str(Path(res.root) / name))
@@ -184,3 +199,23 @@ def _child(client: Any, exp_id: str, parent: str, run: dict[str, Any], history: 
         client.log_text(cid, str(run["error"]), "error.txt")
     client.set_tag(cid, "mlreg.complete", "true")  # last: a child without it is redone
     client.set_terminated(cid, "FAILED" if run.get("status") == "failed" else "FINISHED")
+
+
+class Live:
+    """Logs a sweep to MLflow while it trains (`mlreg run --mlflow URI`, `mlreg.sweep(...,
+    mlflow=URI)`): the store is checked before training, the runs written so far are exported
+    at most every `every` seconds as records arrive (the export's own idempotence adds only the
+    new ones), and everything, with the parent's table and report, when the sweep ends or stops."""
+
+    def __init__(self, tracking_uri: str | None, out: str | Path, every: float = 10.0) -> None:
+        reach(tracking_uri)
+        self.uri, self.out, self.every, self.last = tracking_uri, Path(out), every, time.monotonic()
+
+    def tick(self, final: bool = False) -> None:
+        from mlreg.analysis.results import load_results
+
+        if not final and time.monotonic() - self.last < self.every:
+            return
+        if (self.out / "runs.csv").exists():
+            to_mlflow(load_results(self.out), self.uri, say=lambda text: None, refresh=final)
+        self.last = time.monotonic()
