@@ -7,6 +7,7 @@ rows: 200 settings of l2 x dropout, 50 seeds), then times, in this one process:
   no analysis can be faster than reading its input),
 - `mlreg.load_results`, `mlreg.compare` (with a paired baseline), and every figure of
   `mlreg plot` (drawn and saved as PNG),
+- and, apart, `mlreg --help` in a fresh process against a bare interpreter's start,
 
 and prints each time with its ratio to the baseline. Usage:
     python benchmarks/bench_analysis.py [--runs 10000] [--epochs 100] [--dir DIR]
@@ -42,7 +43,7 @@ def build(root: Path, n_runs: int, epochs: int) -> None:
     run_id = np.array([f"r{i:06d}" for i in range(n_runs)])
     best = 0.2 + 0.5 * (np.log10(l2 + 1e-6) + 3) ** 2 / 9 + 0.1 * dropout + rng.normal(0, 0.02, n_runs)
     runs = pd.DataFrame({"run_id": run_id, "status": "ok", "seed": seed, "l2": l2, "dropout": dropout,
-                         "best_epoch": rng.integers(10, epochs, n_runs), "epochs_run": epochs,
+                         "best_epoch": rng.integers(min(10, epochs), epochs + 1, n_runs), "epochs_run": epochs,
                          "best_val_data_loss": best, "train_data_loss_at_best": best * 0.5, "gap": best * 0.5,
                          "weight_l2": 100 / (1 + 1000 * l2), "sparsity": np.minimum(l2 * 5, 1)})
     runs = runs.reindex(columns=cols["runs.csv"])
@@ -116,6 +117,15 @@ def main() -> None:
         print(f"{'step'.ljust(width)}  {'seconds':>8}  {'x baseline':>10}")
         for name, secs in rows:
             print(f"{name.ljust(width)}  {secs:8.2f}  {secs / baseline:10.2f}")
+
+    # `mlreg --help` against a bare interpreter's start (it imports neither TensorFlow nor JAX)
+    import subprocess
+    import sys
+
+    bare = timed(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), 3)
+    helped = timed(lambda: subprocess.run([sys.executable, "-m", "mlreg", "--help"], check=True,
+                                          capture_output=True), 3)
+    print(f"mlreg --help: {helped:.2f} s, {helped / bare:.1f}x a bare `python -c pass` ({bare:.2f} s)")
 
 
 if __name__ == "__main__":
