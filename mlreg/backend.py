@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -172,6 +173,10 @@ def set_seed(seed: int) -> None:
         import_keras().utils.set_random_seed(seed)
 
 
+_SWAPS = threading.RLock()
+"""Held while `seeded` or `without_tensorflow` has swapped a process-wide value of Keras's."""
+
+
 @contextlib.contextmanager
 def seeded(seed: int) -> Iterator[None]:
     """`set_seed(seed)`, and inside, the Python random numbers Keras draws its default seeds
@@ -183,14 +188,15 @@ def seeded(seed: int) -> Iterator[None]:
 
     from mlreg.keras_private import seed_module
 
-    set_seed(seed)
-    seed_generator = seed_module()
-    saved = seed_generator.python_random
-    seed_generator.python_random = random.Random(seed)
-    try:
-        yield
-    finally:
-        seed_generator.python_random = saved
+    with _SWAPS:  # another thread's build (a Dask worker runs tasks in threads) waits: the swap is process-wide
+        set_seed(seed)
+        seed_generator = seed_module()
+        saved = seed_generator.python_random
+        seed_generator.python_random = random.Random(seed)
+        try:
+            yield
+        finally:
+            seed_generator.python_random = saved
 
 
 @contextlib.contextmanager
@@ -205,8 +211,9 @@ def without_tensorflow() -> Iterator[None]:
     from mlreg.keras_private import tensorflow_flag
 
     lazy = tensorflow_flag()
-    saved, lazy._available = lazy._available, False
-    try:
-        yield
-    finally:
-        lazy._available = saved
+    with _SWAPS:
+        saved, lazy._available = lazy._available, False
+        try:
+            yield
+        finally:
+            lazy._available = saved

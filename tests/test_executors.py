@@ -201,3 +201,36 @@ def test_stopping_a_pool_whose_worker_exits_after_its_last_task_prints_no_thread
     finally:
         threading.excepthook = hook
     assert not errors, [str(e.exc_value) for e in errors]
+
+
+def test_models_built_under_seeds_in_threads_get_their_own_seeds():
+    # issue 36: a Dask worker runs tasks in threads; `seeded` swaps a process-wide generator of
+    # Keras's, so two threads building at once must not draw from each other's
+    import threading
+
+    import keras
+    import numpy as np
+
+    from mlreg.backend import seeded
+
+    def weights(seed):
+        with seeded(seed):
+            model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16), keras.layers.Dropout(0.5),
+                                      keras.layers.Dense(4)])
+        return [np.asarray(w) for w in model.get_weights()]
+
+    alone = {seed: weights(seed) for seed in range(4)}
+    got: dict[int, list] = {}
+
+    def build(seed):
+        for _ in range(5):
+            got.setdefault(seed, []).append(weights(seed))
+
+    threads = [threading.Thread(target=build, args=(seed,)) for seed in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for seed, each in got.items():
+        for w in each:
+            assert all(np.array_equal(a, b) for a, b in zip(w, alone[seed], strict=True)), seed
