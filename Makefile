@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint experiments bench clean
+.PHONY: demo test lint experiments bench docs clean
 
 $(BIN)/mlreg: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ test: $(BIN)/mlreg
 
 experiments: $(BIN)/mlreg
 	$(BIN)/python experiments/run_all.py
+
+docs: $(BIN)/mlreg
+	$(BIN)/mkdocs build --strict -d site  # the docs site (docs/, mkdocs.yml); `$(BIN)/mkdocs serve` to browse
 
 bench: $(BIN)/mlreg
 	$(BIN)/python benchmarks/bench_engines.py

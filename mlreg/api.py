@@ -51,8 +51,13 @@ def sweep(builder: Any, x: Any, y: Any = None, *, validation_data: Any = None, t
         name: the experiment's name. Defaults to the builder's name.
         out: the results directory (resumable as `mlreg run`'s). Defaults to `None`: a temporary
             one that the returned `Results` keeps while it lives (`Results.save` copies it).
-        fresh, engine, workers, dask, backend, progress, mlflow: as `mlreg.run`'s (`mlflow`: a
-            tracking store to log the sweep to while it trains).
+        fresh: move an existing `out` aside and start anew, as `mlreg.run`'s.
+        engine: `auto`, `fused` or `keras`, as `mlreg.run`'s.
+        workers: worker processes, as `mlreg.run`'s.
+        dask: a Dask scheduler or `"local"`, as `mlreg.run`'s.
+        backend: `jax` or `tensorflow`, as `mlreg.run`'s.
+        progress: show a progress bar (a widget in Jupyter).
+        mlflow: a tracking store to log the sweep to while it trains, as `mlreg.run`'s.
         **fields: any field of the file's sections by its name (`epochs=30`,
             `learning_rate=1e-3`, `patience=5`, `val_size=0.25`, `dropout=0.2`), or a whole
             section as a dict (`training={"epochs": 30}`). The defaults are the file's.

@@ -595,7 +595,7 @@ def _dump_section(name: str, section: dict[str, Any]) -> dict[str, Any]:
 class ExperimentSpec(_Section):
     """A whole experiment: defaults, what to sweep, and over how many seeds.
 
-    Args:
+    Attributes:
         name: the experiment's name; results go to `results/<name>/` by default.
         description: free text, kept with the results.
         seeds: a count (seeds 0..n-1), an explicit list, or `{start, max}`: as many as a
