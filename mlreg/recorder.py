@@ -66,16 +66,24 @@ class Recorder:
         description: free text. Defaults to `""`.
         test: runs will give a test set (`test=(x, y)` in `record`). Defaults to `False`.
         fresh: move an existing directory aside first. Defaults to `False`.
+        mlflow: log each run to this MLflow tracking store as it is recorded (`True`: MLflow's
+            default store), as `mlreg export mlflow` does. Defaults to `None`.
 
     Raises:
         StoreError: the directory holds another experiment, or another process writes there.
     """
 
     def __init__(self, out: str | Path, *, params: Sequence[str], task: str, name: str | None = None,
-                 description: str = "", test: bool = False, fresh: bool = False) -> None:
+                 description: str = "", test: bool = False, fresh: bool = False,
+                 mlflow: str | bool | None = None) -> None:
         if task not in _TASKS:
             raise InputError(f"Invalid value for `task`: expected one of {list(_TASKS)}. Received: task={task!r}")
         out = Path(out)
+        self.live = None
+        if mlflow:  # the store reached before anything is written
+            from mlreg.analysis.tracking import Live
+
+            self.live = Live(None if mlflow is True else str(mlflow), out, every=0.0)
         self.name, self.params, self.task = name or out.name, list(params), task
         spec = {"name": self.name, "description": description, "source": "script", "params": self.params,
                 "task": task}
@@ -96,6 +104,8 @@ class Recorder:
 
     def close(self) -> None:
         self.store.close()
+        if self.live is not None:
+            self.live.tick(final=True)
 
     def run(self, *, seed: int, **params: Any) -> ScriptRun:
         missing = sorted(set(self.params) - set(params))
@@ -149,6 +159,8 @@ class Recorder:
             duration_s=duration_s if duration_s is not None else sum(r.get("epoch_time_s") or 0 for r in history),
         )
         self.store.append(result)
+        if self.live is not None:
+            self.live.tick()
         return result
 
 

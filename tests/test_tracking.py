@@ -142,3 +142,28 @@ def test_a_sweep_logs_to_mlflow_live_and_refuses_an_unreachable_store_first(tmp_
     assert len(parents) == 1 and len(children) == 4
     assert {"compare.csv", "report.html"} <= {a.path for a in mlflow.MlflowClient(uri).list_artifacts(
         parents[0].info.run_id)}
+
+
+def test_a_script_logs_each_run_to_mlflow_as_the_recorder_writes_it(tmp_path):
+    import keras
+
+    import mlreg
+    from mlreg.data import load
+    from mlreg.spec import DataSpec
+
+    data = load(DataSpec(dataset="digits", train_size=200))
+    uri = f"sqlite:///{tmp_path / 'script.db'}"
+    client = mlflow.MlflowClient(uri)
+    with mlreg.Recorder(tmp_path / "mine", params=["l2"], task="single_label", mlflow=uri) as rec:
+        for n, l2 in enumerate((0.0, 1e-2), start=1):
+            keras.utils.set_random_seed(0)
+            model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, activation="softmax",
+                                                                             kernel_regularizer=keras.regularizers.L2(l2))])
+            model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+            logger = mlreg.HonestLogger(data.x_train, data.y_train)
+            model.fit(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), epochs=2, verbose=0,
+                      callbacks=[logger])
+            rec.record(model, logger, seed=0, l2=l2)
+            assert len(_children(client, "mine")[0]) == n  # in MLflow as soon as it is recorded
+    children, parents = _children(client, "mine")
+    assert len(children) == 2 and "report.html" in {a.path for a in client.list_artifacts(parents[0].info.run_id)}
