@@ -13,7 +13,7 @@ import time
 import pandas as pd
 import pytest
 
-from tests.conftest import ROOT, tiny_spec_dict
+from tests.conftest import tiny_spec_dict
 
 mlflow = pytest.importorskip("mlflow")
 
@@ -30,9 +30,15 @@ def results(tmp_path_factory):
     return mlreg.load_results(out)
 
 
+@pytest.fixture(autouse=True)
+def _elsewhere(tmp_path, monkeypatch):
+    """MLflow puts a SQLite store's artifacts in ./mlruns: here, never in the repository."""
+    monkeypatch.chdir(tmp_path)
+
+
 def _export(res, uri, *more):
     return subprocess.run([sys.executable, "-m", "mlreg", "export", "mlflow", str(res.root), "--tracking-uri", uri,
-                           *more], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                           *more], cwd=res.root.parent, capture_output=True, text=True, timeout=300)
 
 
 def _children(client, name):
@@ -70,7 +76,7 @@ def test_an_export_cut_by_sigkill_completes_when_run_again(results, tmp_path):
     db = tmp_path / "mlflow.db"
     uri = f"sqlite:///{db}"
     proc = subprocess.Popen([sys.executable, "-m", "mlreg", "export", "mlflow", str(results.root), "--tracking-uri",
-                             uri], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             uri], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
 
     def runs() -> int:
@@ -102,7 +108,7 @@ def test_export_to_a_tracking_server_and_an_unreachable_one(results, tmp_path):
     server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
                                "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
                                "--default-artifact-root", str(tmp_path / "artifacts"), "--workers", "1"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         uri = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 120
