@@ -93,13 +93,13 @@ class Halving(Strategy):
                 pruned.append(s)  # a run diverged, or nothing to pair: out by rank
             elif len(d) < 2:
                 pruned.append(s)  # no interval: the rank decides (said by `at_rung`)
-            elif len(d) < 3:
-                pass  # a 1-degree interval tight at a rung cleared where the end's, on the same two pairs, did not
-            elif paired_test(d, search.overlap)[1] > 0 and paired_test(
+            elif len(d) >= 3 and paired_test(d, search.overlap)[1] > 0 and paired_test(
                     search.differences(ahead[s], scores[best]), search.overlap)[1] > 0:
                 # behind now, and would still be behind the best's level now if it went on falling as
                 # fast as lately to the last epoch (the best is not projected: a leader still falling
-                # fast says nothing of where it flattens, and a slower starter may overtake it late)
+                # fast says nothing of where it flattens, and a slower starter may overtake it late);
+                # on 3 pairs or more: a 1-degree interval tight at a rung cleared where the end's, on
+                # the same two pairs, did not
                 pruned.append(s)
         return {"kind": "rung", "at": rung, "considered": considered, "best": best, "pruned": pruned}
 
