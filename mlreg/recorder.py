@@ -83,7 +83,7 @@ class Recorder:
         if mlflow:  # the store reached before anything is written
             from mlreg.analysis.tracking import Live
 
-            self.live = Live(None if mlflow is True else str(mlflow), out, every=0.0)
+            self.live = Live(mlflow, out, every=0.0)
         self.name, self.params, self.task = name or out.name, list(params), task
         spec = {"name": self.name, "description": description, "source": "script", "params": self.params,
                 "task": task}

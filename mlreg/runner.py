@@ -401,7 +401,7 @@ def run(
         if mlflow:
             from mlreg.analysis.tracking import Live
 
-            live = Live(None if mlflow is True else str(mlflow), out)  # the store reached before training
+            live = Live(mlflow, out)  # the store reached before training
             execute = _tracked(execute, live)
         with open_store(prepared, out, fresh) as store, _finally(live):
             if store.moved_aside is not None:

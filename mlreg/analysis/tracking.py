@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlreg.analysis.compare import as_list, compare
-from mlreg.analysis.export import ExportError
+from mlreg.analysis.export import ExportError, _value
 from mlreg.store import MANIFEST, SPEC
 
 if TYPE_CHECKING:
@@ -62,9 +62,8 @@ def _number(v: Any) -> float | None:
 
 
 def _text(v: Any) -> str | None:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return None
-    return str(v.item() if hasattr(v, "item") else v)
+    v = _value(v)
+    return None if v is None else str(v)
 
 
 def reach(tracking_uri: str | None) -> Any:
@@ -207,9 +206,10 @@ class Live:
     at most every `every` seconds as records arrive (the export's own idempotence adds only the
     new ones), and everything, with the parent's table and report, when the sweep ends or stops."""
 
-    def __init__(self, tracking_uri: str | None, out: str | Path, every: float = 10.0) -> None:
-        reach(tracking_uri)
-        self.uri, self.out, self.every, self.last = tracking_uri, Path(out), every, time.monotonic()
+    def __init__(self, tracking_uri: str | bool, out: str | Path, every: float = 10.0) -> None:
+        uri = None if tracking_uri is True else str(tracking_uri)  # True: MLflow's default store
+        reach(uri)
+        self.uri, self.out, self.every, self.last = uri, Path(out), every, time.monotonic()
 
     def tick(self, final: bool = False) -> None:
         from mlreg.analysis.results import load_results
