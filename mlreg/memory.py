@@ -29,28 +29,31 @@ BUILDER_LABEL = re.compile(r"[A-Za-z_][\w.]*@[0-9a-f]{12}")
 ARRAYS_LABEL = re.compile(r"arrays@[0-9a-f]{16}")
 
 
-def _fingerprint(value: Any) -> str:
+def _fingerprint(value: Any, seen: frozenset[int] = frozenset()) -> str:
+    """What a builder takes from around it, as text that changes when it does (`seen`: the
+    functions being labelled, so that one closing over itself, a recursive helper, ends)."""
     if callable(value) and not isinstance(value, type):
-        return builder_label(value)
+        return f"<self {getattr(value, '__qualname__', '')}>" if id(value) in seen else builder_label(value, seen)
     if isinstance(value, np.ndarray):
         return hashlib.sha256(str((value.dtype.str, value.shape)).encode() + value.tobytes()).hexdigest()
     if isinstance(value, tuple | list):
-        return "(" + ",".join(map(_fingerprint, value)) + ")"
+        return "(" + ",".join(_fingerprint(v, seen) for v in value) + ")"
     if isinstance(value, dict):
-        return "{" + ",".join(f"{k!r}:{_fingerprint(v)}" for k, v in sorted(value.items(), key=str)) + "}"
+        return "{" + ",".join(f"{k!r}:{_fingerprint(v, seen)}" for k, v in sorted(value.items(), key=str)) + "}"
     return repr(value)
 
 
-def builder_label(fn: Any) -> str:
+def builder_label(fn: Any, seen: frozenset[int] = frozenset()) -> str:
     """`name@hash`: the function's name, and 12 hex digits of a hash of its module, qualified
     name and source, and of what it takes from around it: the values it closes over and its
     defaults (a `functools.partial`: its function's, and its arguments)."""
-    inner, extra = fn, ""
+    inner, extra, seen = fn, "", seen | {id(fn)}
     while isinstance(inner, functools.partial):
-        extra += _fingerprint((inner.args, inner.keywords))
+        extra += _fingerprint((inner.args, inner.keywords), seen)
         inner = inner.func
+    seen |= {id(inner)}
     cells = [c.cell_contents for c in (getattr(inner, "__closure__", None) or ()) if _filled(c)]
-    extra += _fingerprint((cells, getattr(inner, "__defaults__", None), getattr(inner, "__kwdefaults__", None)))
+    extra += _fingerprint((cells, getattr(inner, "__defaults__", None), getattr(inner, "__kwdefaults__", None)), seen)
     qualname = getattr(inner, "__qualname__", type(inner).__qualname__)
     try:
         source = inspect.getsource(inner)
@@ -106,9 +109,21 @@ def restore(objects: dict[str, Any]) -> None:
     _OBJECTS.update(objects)
 
 
+_LAST_SHIPPED: tuple[tuple[str, ...], bytes] = ((), b"")
+
+
 def shipped(objects: dict[str, Any]) -> bytes:
-    """`objects` pickled for another process; a builder that cannot be (it closes over an open
-    file, a lock, a live model) is refused in one line naming it."""
+    """`objects` pickled for another process (the last ones kept: labels name contents, so the
+    runner's check and every pack of a sweep pickle them once); a builder that cannot be (it
+    closes over an open file, a lock, a live model) is refused in one line naming it."""
+    global _LAST_SHIPPED
+    key = tuple(sorted(objects))
+    if key != _LAST_SHIPPED[0]:
+        _LAST_SHIPPED = (key, _pickled(objects))
+    return _LAST_SHIPPED[1]
+
+
+def _pickled(objects: dict[str, Any]) -> bytes:
     import cloudpickle
 
     try:

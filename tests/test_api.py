@@ -165,3 +165,15 @@ def test_an_experiment_spec_takes_a_function_and_arrays():
 def test_folds_over_arrays_in_memory():
     res = mlreg.sweep("mlp", X, Y, folds=3, seeds=1, hidden=[8], **QUICK)
     assert sorted(res.runs.fold) == [0, 1, 2] and set(res.runs.n_val) == {80}
+
+
+def test_a_builder_that_closes_over_itself_gets_a_label_that_follows_its_closure():
+    # a recursive helper defined in a cell closes over itself: labelling it must end
+    from mlreg.memory import builder_label
+
+    def factory(width):
+        def build(input_shape, n_outputs, output_activation, depth=1):
+            return build(input_shape, n_outputs, output_activation, depth - 1) if depth > 1 else width
+        return build
+
+    assert builder_label(factory(8)) == builder_label(factory(8)) != builder_label(factory(16))
