@@ -75,7 +75,7 @@ def write_data(kind: str, folder: Path) -> Path:
     if path.exists():
         return path
     if kind == "signals":
-        from mlreg.data import mnist1d
+        from mlreg.datasets import mnist1d
 
         arrays = mnist1d()
         x = arrays.x.reshape(-1, 40, 1)

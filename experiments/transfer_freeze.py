@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 import mlreg
-from mlreg.data import mnist1d
+from mlreg.datasets import mnist1d
 from mlreg.spec import DataSpec, TrainingSpec
 
 WORK = Path("build/transfer_freeze")  # inputs: the generated data and the pretrained model (not committed)

@@ -98,12 +98,12 @@ def _baseline_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _plot_args(pl: argparse.ArgumentParser) -> None:
-    from mlreg.spec import PLOT_KINDS
+    from mlreg.spec import PLOTS
 
     pl.add_argument("dirs", nargs="+", metavar="DIR", help="results directories")
     pl.add_argument("--out", help="where to write (default: DIR/plots, or ./plots for several DIRs)")
     pl.add_argument("--kind", nargs="+", metavar="KIND",
-                    help=f"which plots (default: all): {' '.join(PLOT_KINDS)}")
+                    help=f"which plots (default: all): {' '.join(PLOTS)}")
     pl.add_argument("--format", choices=["png", "svg"], default="png")
 
 
@@ -246,7 +246,7 @@ def _check_and_list(spec: Any) -> int:
 
 
 def _datasets(args: argparse.Namespace) -> int:
-    from mlreg.data import DESCRIPTIONS
+    from mlreg.datasets import DESCRIPTIONS
 
     width = max(map(len, DESCRIPTIONS))
     for name, text in DESCRIPTIONS.items():
@@ -299,13 +299,13 @@ def _plot(args: argparse.Namespace) -> int:
     import matplotlib.pyplot as plt
 
     from mlreg.analysis.plots import figures
-    from mlreg.spec import PLOT_KINDS, InputError
+    from mlreg.spec import PLOTS, InputError
 
     out = Path(args.out or _default_out(args.dirs, "plots"))
     if out.exists() and not out.is_dir():
         raise InputError(f"Invalid value for `--out`: {out} is a file, not a folder for the plots. "
                          f"Received: out={str(out)!r}")
-    figs = figures(_load(args.dirs), args.kind or PLOT_KINDS)
+    figs = figures(_load(args.dirs), args.kind or PLOTS)
     out.mkdir(parents=True, exist_ok=True)
     for stem, fig in figs.items():
         fig.savefig(out / f"{stem}.{args.format}", dpi=120)

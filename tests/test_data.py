@@ -246,7 +246,7 @@ def test_binary_and_huge_files_are_refused_without_reading_them(tmp_path, monkey
     """Issue 17.8: a 2 GB sparse file named .csv took 46 s and 14.5 GB before 'the file has no rows'."""
     import time
 
-    from mlreg import data
+    from mlreg import files
 
     big = tmp_path / "big.csv"
     with big.open("wb") as f:
@@ -256,7 +256,7 @@ def test_binary_and_huge_files_are_refused_without_reading_them(tmp_path, monkey
         load(DataSpec(path=str(big), target="y"))
     assert time.perf_counter() - t0 < 2
     pd.DataFrame({"a": np.arange(1000.0), "y": np.arange(1000) % 2}).to_csv(tmp_path / "ok.csv", index=False)
-    monkeypatch.setattr(data, "_available_memory", lambda: 10_000)
+    monkeypatch.setattr(files, "_available_memory", lambda: 10_000)
     with pytest.raises(DataError, match=r"ok\.csv: 0\.0 GB of data, too much for the 0\.0 GB of memory"):
         load(DataSpec(path=str(tmp_path / "ok.csv"), target="y"))
     (tmp_path / "bad.npz").write_bytes(b"not a zip")

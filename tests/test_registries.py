@@ -7,7 +7,7 @@ import ast
 
 import pytest
 
-from mlreg import backend, data, models, spec, tasks
+from mlreg import backend, datasets, models, spec, tasks
 from mlreg.analysis import compare, plots
 from tests.conftest import ROOT
 
@@ -18,8 +18,8 @@ from tests.conftest import ROOT
     (spec.FREEZE, models.TRAINABLE),
     (spec.OPTIMIZERS, models.OPTIMIZER_CLASSES),
     ([t for t in spec.TASKS if t != "auto"], tasks.TABLE),
-    (spec.DATASETS, data.DESCRIPTIONS),
-    (spec.PLOT_KINDS, plots.KINDS),
+    (spec.DATASETS, datasets.DATASETS),
+    (spec.PLOTS, plots.PLOTS),
     (spec.ADJUSTMENTS, compare.ADJUST),
     (spec.BACKENDS, backend.PACKAGES),
 ], ids=["builders", "builder params", "freeze", "optimizers", "tasks", "datasets", "plot kinds", "adjustments",
@@ -38,12 +38,16 @@ def test_keras_knows_every_class_a_table_names():
 
 
 def _imports(module):
-    tree = ast.parse((ROOT / "mlreg" / f"{module}.py").read_text())
-    imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
-    imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
-    imported += [f"mlreg.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "mlreg"
-                 for a in n.names]
-    return {m for m in imported if m and m.startswith("mlreg")}
+    """What a module (or a package, all its files) imports of mlreg, itself left out."""
+    path = ROOT / "mlreg" / module
+    files = sorted(path.glob("*.py")) if path.is_dir() else [path.with_suffix(".py")]
+    imported = []
+    for tree in (ast.parse(f.read_text()) for f in files):
+        imported += [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        imported += [f"mlreg.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+                     and n.module == "mlreg" for a in n.names]
+    return {m for m in imported if m and m.startswith("mlreg") and not m.startswith(f"mlreg.{module}.")}
 
 
 def test_spec_is_the_ground_floor():
@@ -51,6 +55,7 @@ def test_spec_is_the_ground_floor():
     assert _imports("errors") == set()
     assert _imports("memory") == {"mlreg.errors"}
     assert _imports("spec") == {"mlreg", "mlreg.memory", "mlreg.errors"}
+    assert len(list((ROOT / "mlreg" / "spec").glob("*.py"))) >= 6  # a package along its seams
 
 
 @pytest.mark.parametrize("name", list(tasks.TABLE))
@@ -73,3 +78,9 @@ def test_each_tasks_per_sample_forms_average_to_kerass_own(name):
         metric.update_state(y, p)
         assert float(np.mean(per_sample(keras.ops.convert_to_tensor(y.astype("float32")), p))) == pytest.approx(
             float(metric.result()), rel=1e-5)
+
+
+def test_no_module_is_over_500_lines():
+    long = {str(p.relative_to(ROOT)): n for p in (ROOT / "mlreg").rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 500}
+    assert not long, long

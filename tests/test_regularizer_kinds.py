@@ -17,6 +17,8 @@ from mlreg.data import load
 from mlreg.engines import fused
 from mlreg.engines.fused import packing
 from mlreg.engines.keras import execute
+from mlreg.errors import InputError
+from mlreg.regularizers import kernel_regularizer
 from mlreg.spec import ExperimentSpec, SpecError, TrainingSpec
 from tests.conftest import tiny_spec_dict
 
@@ -163,3 +165,59 @@ def test_smoothing_and_noise_stay_out_of_the_honest_columns():
     from mlreg.layers import Augment
 
     assert np.array_equal(np.asarray(Augment(1.0)(inputs, training=False)), np.asarray(inputs))
+
+
+@pytest.fixture
+def orthogonal():
+    """Keras's `OrthogonalRegularizer` as a kind, through its one entry (and taken back after)."""
+    from mlreg.spec import Kind, add_kind, remove_kind
+
+    kind = add_kind(Kind("orthogonal", "orthogonal", "model", float, pydantic.Field(0.0, ge=0),
+                         builders=("mlp", "residual_mlp", "wide_deep", "cnn"),
+                         penalty=lambda rate: keras.regularizers.OrthogonalRegularizer(rate)))
+    yield kind
+    remove_kind("orthogonal")
+
+
+def test_a_kind_is_one_entry(orthogonal):
+    from mlreg.engines.fused.packing import per_run
+    from mlreg.spec import BUILDER_PARAMS, KINDS, MODEL_PARAMS, PARAMS, ModelSpec
+
+    assert PARAMS["orthogonal"] == ("model", "orthogonal") and "orthogonal" in BUILDER_PARAMS["residual_mlp"]
+    assert "orthogonal" in MODEL_PARAMS and "orthogonal" not in BUILDER_PARAMS["transfer"]
+    assert ModelSpec(orthogonal=0.1).orthogonal == 0.1 and KINDS["orthogonal"].label == "orthogonal"
+    assert "orthogonal" not in per_run()["model"]  # no per-run hook: a program per value
+    with pytest.raises(SpecError, match="model.orthogonal"):
+        ExperimentSpec.from_dict(tiny_spec_dict(model={"orthogonal": -1.0}))
+    before = ExperimentSpec.from_dict(tiny_spec_dict())
+    assert "orthogonal" not in before.to_toml()  # quiet at none: the ids of earlier results stay
+
+
+def test_a_kind_added_through_one_entry_is_swept_fused(orthogonal):
+    runs, data = _runs(grid={"orthogonal": [0.0, 0.1, 1.0]}, model={"l2": 1e-3})
+    together = {r.run_id: r for r in fused.train_pack(runs, data)}
+    assert all(r.status == "ok" and r.summary["engine"] == "fused" for r in together.values())
+    assert [r.params_for_csv()["orthogonal"] for r in runs] == [0.0, 0.1, 1.0]
+    losses = [together[r.run_id].history[-1]["loss"] for r in runs]
+    assert losses[0] < losses[1] < losses[2]  # the penalty is on
+    _same(together[runs[2].run_id], execute(runs[2], data), 1e-5)  # as `model.fit` trains it
+    with pytest.raises(InputError, match="orthogonl"):
+        kernel_regularizer(orthogonl=0.1)
+
+
+def test_the_builders_keywords_are_the_entries():
+    """Each built-in builder's signature names its structure and every kind whose entry names it
+    (a kind applied to kernels may come in `**penalties`), and nothing else."""
+    import inspect
+
+    from mlreg import builders, models
+    from mlreg.spec import BUILDER_PARAMS, KINDS, STRUCTURE
+
+    functions = {"mlp": builders.build_mlp, "residual_mlp": builders.build_residual_mlp,
+                 "wide_deep": builders.build_wide_deep, "cnn": builders.build_cnn, "transfer": models.transfer_model}
+    for name, fn in functions.items():
+        named = set(inspect.signature(fn).parameters) - {"input_shape", "n_outputs", "task", "base", "freeze_strategy",
+                                                          "penalties"}
+        assert named == {p for p in BUILDER_PARAMS[name] if p in STRUCTURE[name] or p in ("l1", "l2")
+                         or KINDS[p].applies != "kernel"}, name
+        assert "penalties" in inspect.signature(fn).parameters, name

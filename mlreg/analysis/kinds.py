@@ -15,12 +15,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from mlreg.analysis.compare import as_list, combined_runs, compare, pairing
+from mlreg.analysis.frames import LABELS, set_param_scale
 from mlreg.records import higher_is_better
 from mlreg.spec import KINDS, InputError, label
 from mlreg.stats import paired_test, t975
 
 if TYPE_CHECKING:
     import pandas as pd
+    from matplotlib.axes import Axes
 
     from mlreg.analysis.results import Results
 
@@ -56,7 +58,7 @@ def kinds(results: Results | Sequence[Results], *, metric: str | None = None) ->
     ranked = compare(results, metric=metric)
     metric = ranked.attrs["metric"]
     held = {p: ranked.iloc[0][p] for p in by if p not in KINDS and p != "variant"}  # a variant is kinds' settings
-    none = {k: KINDS[k][1] for k in swept}
+    none = {k: KINDS[k].none for k in swept}
     reference = _reference(ranked, swept, none, held)
     baseline = {**none, **held}
     table = compare(results, metric=metric, baseline={k: str(v) for k, v in baseline.items()})
@@ -72,7 +74,7 @@ def kinds(results: Results | Sequence[Results], *, metric: str | None = None) ->
         alone = alone[alone["n"] > 0]
         if not alone.empty:
             best = alone.sort_values("rank").iloc[0]
-            rows.append({"kind": KINDS[k][0], "setting": f"{k}={label(best[k])}", **_against(best)})
+            rows.append({"kind": KINDS[k].label, "setting": f"{k}={label(best[k])}", **_against(best)})
     out = pd.DataFrame(rows).sort_values("mean", ascending=not higher_is_better(metric)) if rows else \
         pd.DataFrame(columns=["kind", "setting"])
     combos = table[[sum(not _is_none(r[k], none[k]) for k in swept) >= 2 and r["n"] > 0 for _, r in table.iterrows()]]
@@ -215,7 +217,7 @@ def curves(results: Results | Sequence[Results], *, metric: str | None = None) -
     metric = table.attrs["metric"]
     runs, by = combined_runs(results)
     swept = [p for p in by if p in KINDS]
-    none = {k: KINDS[k][1] for k in swept}
+    none = {k: KINDS[k].none for k in swept}
     ok = runs[runs["status"] == "ok"]
     for p, v in table.attrs["held"].items():
         ok = ok[ok[p] == v]
@@ -227,3 +229,79 @@ def curves(results: Results | Sequence[Results], *, metric: str | None = None) -
         mine = ok[[all(_is_none(r[j], none[j]) for j in swept if j != k) for _, r in ok.iterrows()]]
         out[k] = (pd.DataFrame({"value": mine[k], "metric": mine[metric]}).dropna(), best.get(k, {}).get(k))
     return {"metric": metric, "baseline": (float(base.mean()), half), "kinds": out}
+
+
+KIND_COLUMNS = 3
+"""Panels in a row of the kinds figure: wider than a notebook's or the report's column past it."""
+
+
+def kinds_curves(
+    results: Results | Sequence[Results],
+    *,
+    metric: str | None = None,
+    axes: Sequence[Axes] | None = None,
+    legend: bool | str = True,
+    **line_kw: Any,
+) -> Sequence[Axes]:
+    """Each swept kind of regularization's validation curve, a panel each against its own axis
+    (the other kinds at none): mean ± std over seeds, each run a dot, the kind's best value a
+    star; the setting without any kind as a grey band (its mean and 95% interval) in every panel.
+
+    Args:
+        results: one `Results`.
+        metric: a `runs.csv` column. Defaults to `compare`'s.
+        axes: one `Axes` per swept kind. Defaults to a new figure with the panels in rows of
+            `KIND_COLUMNS`.
+        legend: in the first panel (`True`), `"outside"` on its right, or `False`. Defaults to `True`.
+        **line_kw: passed to the curves.
+
+    Returns:
+        The axes, one per kind (`mlreg.analysis.kinds.curves` computes what they show).
+    """
+    import pandas as pd
+
+    drawn = curves(results, metric=metric)
+    swept = list(drawn["kinds"])
+    if axes is None:
+        import matplotlib.pyplot as plt
+
+        cols = min(len(swept), KIND_COLUMNS)  # wrapped: seven in a row were 2808 px wide (issue 35.8)
+        rows = -(-len(swept) // cols)
+        fig, grid = plt.subplots(rows, cols, figsize=(3.2 * cols + 0.6, 3.0 * rows + 0.8), sharey=True,
+                                 layout="constrained", squeeze=False)
+        axes = list(grid.flat[: len(swept)])
+        for ax in grid.flat[len(swept):]:
+            fig.delaxes(ax)
+    mean, half = drawn["baseline"]
+    for i, (ax, k) in enumerate(zip(axes, swept, strict=True)):
+        part, best = drawn["kinds"][k]
+        ax.axhspan(mean - half, mean + half, color="0.85", lw=0, label="none (mean, 95% interval)")
+        ax.axhline(mean, color="0.5", lw=0.8)
+        numeric = pd.api.types.is_numeric_dtype(part["value"]) and not pd.api.types.is_bool_dtype(part["value"])
+        x = part["value"] if numeric else part["value"].astype(str).map({"False": 0, "True": 1})
+        stats = part.assign(x=x).groupby("x")["metric"].agg(["mean", "std"]).sort_index()
+        (line,) = ax.plot(stats.index, stats["mean"], "o-", ms=4, lw=1.6, **({"color": f"C{i}"} | line_kw))
+        ax.fill_between(stats.index, stats["mean"] - stats["std"].fillna(0), stats["mean"] + stats["std"].fillna(0),
+                        color=line.get_color(), alpha=0.15, lw=0)
+        ax.scatter(x, part["metric"], s=8, color=line.get_color(), alpha=0.5, lw=0)
+        if best is not None:
+            bx = best if numeric else int(bool(best))
+            ax.plot([bx], [stats.loc[bx, "mean"]], "*", ms=13, color=line.get_color(), mec="k", mew=0.6,
+                    label="its best")
+        if numeric:
+            set_param_scale(ax, stats.index)
+            if len(stats) <= 6:  # few values: each its own tick, as the grid wrote it
+                ax.set_xticks(list(stats.index), [label(float(v)) for v in stats.index])
+                ax.minorticks_off()
+        else:
+            ax.set_xticks([0, 1], ["off", "on"])
+        ax.set_xlabel(k)
+        ax.set_title(KINDS[k].label, fontsize="medium")
+        if i % KIND_COLUMNS == 0:
+            ax.set_ylabel(LABELS.get(drawn["metric"], drawn["metric"]).replace("validation ", ""))
+    if legend == "outside":
+        axes[0].figure.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=2,
+                              frameon=False, fontsize="small")
+    elif legend:
+        axes[0].legend(loc="best", fontsize="small", frameon=False)
+    return axes

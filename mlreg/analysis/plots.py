@@ -22,10 +22,28 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlreg.analysis.aggregate import over_seeds
-from mlreg.analysis.compare import as_list, combined_runs, experiment_names, independent, metric_of
-from mlreg.records import higher_is_better
-from mlreg.spec import KINDS as REGULARIZER_KINDS
-from mlreg.spec import PLOT_KINDS, InputError, label
+from mlreg.analysis.compare import as_list, combined_runs, metric_of
+from mlreg.analysis.frames import (
+    LABELS,
+    MAX_CURVES,
+    Frames,
+    _ax,
+    _best_settings,
+    _join,
+    _legend,
+    _legend_title,
+    _loss_columns,
+    _no_runs,
+    _ok,
+    _ordered_settings,
+    _pick,
+    _pruned,
+    _readable_log,
+    frames,
+    set_param_scale,
+)
+from mlreg.analysis.kinds import kinds_curves
+from mlreg.spec import KINDS, InputError, label
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,228 +51,13 @@ if TYPE_CHECKING:
 
     from mlreg.analysis.results import Results
 
-__all__ = ["MAX_CURVES", "KINDS", "PlotKind", "caption", "figures", "frames", "generalization_gap", "kinds_curves",
+__all__ = ["MAX_CURVES", "PLOTS", "Plot", "caption", "figures", "frames", "generalization_gap", "kinds_curves",
            "loss_curves", "metric_against", "set_param_scale", "stopping_epoch", "validation_curve",
            "weight_histograms", "weight_stat"]
 
 
 def __dir__() -> list[str]:
     return __all__
-
-
-MAX_CURVES = 10
-"""Loss curves and histograms draw at most this many settings (spread over the grid, best included)."""
-
-LABELS = {
-    "best_val_data_loss": "validation data loss at best epoch",
-    "train_data_loss_at_best": "training data loss at best epoch",
-    "val_accuracy_at_best": "validation accuracy at best epoch",
-    "train_accuracy_at_best": "training accuracy at best epoch",
-    "val_mae_at_best": "validation MAE at best epoch",
-    "train_mae_at_best": "training MAE at best epoch",
-    "gap": "generalization gap (val - train data loss)",
-    "weight_l2": "Σw² over kernels",
-    "weight_l1": "Σ|w| over kernels",
-    "sparsity": "fraction of kernel weights with |w| < 1e-3",
-    "epochs_run": "epochs trained (early stopping)",
-}
-"""Axis labels of the metrics; a parameter's axis is labelled with its one name (`l2`, `learning_rate`)."""
-
-KIND_LABELS = {k: text for k, (text, _) in REGULARIZER_KINDS.items()}
-
-
-@dataclass(frozen=True)
-class Frames:
-    """Runs, history and weights of one or several results directories, with a
-    `setting` label per run and the colour of each setting. `by` defines the settings;
-    `axes` are those of its columns that vary on their own (see `compare.independent`)."""
-
-    runs: pd.DataFrame
-    history: pd.DataFrame
-    weights: pd.DataFrame
-    by: list[str]
-    axes: list[str]
-    colors: dict[str, Any]
-
-
-def frames(results: Results | Sequence[Results] | Frames, by: Sequence[str] | None = None) -> Frames:
-    """Joins results into frames keyed by (`experiment`, `run_id`) with a `setting` label.
-    `Frames` given with the same `by` are returned as they are (so `figures` joins once)."""
-    import pandas as pd
-
-    if isinstance(results, Frames) and (by is None or list(by) == results.by):
-        return results
-    if isinstance(results, Frames):
-        raise ValueError("pass the results themselves to group them by other columns")
-
-    runs, default_by = combined_runs(results)
-    by = list(by) if by else default_by
-    items = as_list(results)
-
-    def stack(attr: str) -> pd.DataFrame:
-        names = experiment_names(items)
-        parts = [getattr(r, attr).assign(experiment=name) for r, name in zip(items, names, strict=True)]
-        return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
-
-    runs = runs.copy()
-    axes = independent(runs, by)
-    runs["setting"] = _labels(runs, axes)
-    keys = ["experiment", "run_id"]
-    history = stack("history").merge(runs[[*keys, "setting"]], on=keys)
-    weights = stack("weights").merge(runs[[*keys, "setting"]], on=keys)
-    return Frames(runs, history, weights, by, axes, setting_colors(runs, axes))
-
-
-def _labels(runs: pd.DataFrame, by: list[str]) -> pd.Series:
-    if not by:
-        return runs["experiment"].astype(str)
-    if len(by) == 1 and by[0] != "experiment":
-        return runs[by[0]].map(label)
-    return runs[by].apply(lambda row: _join(row.items()), axis=1)
-
-
-def _join(pairs: Any) -> str:
-    """`l2=0.001, dropout=0.5`; experiments and variants go by their names alone, and a
-    parameter a run does not have (another directory's) is left out."""
-    return ", ".join(str(v) if k in ("experiment", "variant") else f"{k}={label(v)}"
-                     for k, v in pairs if not (v is None or v != v))
-
-
-def setting_colors(runs: pd.DataFrame, by: list[str]) -> dict[str, Any]:
-    """One colour per setting: a sequential colormap in grid order for one numeric
-    parameter, a qualitative palette otherwise. The same in every plot."""
-    import matplotlib as mpl
-    import pandas as pd
-
-    order = runs.drop_duplicates("setting")
-    if len(by) == 1 and pd.api.types.is_numeric_dtype(runs[by[0]]):
-        order = order.sort_values(by[0])
-        cmap = mpl.colormaps["viridis"]
-        n = max(len(order) - 1, 1)
-        return {s: cmap(0.9 * i / n) for i, s in enumerate(order["setting"])}
-    if len(order) <= 20:
-        palette = mpl.colormaps["tab10" if len(order) <= 10 else "tab20"].colors
-        return {s: palette[i] for i, s in enumerate(order["setting"])}
-    cmap, n = mpl.colormaps["turbo"], len(order) - 1
-    return {s: cmap(0.05 + 0.9 * i / n) for i, s in enumerate(order["setting"])}
-
-
-def _ax(ax: Axes | None) -> Axes:
-    if ax is None:
-        import matplotlib.pyplot as plt
-
-        _, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
-    return ax
-
-
-def set_param_scale(ax: Axes, values: Sequence[float], axis: str = "x") -> str:
-    """A log scale when the positive values span a decade or more, symlog when 0 is among
-    them (so 0 and the smallest rate stand apart); linear otherwise (a dropout of 0, 0.2, 0.5).
-    Returns the scale chosen."""
-    values = np.asarray([v for v in values if np.isfinite(v)], dtype=float)
-    positive = values[values > 0]
-    if len(positive) < 2 or positive.max() / positive.min() < 10 or (values < 0).any():
-        return "linear"
-    setter = ax.set_xscale if axis == "x" else ax.set_yscale
-    if (values == 0).any():
-        setter("symlog", linthresh=positive.min(), linscale=0.5)
-        return "symlog"
-    setter("log")
-    return "log"
-
-
-def _pick(settings: list[str], best: Sequence[str] = (), limit: int = MAX_CURVES) -> list[str]:
-    """At most `limit` settings spread over the list, the `best` ones always among them."""
-    if len(settings) <= limit:
-        return settings
-    keep = [b for b in best if b in settings]
-    idx = np.unique(np.linspace(0, len(settings) - 1, max(limit - len(keep), 2)).round().astype(int))
-    chosen = {settings[i] for i in idx} | set(keep)
-    return [s for s in settings if s in chosen]
-
-
-def _ordered_settings(f: Frames) -> list[str]:
-    import pandas as pd
-
-    order = f.runs.drop_duplicates("setting")
-    if len(f.axes) == 1 and pd.api.types.is_numeric_dtype(f.runs[f.axes[0]]):
-        order = order.sort_values(f.axes[0])
-    return list(order["setting"])
-
-
-def _ok(f: Frames) -> pd.DataFrame:
-    """The `ok` runs of the settings that trained to the end (a search's pruned settings are
-    drawn apart, never beside them)."""
-    return f.runs[(f.runs["status"] == "ok") & ~f.runs["setting"].isin(_pruned(f))]
-
-
-def _pruned(f: Frames) -> set[str]:
-    return set(f.runs.loc[f.runs["status"] == "pruned", "setting"])
-
-
-def _best_settings(f: Frames, metric: str | None = None) -> list[str]:
-    """The best setting of each experiment (results directory) by a metric's mean."""
-    ok = _ok(f)
-    metric = metric or metric_of(ok)
-    means = over_seeds(ok, ["experiment", "setting"], [metric])[(metric, "mean")].dropna()
-    if means.empty:
-        return []
-    best = means.groupby(level=0).idxmax() if higher_is_better(metric) else means.groupby(level=0).idxmin()
-    return [setting for _, setting in best]
-
-
-def _legend_title(f: Frames, shown: int) -> str | None:
-    total = f.runs["setting"].nunique()
-    title = ", ".join(f.axes) or None
-    return title if shown == total else f"{title}\n({shown} of {total} settings)"
-
-
-def _no_runs(ax: Axes) -> Axes:
-    """Says on the axes that there is nothing to draw: every run diverged or failed."""
-    ax.text(0.5, 0.5, "no ok runs to draw (every run diverged or failed)", ha="center", va="center",
-            transform=ax.transAxes, color="grey")
-    return ax
-
-
-def _legend(ax: Axes, title: str | None, legend: bool | str, styles: Sequence[tuple[str, dict]] = ()) -> None:
-    """The legend of the settings, then an entry per style (`(label, Line2D kwargs)`, or a shaded
-    band for `{"band": True}`): inside the axes (`True`, at matplotlib's best place), `"outside"`
-    on their right, or none."""
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-
-    if not legend:
-        return
-    handles, labels = ax.get_legend_handles_labels()
-    for text, style in styles:
-        handles.append(Patch(color="grey", alpha=0.3, lw=0) if style.get("band") else Line2D([], [], color="grey",
-                                                                                              **style))
-        labels.append(text)
-    if handles:
-        where = {"loc": "upper left", "bbox_to_anchor": (1.01, 1)} if legend == "outside" else {"loc": "best"}
-        ax.legend(handles, labels, title=title, fontsize="small", title_fontsize="small", framealpha=0.8, **where)
-
-
-def _readable_log(ax: Axes) -> None:
-    """Plain tick labels (0.15, 0.2, ...) on a log axis that spans less than a decade, where
-    matplotlib would write 1.5x10^-1 or nothing at all."""
-    from matplotlib import ticker
-
-    plain = ticker.FuncFormatter(lambda v, _: f"{v:.3g}")
-    for axis, limits in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
-        lo, hi = sorted(limits)
-        if axis.get_scale() == "log" and lo > 0 and hi / lo < 10:
-            axis.set_major_formatter(plain)
-            axis.set_minor_formatter(plain)
-
-
-# -- the plots ------------------------------------------------------------------------------
-def _loss_columns(history: pd.DataFrame) -> tuple[str, str, str]:
-    """The validation and training loss columns a history has values of, and the axis label:
-    the honest data losses, or (runs imported from Keras's CSVLogger files) Keras's own."""
-    if "val_data_loss" in history and history["val_data_loss"].notna().any():
-        return "val_data_loss", "train_data_loss", "data loss (no penalty)"
-    return "val_loss", "loss", "loss as Keras reports it (with the penalty)"
 
 
 def loss_curves(
@@ -534,87 +337,9 @@ def weight_histograms(
     return ax
 
 
-KIND_COLUMNS = 3
-"""Panels in a row of the kinds figure: wider than a notebook's or the report's column past it."""
-
-
-def kinds_curves(
-    results: Results | Sequence[Results],
-    *,
-    metric: str | None = None,
-    axes: Sequence[Axes] | None = None,
-    legend: bool | str = True,
-    **line_kw: Any,
-) -> Sequence[Axes]:
-    """Each swept kind of regularization's validation curve, a panel each against its own axis
-    (the other kinds at none): mean ± std over seeds, each run a dot, the kind's best value a
-    star; the setting without any kind as a grey band (its mean and 95% interval) in every panel.
-
-    Args:
-        results: one `Results`.
-        metric: a `runs.csv` column. Defaults to `compare`'s.
-        axes: one `Axes` per swept kind. Defaults to a new figure with the panels in rows of
-            `KIND_COLUMNS`.
-        legend: in the first panel (`True`), `"outside"` on its right, or `False`. Defaults to `True`.
-        **line_kw: passed to the curves.
-
-    Returns:
-        The axes, one per kind (`mlreg.analysis.kinds.curves` computes what they show).
-    """
-    import pandas as pd
-
-    from mlreg.analysis.kinds import curves
-
-    drawn = curves(results, metric=metric)
-    swept = list(drawn["kinds"])
-    if axes is None:
-        import matplotlib.pyplot as plt
-
-        cols = min(len(swept), KIND_COLUMNS)  # wrapped: seven in a row were 2808 px wide (issue 35.8)
-        rows = -(-len(swept) // cols)
-        fig, grid = plt.subplots(rows, cols, figsize=(3.2 * cols + 0.6, 3.0 * rows + 0.8), sharey=True,
-                                 layout="constrained", squeeze=False)
-        axes = list(grid.flat[: len(swept)])
-        for ax in grid.flat[len(swept):]:
-            fig.delaxes(ax)
-    mean, half = drawn["baseline"]
-    for i, (ax, k) in enumerate(zip(axes, swept, strict=True)):
-        part, best = drawn["kinds"][k]
-        ax.axhspan(mean - half, mean + half, color="0.85", lw=0, label="none (mean, 95% interval)")
-        ax.axhline(mean, color="0.5", lw=0.8)
-        numeric = pd.api.types.is_numeric_dtype(part["value"]) and not pd.api.types.is_bool_dtype(part["value"])
-        x = part["value"] if numeric else part["value"].astype(str).map({"False": 0, "True": 1})
-        stats = part.assign(x=x).groupby("x")["metric"].agg(["mean", "std"]).sort_index()
-        (line,) = ax.plot(stats.index, stats["mean"], "o-", ms=4, lw=1.6, **({"color": f"C{i}"} | line_kw))
-        ax.fill_between(stats.index, stats["mean"] - stats["std"].fillna(0), stats["mean"] + stats["std"].fillna(0),
-                        color=line.get_color(), alpha=0.15, lw=0)
-        ax.scatter(x, part["metric"], s=8, color=line.get_color(), alpha=0.5, lw=0)
-        if best is not None:
-            bx = best if numeric else int(bool(best))
-            ax.plot([bx], [stats.loc[bx, "mean"]], "*", ms=13, color=line.get_color(), mec="k", mew=0.6,
-                    label="its best")
-        if numeric:
-            set_param_scale(ax, stats.index)
-            if len(stats) <= 6:  # few values: each its own tick, as the grid wrote it
-                ax.set_xticks(list(stats.index), [label(float(v)) for v in stats.index])
-                ax.minorticks_off()
-        else:
-            ax.set_xticks([0, 1], ["off", "on"])
-        ax.set_xlabel(k)
-        ax.set_title(KIND_LABELS[k], fontsize="medium")
-        if i % KIND_COLUMNS == 0:
-            ax.set_ylabel(LABELS.get(drawn["metric"], drawn["metric"]).replace("validation ", ""))
-    if legend == "outside":
-        axes[0].figure.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=2,
-                              frameon=False, fontsize="small")
-    elif legend:
-        axes[0].legend(loc="best", fontsize="small", frameon=False)
-    return axes
-
-
 @dataclass(frozen=True)
-class PlotKind:
-    """One kind of `mlreg plot` (keyed by `mlreg.spec.PLOT_KINDS`): everything about it.
+class Plot:
+    """One plot of `mlreg plot` (keyed by `mlreg.spec.PLOTS`): everything about it.
 
     Attributes:
         stem: its file's name, `{p}` for the kinds drawn once per swept parameter.
@@ -633,25 +358,25 @@ class PlotKind:
     panels: bool = False
 
 
-KINDS: dict[str, PlotKind] = {
-    "loss_curves": PlotKind("loss_curves", loss_curves,
+PLOTS: dict[str, Plot] = {
+    "loss_curves": Plot("loss_curves", loss_curves,
                             "Training (dashed) and validation (solid) data loss per epoch, mean over seeds."),
-    "validation_curve": PlotKind("validation_curve_{p}", validation_curve,
+    "validation_curve": Plot("validation_curve_{p}", validation_curve,
                                  "Best validation data loss (and the training loss at that epoch) against {p}: mean "
                                  "over seeds, the band ± one standard deviation, each run a dot."),
-    "gap": PlotKind("gap_{p}", generalization_gap,
+    "gap": Plot("gap_{p}", generalization_gap,
                     "Generalization gap (validation minus training data loss at the best epoch) against {p}.",
                     needs="gap"),
-    "weights": PlotKind("weight_histograms", weight_histograms,
+    "weights": Plot("weight_histograms", weight_histograms,
                         "Histograms of the final kernel weights per setting (all seeds and layers).", needs="weights"),
-    "sparsity": PlotKind("sparsity_{p}", weight_stat,
+    "sparsity": Plot("sparsity_{p}", weight_stat,
                          "Fraction of final kernel weights below 1e-3 in size, against {p}.", {"stat": "sparsity"},
                          needs="sparsity"),
-    "weight_l2": PlotKind("weight_l2_{p}", weight_stat, "Sum of squared final kernel weights against {p}.",
+    "weight_l2": Plot("weight_l2_{p}", weight_stat, "Sum of squared final kernel weights against {p}.",
                           {"stat": "weight_l2"}, needs="weight_l2"),
-    "stopping": PlotKind("stopping_epoch_{p}", stopping_epoch, "Epochs trained before early stopping stopped, "
+    "stopping": Plot("stopping_epoch_{p}", stopping_epoch, "Epochs trained before early stopping stopped, "
                          "against {p}.", needs="epochs_run"),
-    "kinds": PlotKind("kinds", kinds_curves,
+    "kinds": Plot("kinds", kinds_curves,
                       "Each kind of regularization against its own axis, the other kinds at none: mean over seeds, "
                       "the band ± one standard deviation, each run a dot, the kind's best value a star; the grey "
                       "band is the setting without any (its mean and the 95% interval of that mean).", panels=True),
@@ -660,7 +385,7 @@ KINDS: dict[str, PlotKind] = {
 
 def caption(stem: str) -> str:
     """What a figure of `mlreg plot` shows, in words, from its file stem."""
-    for kind in KINDS.values():
+    for kind in PLOTS.values():
         prefix = kind.stem.removesuffix("{p}")
         if stem == kind.stem or ("{p}" in kind.stem and stem.startswith(prefix)):
             param = stem.removeprefix(prefix)
@@ -668,25 +393,25 @@ def caption(stem: str) -> str:
     return stem
 
 
-def figures(results: Results | Sequence[Results], kinds: Sequence[str] = PLOT_KINDS) -> dict[str, Any]:
+def figures(results: Results | Sequence[Results], kinds: Sequence[str] = PLOTS) -> dict[str, Any]:
     """Every figure of `mlreg plot` as `{file stem: Figure}`: one per kind, and per swept
     parameter for the kinds drawn against a parameter; a kind whose column has no values (the
     weights of runs imported from Keras's CSVLogger files) is left out."""
     import matplotlib.pyplot as plt
 
-    unknown = [k for k in kinds if k not in KINDS]
+    unknown = [k for k in kinds if k not in PLOTS]
     if unknown:
-        raise InputError(f"Invalid value for `kind`: expected some of {list(PLOT_KINDS)}. Received: kind={unknown}")
+        raise InputError(f"Invalid value for `kind`: expected some of {list(PLOTS)}. Received: kind={unknown}")
     f = frames(results)
     params = [p for p in f.axes if p != "experiment"] or (["experiment"] if "experiment" in f.axes else [])
     has = {c for c in f.runs if f.runs[c].notna().any()} | ({"weights"} if not f.weights.empty else set())
     out: dict[str, Any] = {}
     for name in kinds:
-        kind = KINDS[name]
+        kind = PLOTS[name]
         if kind.needs is not None and kind.needs not in has:
             continue
         if kind.panels:
-            swept = [p for p in combined_runs(results)[1] if p in REGULARIZER_KINDS]  # variants' kinds too
+            swept = [p for p in combined_runs(results)[1] if p in KINDS]  # variants' kinds too
             if len(swept) < 2 or len(as_list(results)) != 1:  # which kind: a question of two or more
                 continue
             try:

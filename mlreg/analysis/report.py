@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from mlreg.analysis.compare import as_list, baseline_note, combined_runs, compare, mark_empty
 from mlreg.analysis.plots import caption, figures
 from mlreg.search.answer import describe
-from mlreg.spec import PLOT_KINDS
+from mlreg.spec import PLOTS
 from mlreg.store import ERRORS
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ def png_data_uri(fig: object) -> str:
 
 
 def render(results: Results | Sequence[Results], *, metric: str | None = None,
-           baseline: str | None = None, adjust: str = "none", kinds: Sequence[str] = PLOT_KINDS) -> str:
+           baseline: str | None = None, adjust: str = "none", kinds: Sequence[str] = PLOTS) -> str:
     """The report as an HTML string.
 
     Args:
@@ -84,7 +84,7 @@ def render(results: Results | Sequence[Results], *, metric: str | None = None,
         metric: the column the table ranks by. Defaults to `compare`'s default.
         baseline: a setting to compare against, e.g. `"l2=0"`. Defaults to `None`.
         adjust: `"none"` or `"holm"` (see `mlreg.compare`). Defaults to `"none"`.
-        kinds: which plots. Defaults to all of `mlreg.spec.PLOT_KINDS`.
+        kinds: which plots. Defaults to all of `mlreg.spec.PLOTS`.
     """
     import matplotlib.pyplot as plt
 

@@ -4,7 +4,7 @@ runs share a program).
 
 Models built by one builder under different settings differ, for the engine, only in per-run
 values; their other layers and variables line up one to one, in Keras's order. A per-run layer
-(`per_run.KINDS`) is placed by the layer before it that is not one (its *slot*), its class and
+(`per_run.classes()`) is placed by the layer before it that is not one (its *slot*), its class and
 its count there, so that a model whose builder left out a Dropout of rate 0 (`if dropout:`)
 still lines up with one that has it: its rate there is 0.
 """
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlreg.engines.fused.packing import MAX_PACK
-from mlreg.engines.fused.per_run import kind_of
+from mlreg.engines.fused.per_run import per_run_layer
 
 EVAL_ELEMENTS = 1 << 22
 """The evaluation passes work in chunks of samples whose activations stay below this many
@@ -122,7 +122,7 @@ def per_run_layers(model: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     slot, counts = 0, {}
     for layer in all_layers(model):
-        if kind_of(layer) is None:
+        if per_run_layer(layer) is None:
             slot, counts = slot + 1, {}
             continue
         name = getattr(type(layer), "_mlreg_base", type(layer)).__name__
@@ -133,7 +133,7 @@ def per_run_layers(model: Any) -> dict[str, Any]:
 
 def fixed_layers(model: Any) -> list[Any]:
     """The layers that are not per-run, in Keras's order (what a slot counts)."""
-    return [layer for layer in all_layers(model) if kind_of(layer) is None]
+    return [layer for layer in all_layers(model) if per_run_layer(layer) is None]
 
 
 def rates(regularizer: Any) -> tuple[float, float] | None:
@@ -225,7 +225,7 @@ def structure(model: keras.Model, *, with_values: bool = False) -> str:
     regularizers += [[i, type(v.constraint).__name__, str(v.constraint.get_config())]
                      for i, v in enumerate(model.trainable_variables)
                      if v.constraint is not None and (with_values or i not in constrained)]
-    values = {key: kind_of(layer).value(layer) for key, layer in per_run.items()} if with_values else {}  # type: ignore[union-attr]
+    values = {key: per_run_layer(layer).value(layer) for key, layer in per_run.items()} if with_values else {}  # type: ignore[union-attr]
     return json.dumps([type(model).__name__, layers, variables, regularizers, values], default=str)
 
 
@@ -254,7 +254,7 @@ def build(run: RunSpec, data: Dataset) -> tuple[keras.Model, Built]:
         regularized=regularized,  # type: ignore[arg-type]
         activity=activity(model),
         max_norm=max_norms(model),
-        layers={key: (kind_of(layer).value(layer), None if seed_state(layer) is None  # type: ignore[union-attr]
+        layers={key: (per_run_layer(layer).value(layer), None if seed_state(layer) is None  # type: ignore[union-attr]
                       else value(seed_state(layer))) for key, layer in per_run.items()},
         signature=structure(model),
         n_params=int(model.count_params()),

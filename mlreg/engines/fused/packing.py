@@ -21,21 +21,34 @@ epoch (per-step overhead dominates there), and each new size costs a compilation
 for the 2x128 MLP on this machine, measured with `jax_log_compiles`)."""
 
 PER_RUN: dict[str, tuple[str, ...]] = {
-    "model": ("l1", "l2", "dropout", "spatial_dropout", "noise", "hidden_noise", "max_norm", "augment"),
-    "training": ("learning_rate", "weight_decay", "decay_biases", "label_smoothing"),
+    "training": ("learning_rate", "decay_biases"),
     "early_stopping": ("enabled", "patience", "min_delta"),
 }
-"""The fields, by section, that the program takes as per-run values: the engine reads them from
-each run's own model (rates of regularizers, per-run layers, constraints) or its own settings.
-Every other field of a run's sections must be the same in a pack."""
+"""The fields, by section, besides the kinds of regularization, that the program takes as per-run
+values. With the kinds whose entries name a per-run hook (`mlreg.spec.Kind.per_run`: the engine
+reads them from each run's own model, its rates of regularizers, per-run layers and constraints,
+or from its own settings), they are `per_run()`; every other field of a run's sections must be the
+same in a pack."""
+
+
+def per_run() -> dict[str, tuple[str, ...]]:
+    """The fields, by section, that the program takes as per-run values (see `PER_RUN`)."""
+    from mlreg.spec import KINDS
+
+    out = dict(PER_RUN)
+    for kind in KINDS.values():
+        if kind.per_run is not None:
+            out[kind.section] = (*out.get(kind.section, ()), kind.name)
+    return out
 
 
 def pack_key(run: RunSpec) -> str:
     """Runs with the same key can share a program: they differ in nothing but the per-run values
-    (`PER_RUN`) and the seed. Derived from every field of the run's sections, so that a field
+    (`per_run`) and the seed. Derived from every field of the run's sections, so that a field
     added later splits packs until the engine takes it per run."""
+    taken = per_run()
     sections = {name: {k: v for k, v in getattr(run, name).model_dump(mode="json").items()
-                       if k not in PER_RUN.get(name, ())} for name in ("data", "model", "training", "early_stopping")}
+                       if k not in taken.get(name, ())} for name in ("data", "model", "training", "early_stopping")}
     return json.dumps([sections, run.split, run.fold, run.draw, run.root], sort_keys=True)
 
 

@@ -8,7 +8,7 @@ seed state (an explicit `[2]` state that advances by `[0, 1]` a draw, as Keras's
 ones `model.fit` makes. A layer Keras built without a seed generator (a rate of 0) is the same
 as one that draws with rate 0: its values pass through unchanged.
 
-`KINDS` keys each such Keras class to what the engine reads from it and how it draws; a class
+`classes()` keys each such Keras class to what the engine reads from it and how it draws; a class
 with its own `call` (a subclass of the user's) is not taken over and stays a part of the
 model's structure.
 """
@@ -22,7 +22,7 @@ from typing import Any
 
 
 @dataclass(frozen=True)
-class Kind:
+class PerRunLayer:
     """A layer class whose parameter is a per-run value.
 
     Attributes:
@@ -88,31 +88,31 @@ def _augment(layer: Any, inputs: Any, strength: Any, seed: Any) -> Any:
     return augment(inputs, strength, seed)
 
 
-def kinds() -> dict[type, Kind]:
-    """The per-run layer classes, each with its `Kind` (Keras's own classes, whose calls are the
+def classes() -> dict[type, PerRunLayer]:
+    """The per-run layer classes, each with its `PerRunLayer` (Keras's own classes, whose calls are the
     ones replicated here, and mlreg's `Augment`)."""
     import keras
 
     from mlreg.layers import Augment
 
-    rate = Kind(lambda layer: float(layer.rate), _dropout)
+    rate = PerRunLayer(lambda layer: float(layer.rate), _dropout)
     return {
-        Augment: Kind(lambda layer: float(layer.strength), _augment),
+        Augment: PerRunLayer(lambda layer: float(layer.strength), _augment),
         keras.layers.Dropout: rate,
         keras.layers.SpatialDropout1D: rate,
         keras.layers.SpatialDropout2D: rate,
         keras.layers.SpatialDropout3D: rate,
-        keras.layers.GaussianNoise: Kind(lambda layer: float(layer.stddev), _gaussian_noise),
-        keras.layers.GaussianDropout: Kind(lambda layer: math.sqrt(layer.rate / (1.0 - layer.rate))
+        keras.layers.GaussianNoise: PerRunLayer(lambda layer: float(layer.stddev), _gaussian_noise),
+        keras.layers.GaussianDropout: PerRunLayer(lambda layer: math.sqrt(layer.rate / (1.0 - layer.rate))
                                            if layer.rate < 1 else 0.0, _gaussian_dropout),
     }
 
 
-def kind_of(layer: Any) -> Kind | None:
-    """The layer's `Kind`, or `None`: only a layer of exactly one of the classes of `kinds`
+def per_run_layer(layer: Any) -> PerRunLayer | None:
+    """The layer's `PerRunLayer`, or `None`: only a layer of exactly one of the classes of `classes()`
     (or a template layer the engine made from one) is taken over."""
     cls = getattr(type(layer), "_mlreg_base", type(layer))
-    return kinds().get(cls)
+    return classes().get(cls)
 
 
 def take_over(layer: Any) -> None:
@@ -122,7 +122,7 @@ def take_over(layer: Any) -> None:
     cls = type(layer)
     if hasattr(cls, "_mlreg_base"):
         return
-    kind = kinds()[cls]
+    kind = classes()[cls]
 
     def call(self: Any, inputs: Any, training: bool = False) -> Any:
         if not training:
