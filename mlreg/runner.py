@@ -254,40 +254,37 @@ def drive_search(prepared: Prepared, store: ResultsStore, execute: Callable[[lis
     is trained or recorded, records pruned runs, and keeps paused runs for the next round.
     Returns the counts by status, the answer, how many runs the search had to choose from
     (the plan's, and those of the values it added), and whether it had ended before."""
-    from mlreg.search import Search, describe
+    from mlreg.search import Round, Search, describe
 
     spec = prepared.spec
     resampled = spec.data.repeats or spec.data.folds
     overlap = statistics.mean(len(d.x_val) / len(d.x_train) for d in prepared.datasets.values()) if resampled else 0.0
     search = Search(spec, prepared.plan, store.curves(spec.early_stopping.monitor), store.statuses(),
                     store.decisions(say), say, overlap)
-    rounds, counts, results = search.rounds(), Counter[str](), None
+    counts: Counter[str] = Counter()
 
-    def flush() -> None:
-        for decision in search.new:
+    def keep(decisions: list[dict[str, Any]], pruned: list[RunResult]) -> None:
+        for decision in decisions:
             store.decide(decision)
-        for result in search.pruned:
+        for result in pruned:
             store.append(result)
             counts["pruned"] += 1
-        search.new, search.pruned = [], []
 
-    while True:
-        try:
-            step = rounds.send(results)  # type: ignore[arg-type]
-        except StopIteration as stop:
-            flush()
-            if search.ended:
-                say("nothing to train: the search has ended")
-            return counts, describe(stop.value), sum(map(len, search.settings.values())), search.ended
-        flush()
+    def train(step: Round) -> list[RunResult]:
         packs, note = engines.plan(list(step.runs), prepared.engine, max_pack=max_pack, reasons=prepared.reasons,
                                    parallel=parallel, until=step.until, resume=step.resume)
-        results = []
+        results: list[RunResult] = []
         with Progress(f"{spec.name} {step.title}", len(step.runs), 0, progress) as bar:
             if note:
                 say(note)
-            counts += drive(_ended(execute(packs), results, bar), store, max_failures=spec.max_failures, bar=bar,
-                            say=say)
+            counts.update(drive(_ended(execute(packs), results, bar), store, max_failures=spec.max_failures, bar=bar,
+                                say=say))
+        return results
+
+    answer = search.drive(train, keep)
+    if search.ended:
+        say("nothing to train: the search has ended")
+    return counts, describe(answer), sum(map(len, search.settings.values())), search.ended
 
 
 def _tracked(execute: Callable[[list[engines.Pack]], Iterator[RunResult]],

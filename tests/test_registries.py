@@ -9,6 +9,7 @@ import pytest
 
 from mlreg import backend, datasets, models, spec, tasks
 from mlreg.analysis import compare, plots
+from mlreg.search import driver
 from tests.conftest import ROOT
 
 
@@ -22,8 +23,9 @@ from tests.conftest import ROOT
     (spec.PLOTS, plots.PLOTS),
     (spec.ADJUSTMENTS, compare.ADJUST),
     (spec.BACKENDS, backend.PACKAGES),
+    ([s for s in spec.STRATEGIES if s != "grid"], driver.NAMED),
 ], ids=["builders", "builder params", "freeze", "optimizers", "tasks", "datasets", "plot kinds", "adjustments",
-        "backends"])
+        "backends", "strategies"])
 def test_each_table_covers_exactly_its_names(names, table):
     assert list(table) == list(names)
 

@@ -28,7 +28,7 @@ import math
 from typing import Any
 
 from mlreg.search.strategy import Search, Step, Strategy
-from mlreg.spec import accepts, label
+from mlreg.spec import ExperimentSpec, accepts, label
 from mlreg.stats import paired_test
 
 MAX_STEPS = 8
@@ -40,6 +40,10 @@ EXTEND = 2
 
 class Curve(Strategy):
     kind = "curve"
+
+    @classmethod
+    def applies(cls, spec: ExperimentSpec) -> bool:
+        return "curve" in spec.search.strategies
 
     def __init__(self) -> None:
         self.steps = 0

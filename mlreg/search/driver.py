@@ -79,14 +79,18 @@ def _pair(run: RunSpec) -> tuple[Any, ...]:
     return run.seed, run.split, run.fold, run.draw
 
 
+STRATEGIES: tuple[type[Strategy], ...] = (Halving, Seeds, Zoom, Curve)
+"""Every strategy, in the order they are asked: pruners first, then the samplers, seeds before
+new values (so that values are placed once the live ones are decided). A new strategy is a class
+here; those named by `[search] strategy` are `NAMED`."""
+
+NAMED: dict[str, type[Strategy]] = {"halving": Halving, "curve": Curve}
+"""The strategies `[search] strategy` names (keyed by `mlreg.spec.STRATEGIES`, `grid` aside)."""
+
+
 def strategies(spec: ExperimentSpec) -> list[Strategy]:
-    """The strategies a spec asks for, pruners first, then the samplers in the order they are
-    asked: seeds before new values, so that values are placed once the live ones are decided."""
-    out: list[Strategy] = [Halving()] if "halving" in spec.search.strategies else []
-    out += [Seeds()] if isinstance(spec.seeds, AdaptiveSeeds) else []
-    out += [Zoom()] if spec.search.zoom else []
-    out += [Curve()] if "curve" in spec.search.strategies else []
-    return out
+    """The strategies a spec asks for, in `STRATEGIES`' order."""
+    return [cls() for cls in STRATEGIES if cls.applies(spec)]
 
 
 class Search:
@@ -161,6 +165,28 @@ class Search:
         answer = self.answer(live)
         self.new.append(answer)
         return answer
+
+    def drive(self, train: Callable[[Round], list[RunResult]],
+              keep: Callable[[list[dict[str, Any]], list[RunResult]], None] = lambda decisions, pruned: None,
+              ) -> dict[str, Any]:
+        """Runs the search to its answer: `train(round)` trains a round and returns its records;
+        `keep(decisions, pruned)` is handed the decisions taken and the pruned runs' records before
+        anything they decided is trained, and once more at the end (the runner logs and writes
+        them; a replay drops them). Returns the answer."""
+        rounds, results = self.rounds(), None
+        while True:
+            try:
+                step = rounds.send(results)  # type: ignore[arg-type]
+            except StopIteration as stop:
+                self._hand(keep)
+                return stop.value
+            self._hand(keep)
+            results = train(step)
+
+    def _hand(self, keep: Callable[[list[dict[str, Any]], list[RunResult]], None]) -> None:
+        new, pruned = self.new, self.pruned
+        self.new, self.pruned = [], []
+        keep(new, pruned)
 
     # -- what strategies use --------------------------------------------------------------------------
     def verdicts(self, live: Sequence[str]) -> dict[str, Any]:

@@ -51,6 +51,10 @@ def rungs(spec: ExperimentSpec) -> list[int]:
 class Halving(Strategy):
     kind = "rung"
 
+    @classmethod
+    def applies(cls, spec: ExperimentSpec) -> bool:
+        return "halving" in spec.search.strategies
+
     def rungs(self, search: Search) -> list[int]:
         return rungs(search.spec)
 

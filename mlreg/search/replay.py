@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mlreg.records import RunResult
-from mlreg.search.driver import Search, _pair, setting_of
+from mlreg.search.driver import Round, Search, _pair, setting_of
 from mlreg.spec import ExperimentSpec
 
 
@@ -32,16 +32,14 @@ def replay(spec: ExperimentSpec, root: str | Path, say: Callable[[str], None] = 
     monitor = spec.early_stopping.monitor
     curves = read_curves(root, monitor)
     have = {(setting_of(r, recorded.swept), *_pair(r)): r.run_id for r in recorded.expand()}
-    search = Search(spec, spec.expand(), {}, {}, [], say)
-    rounds, results = search.rounds(), None
-    while True:
-        try:
-            step = rounds.send(results)  # type: ignore[arg-type]
-        except StopIteration as stop:
-            return stop.value
+
+    def train(step: Round) -> list[RunResult]:
         results = []
         for run in step.runs:
             curve = curves[have[(setting_of(run, spec.swept), *_pair(run))]][: spec.training.epochs]
             end = len(curve) if step.until is None else min(step.until, len(curve))
             status = "paused" if step.until is not None and len(curve) > step.until else "ok"
             results.append(RunResult(run.run_id, status, {"epochs_run": end}, [{monitor: v} for v in curve[:end]]))
+        return results
+
+    return Search(spec, spec.expand(), {}, {}, [], say).drive(train)

@@ -8,12 +8,8 @@ the samplers, so that new values (zoom, curve) are placed once the live ones are
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from mlreg.search.strategy import Search, Step, Strategy
-
-if TYPE_CHECKING:
-    from mlreg.spec import AdaptiveSeeds
+from mlreg.spec import AdaptiveSeeds, ExperimentSpec
 
 
 def seed_batches(seeds: AdaptiveSeeds) -> list[int]:
@@ -26,6 +22,10 @@ def seed_batches(seeds: AdaptiveSeeds) -> list[int]:
 
 class Seeds(Strategy):
     kind = "seeds"
+
+    @classmethod
+    def applies(cls, spec: ExperimentSpec) -> bool:
+        return isinstance(spec.seeds, AdaptiveSeeds)
 
     def __init__(self) -> None:
         self.steps: dict[int, int] = {}  # steps taken in each round of new values

@@ -55,6 +55,11 @@ class Strategy:
     kind: ClassVar[str] = ""
     """The `kind` of the decisions it logs."""
 
+    @classmethod
+    def applies(cls, spec: ExperimentSpec) -> bool:
+        """Whether the experiment asks for it."""
+        return False
+
     def rungs(self, search: Search) -> list[int]:
         """The epochs at which it may stop settings (a pruner); none by default."""
         return []

@@ -9,11 +9,15 @@ import math
 from collections.abc import Sequence
 
 from mlreg.search.strategy import Search, Step, Strategy
-from mlreg.spec import log_swept
+from mlreg.spec import ExperimentSpec, log_swept
 
 
 class Zoom(Strategy):
     kind = "zoom"
+
+    @classmethod
+    def applies(cls, spec: ExperimentSpec) -> bool:
+        return spec.search.zoom > 0
 
     def next(self, search: Search, live: list[str]) -> Step | None:
         at = search.expansions + 1
