@@ -24,7 +24,25 @@ if "PYTEST_XDIST_WORKER" not in os.environ:  # the run's own cache, fresh, share
     os.environ[CACHE_ENV] = tempfile.mkdtemp(prefix="mlreg-tests-")
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"  # every program: processes share even the small
     os.environ["MLREG_PACK_SIZE"] = "estimate"  # no timing of each small model's stack sizes (tests/test_sizing.py)
+    # XLA compiles without its backend optimizations: the tests' small programs spend most of their time
+    # compiling (48 compilations, 14 of a kind test's 20 s), and half of it goes; what they check is what
+    # is computed (engines side by side in one process), not how fast (benchmarks/ times the default)
+    os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 choose_backend()  # before a test module imports Keras: KERAS_BACKEND, else mlreg's default, as `mlreg run` does
+
+
+FIRST = ("test_notebooks", "test_zoo", "test_science", "test_executors", "test_fused_engine", "test_regularizer_kinds",
+         "test_readme", "test_search", "test_api", "test_tracking")
+"""Modules whose tests take longest, started first, so that two workers end together (not one
+waiting on a long test that began last)."""
+
+
+def pytest_collection_modifyitems(items):
+    def order(item):
+        module = item.path.stem
+        return FIRST.index(module) if module in FIRST else len(FIRST)
+
+    items.sort(key=order)
 
 
 def pytest_sessionfinish(session):
