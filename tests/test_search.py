@@ -7,6 +7,7 @@ noise, fed to the search as if trained); the runner's part trains for real."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -45,7 +46,8 @@ def _search(spec, level, noise=0.01, late=None, log=(), by_seed=None):
         for run in step.runs:
             rng = np.random.default_rng(run.seed * 1000 + int(run.model.l2 * 1e6))
             end = step.until or spec.training.epochs
-            values = [level(run.model.l2) + noise * rng.normal() + (late(run.model.l2, e) if late else 0.0)
+            at = level(run.model.l2, run.data.train_size) if level.__code__.co_argcount == 2 else level(run.model.l2)
+            values = [at + noise * rng.normal() + (late(run.model.l2, e) if late else 0.0)
                       + (by_seed(run.model.l2, e, run.seed) if by_seed else 0.0) for e in range(1, end + 1)]
             history = [{"run_id": run.run_id, "epoch": e, "val_data_loss": v} for e, v in enumerate(values, 1)]
             status = "paused" if step.until else "ok"
@@ -461,3 +463,82 @@ def test_a_curve_search_trains_new_rates_and_prints_where_it_pinned_the_best(tmp
     assert code == 0 and "nothing to train: the search has ended" in err and again.splitlines()[1:] == \
         printed.splitlines()[1:]
     assert "nothing to train: the search has ended" in again.splitlines()[0] and "nothing to do" not in again  # 35.9
+
+
+# -- extrapolating from subsets (issue 37) -------------------------------------------------------------------------
+def _law(c=1e-3, exponent=-1.0, width=0.05):
+    """A U in log rate whose minimum moves with the share f of the training set: best = c f^exponent."""
+    return lambda l2, f: 0.3 + 0.2 * (1 - f) + width * (np.log10(l2) - np.log10(c * f ** exponent)) ** 2
+
+
+HALF_DECADES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
+
+
+def test_extrapolate_predicts_the_best_rate_for_all_the_data_from_subsets_and_confirms_it():
+    from mlreg.search.extrapolate import best_rate, candidates
+
+    spec = _spec(seeds=4, search={"strategy": "extrapolate"}, grid={"l2": HALF_DECADES})
+    answer, search, titles = _search(spec, level=_law(), noise=0.002)
+    e = answer["extrapolation"]
+    assert titles == ["21 settings to the end", f"{len(e['trained'])} rates at the full size"]
+    assert e["fractions"] == [0.0625, 0.125, 0.25]
+    np.testing.assert_allclose(e["best_by_size"], [1.6e-2, 8e-3, 4e-3], rtol=0.35)  # located between grid values
+    fit = e["fit"]
+    assert -1.3 < fit["slope"] < -0.7 and fit["inverse_n"]
+    assert 1e-3 / 1.5 < fit["prediction"] < 1e-3 * 1.5 and fit["interval"][0] < fit["prediction"] < fit["interval"][1]
+    assert e["trained"] == candidates(fit["prediction"], *fit["interval"], "l2") and len(e["trained"]) >= 3
+    assert 1e-3 / 2 < e["confirmed"] < 1e-3 * 2
+    assert json.loads(answer["best"]) == {"l2": e["confirmed"], "train_size": 1.0}
+    trained_full = {json.loads(s)["l2"] for s, runs in search.settings.items() if json.loads(s)["train_size"] == 1.0
+                    and any(r.run_id in search.status for r in runs)}
+    assert trained_full == set(e["trained"])  # the grid's other rates never trained at the full size
+    # full-size run-epochs: the subsets cost 7/16 of the grid, 3 rates at the full size 3/7 of it (measured: 0.87)
+    assert answer["run_epochs"] < 0.9 * answer["grid_run_epochs"]
+    assert "predicted for all the data: l2 = " in describe(answer) and "1/N fits" in describe(answer)
+    assert best_rate(np.array([1e-4, 1e-3, 1e-2]), np.array([[0.5, 0.3, 0.5]])) == pytest.approx(1e-3)
+
+
+def test_an_extrapolating_search_cut_after_any_decision_resumes_to_the_same_journal():
+    spec = _spec(seeds=3, search={"strategy": "extrapolate", "fractions": [0.25, 0.5]}, grid={"l2": HALF_DECADES})
+    _, search, _ = _search(spec, level=_law(exponent=-0.5), noise=0.002)
+    journal = search.new
+    assert [d["kind"] for d in journal] == ["extrapolate"] * 8 + ["answer"]  # 7 settings' subsets, the fit
+    for cut in range(len(journal) + 1):
+        _, resumed, _ = _search(spec, level=_law(exponent=-0.5), noise=0.002, log=journal[:cut])
+        assert journal[:cut] + resumed.new == journal, cut
+
+
+@pytest.mark.parametrize(("search", "grid", "message"), [
+    ({"strategy": "extrapolate"}, {"l2": [0.0, 1e-3]}, "an extrapolate search needs one rate swept on a log scale"),
+    ({"strategy": "extrapolate"}, {"l2": HALF_DECADES, "train_size": [100, 200]}, "take `train_size` out of the grid"),
+    ({"strategy": ["halving", "extrapolate"]}, {"l2": HALF_DECADES}, "runs alone for now"),
+    ({"strategy": "extrapolate", "fractions": [0.5, 0.25]}, {"l2": HALF_DECADES}, "search.fractions"),
+])
+def test_an_extrapolating_search_refuses_what_it_cannot_do(search, grid, message):
+    from mlreg.spec import SpecError
+
+    with pytest.raises(SpecError, match=re.escape(message)):
+        _spec(search=search, grid=grid)
+
+
+def test_an_extrapolating_search_trains_subsets_then_the_prediction_and_draws_it(tmp_path, cli):
+    d = tiny_spec_dict(seeds=2, training={"epochs": 6}, early_stopping={"enabled": False},
+                       grid={"l2": [1e-4, 1e-3, 1e-2, 1e-1]},
+                       search={"strategy": "extrapolate", "fractions": [0.25, 0.5]})
+    spec, out = write_toml(tmp_path / "e.toml", d), tmp_path / "o"
+    code, printed, err = cli("run", spec, "--out", out, "--quiet")
+    assert code == 0, err
+    runs = pd.read_csv(out / "runs.csv")
+    fit = [json.loads(line) for line in (out / "search.jsonl").read_text().splitlines()][-2]
+    assert fit["phase"] == "full" and set(runs.status) == {"ok"}
+    assert sorted(runs[runs.train_size < 200].groupby("train_size").n_train.first()) == [50, 100]
+    assert sorted(runs[runs.train_size == 200].l2.unique()) == sorted(fit["values"])  # only those at full size
+    assert "extrapolated l2: best " in printed and "confirmed best l2 = " in printed, printed
+    code, again, err = cli("run", spec, "--out", out, "--quiet")
+    assert code == 0 and "nothing to train: the search has ended" in err
+    assert cli("plot", out, "--kind", "extrapolation")[0] == 0 and (out / "plots" / "extrapolation.png").is_file()
+    small = write_toml(tmp_path / "s.toml", d | {"name": "s", "search": {"strategy": "extrapolate",
+                                                                         "fractions": [0.05, 0.5]}})
+    code, _, err = cli("run", small, "--out", tmp_path / "s")
+    assert code == 2 and "the smallest subset, 0.05 of 200 training samples, holds 10" in err
+    assert not (tmp_path / "s").exists()

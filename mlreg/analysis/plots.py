@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from mlreg.analysis.results import Results
 
 __all__ = ["MAX_CURVES", "PLOTS", "Plot", "caption", "figures", "frames", "generalization_gap", "kinds_curves",
-           "loss_curves", "metric_against", "set_param_scale", "stopping_epoch", "validation_curve",
+           "extrapolation", "loss_curves", "metric_against", "set_param_scale", "stopping_epoch", "validation_curve",
            "weight_histograms", "weight_stat"]
 
 
@@ -287,6 +287,49 @@ def weight_stat(
     return ax
 
 
+def extrapolation(results: Results, *, ax: Axes | None = None, legend: bool | str = True) -> Axes:
+    """An extrapolating search (`[search] strategy = "extrapolate"`): the best rate at each subset
+    of the training set against its size, on log axes; the power law fitted to them and its
+    prediction for all the data with the bootstrap's 95% interval; the rates trained at the full
+    size, and the confirmed best among them (a star).
+
+    Raises:
+        InputError: the results hold no extrapolating search's answer.
+    """
+    answer = (results.answer or {}).get("extrapolation")
+    if not answer:
+        raise InputError(f"Invalid value for `results`: {results.root} holds no extrapolating search's answer "
+                         "(`[search] strategy = \"extrapolate\"`)")
+    ax = _ax(ax)
+    param, fractions, fit = answer["param"], np.asarray(answer["fractions"]), answer["fit"]
+    full = float(results.runs.loc[results.runs.train_size == results.runs.train_size.max(), "n_train"].median())
+    sizes = fractions * full
+    best = np.asarray(answer["best_by_size"], dtype=float)
+    shown = best > 0
+    ax.plot(sizes[shown], best[shown], "o", color="C0", ms=7, label="best rate on a subset")
+    if fit is not None:
+        xs = np.geomspace(sizes.min() * 0.8, full * 1.25, 50)
+        ax.plot(xs, fit["prediction"] * (xs / full) ** fit["slope"], "-", color="C0", lw=1.2,
+                label=f"power law, slope {fit['slope']:.2f}")
+        low, high = fit["interval"]
+        ax.errorbar([full], [fit["prediction"]], yerr=[[fit["prediction"] - low], [high - fit["prediction"]]], fmt="s",
+                    color="C1", capsize=5, ms=7, label=f"predicted {label(fit['prediction'])} (95% interval)")
+    trained = np.asarray(answer["trained"], dtype=float)
+    ax.plot([full] * int((trained > 0).sum()), trained[trained > 0], "_", color="0.4", ms=14, mew=1.5,
+            label="trained at the full size")
+    if answer["confirmed"] > 0:
+        ax.plot([full], [answer["confirmed"]], "*", color="C3", ms=16, mec="k", mew=0.6,
+                label=f"confirmed best {label(answer['confirmed'])}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks([*sizes, full], [f"{v:,.0f}" for v in [*sizes, full]])
+    ax.minorticks_off()
+    ax.set_xlabel("training samples")
+    ax.set_ylabel(f"best {param}")
+    _legend(ax, None, legend)
+    return ax
+
+
 def stopping_epoch(results: Results | Sequence[Results], *, param: str, ax: Axes | None = None,
                    legend: bool | str = True, **line_kw: Any) -> Axes:
     """The number of epochs trained (where early stopping stopped) against a parameter."""
@@ -380,6 +423,11 @@ PLOTS: dict[str, Plot] = {
                       "Each kind of regularization against its own axis, the other kinds at none: mean over seeds, "
                       "the band ± one standard deviation, each run a dot, the kind's best value a star; the grey "
                       "band is the setting without any (its mean and the 95% interval of that mean).", panels=True),
+    "extrapolation": Plot("extrapolation", extrapolation,
+                          "An extrapolating search: the best rate on each subset of the training set against its size "
+                          "(log axes), the power law fitted to them and its prediction for all the data with the 95% "
+                          "interval of a bootstrap over seeds, the rates trained at the full size and the confirmed "
+                          "best (star).", needs="extrapolation"),
 }
 
 
@@ -405,10 +453,16 @@ def figures(results: Results | Sequence[Results], kinds: Sequence[str] = PLOTS) 
     f = frames(results)
     params = [p for p in f.axes if p != "experiment"] or (["experiment"] if "experiment" in f.axes else [])
     has = {c for c in f.runs if f.runs[c].notna().any()} | ({"weights"} if not f.weights.empty else set())
+    one = as_list(results)[0] if len(as_list(results)) == 1 else None
+    has |= {"extrapolation"} if one is not None and (one.answer or {}).get("extrapolation") else set()
     out: dict[str, Any] = {}
     for name in kinds:
         kind = PLOTS[name]
         if kind.needs is not None and kind.needs not in has:
+            continue
+        if kind.needs == "extrapolation":  # of one search's answer
+            fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
+            out[kind.stem] = kind.draw(one, ax=ax, legend="outside").figure
             continue
         if kind.panels:
             swept = [p for p in combined_runs(results)[1] if p in KINDS]  # variants' kinds too

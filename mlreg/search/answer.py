@@ -25,6 +25,10 @@ def describe(answer: Mapping[str, Any]) -> str:
     pinned = answer.get("pinned")
     if pinned:
         lines.append(pinned_line(pinned))
+    if answer.get("extrapolation"):
+        from mlreg.search.extrapolate import line
+
+        lines += line(answer["extrapolation"], answer["monitor"])
     for key, word in (("tied", "tied with it"), ("separated", "worse beyond their intervals"),
                       ("open", "not separated from it at the most seeds")):
         if answer[key]:
@@ -32,7 +36,8 @@ def describe(answer: Mapping[str, Any]) -> str:
     if answer["pruned"]:
         lines.append(f"pruned at a rung: {len(answer['pruned'])} setting{'s' * (len(answer['pruned']) != 1)}")
     ratio = answer["grid_run_epochs"] / max(answer["run_epochs"], 1)
-    lines.append(f"spent {answer['run_epochs']:,} run-epochs in {answer['runs']} runs; the full grid with "
+    sized = " full-size" if answer.get("extrapolation") else ""
+    lines.append(f"spent {answer['run_epochs']:,}{sized} run-epochs in {answer['runs']} runs; the full grid with "
                  f"{answer['seeds']} seeds would have cost up to {answer['grid_run_epochs']:,} ({ratio:.1f}x; "
                  "early stopping would have ended some of its runs sooner)")
     lines += answer.get("notes", [])

@@ -23,6 +23,7 @@ import numpy as np
 
 from mlreg.records import RunResult, monitor_mode
 from mlreg.search.curve import Curve
+from mlreg.search.extrapolate import Extrapolate
 from mlreg.search.halving import Halving, projected, rungs
 from mlreg.search.seeds import Seeds, seed_batches
 from mlreg.search.strategy import Strategy
@@ -33,7 +34,7 @@ from mlreg.stats import paired_test
 ENDED = ("ok", "diverged", "pruned")
 """Statuses of runs that need no more training."""
 
-ADDS = ("zoom", "curve")
+ADDS = ("zoom", "curve", "extrapolate")
 """Kinds of decisions that add values of a parameter (`from` a setting, `values`)."""
 
 
@@ -57,6 +58,10 @@ def describe_search(spec: ExperimentSpec) -> str:
         parts.append(f"halving (factor {spec.search.factor}) with rungs at {at} epochs")
     else:
         parts.append("every setting to the end")
+    if "extrapolate" in spec.search.strategies:
+        fractions = ", ".join(label(f) for f in spec.search.fractions)
+        parts[-1] = (f"the grid of {spec.curve_param} on {fractions} of the training set, then at the full size the "
+                     f"rate its best rates predict and the neighbours within the prediction's interval")
     if "curve" in spec.search.strategies:
         parts.append(f"new values of {spec.curve_param} where the best may be, until it is pinned to a factor "
                      f"{spec.search.precision:g}")
@@ -79,18 +84,25 @@ def _pair(run: RunSpec) -> tuple[Any, ...]:
     return run.seed, run.split, run.fold, run.draw
 
 
-STRATEGIES: tuple[type[Strategy], ...] = (Halving, Seeds, Zoom, Curve)
+STRATEGIES: tuple[type[Strategy], ...] = (Halving, Seeds, Zoom, Curve, Extrapolate)
 """Every strategy, in the order they are asked: pruners first, then the samplers, seeds before
 new values (so that values are placed once the live ones are decided). A new strategy is a class
 here; those named by `[search] strategy` are `NAMED`."""
 
-NAMED: dict[str, type[Strategy]] = {"halving": Halving, "curve": Curve}
+NAMED: dict[str, type[Strategy]] = {"halving": Halving, "curve": Curve, "extrapolate": Extrapolate}
 """The strategies `[search] strategy` names (keyed by `mlreg.spec.STRATEGIES`, `grid` aside)."""
 
 
 def strategies(spec: ExperimentSpec) -> list[Strategy]:
     """The strategies a spec asks for, in `STRATEGIES`' order."""
     return [cls() for cls in STRATEGIES if cls.applies(spec)]
+
+
+def swept(spec: ExperimentSpec, log: Sequence[dict[str, Any]] = ()) -> list[str]:
+    """What settings differ in: the swept parameters, those a strategy varies itself (the
+    training-set size of an extrapolating search) and those logged decisions added values of."""
+    adds = [p for cls in STRATEGIES if cls.applies(spec) for p in cls.adds(spec)]
+    return list(dict.fromkeys([*spec.swept, *adds, *(d["param"] for d in log if d["kind"] in ADDS)]))
 
 
 class Search:
@@ -113,7 +125,7 @@ class Search:
                  statuses: Mapping[str, str], log: Sequence[dict[str, Any]], say: Callable[[str], None],
                  overlap: float = 0.0) -> None:
         self.spec, self.say, self.overlap = spec, say, overlap
-        self.swept = list(dict.fromkeys([*spec.swept, *(d["param"] for d in log if d["kind"] in ADDS)]))
+        self.swept = swept(spec, log)
         self.sign = -1.0 if monitor_mode(spec.early_stopping.monitor) == "max" else 1.0
         self.curves = {k: self.sign * np.asarray(v, dtype=float) for k, v in curves.items()}
         self.status = {k: v for k, v in statuses.items() if v in ENDED}
@@ -140,6 +152,8 @@ class Search:
         """Yields the rounds to train; takes each round's records (ended and paused runs);
         returns the answer (also logged, as the last decision)."""
         live = list(self.grid)
+        for strategy in self.strategies:
+            live = strategy.start(self, live)
         rungs_ = sorted({r for strategy in self.strategies for r in strategy.rungs(self)})
         for i, rung in enumerate(rungs_, start=1):
             todo = self._todo(live)
@@ -154,7 +168,7 @@ class Search:
             step = next((step for strategy in self.strategies if (step := strategy.next(self, live))), None)
             if step is None:
                 break
-            live += [s for s in step.settings if s not in live]
+            live = list(step.live) if step.live is not None else live + [s for s in step.settings if s not in live]
             todo = self._todo(live)
             if todo:
                 self._take((yield Round(step.title, todo)))
@@ -339,15 +353,15 @@ def _added_runs(base: Sequence[RunSpec], param: str, values: Sequence[float]) ->
 def added(spec: ExperimentSpec, plan: Sequence[RunSpec], log: Sequence[dict[str, Any]]) -> list[RunSpec]:
     """The runs that logged decisions adding values (zoom, curve) brought into the plan (a store
     that takes over a grown experiment counts them in)."""
-    swept = list(dict.fromkeys([*spec.swept, *(d["param"] for d in log if d["kind"] in ADDS)]))
+    keys = swept(spec, log)
     by_setting: dict[str, list[RunSpec]] = {}
     for run in plan:
-        by_setting.setdefault(setting_of(run, swept), []).append(run)
+        by_setting.setdefault(setting_of(run, keys), []).append(run)
     out: list[RunSpec] = []
     for d in (d for d in log if d["kind"] in ADDS):
         base = by_setting.get(d["from"], [])
         for run in _added_runs(base, d["param"], d["values"]):
-            by_setting.setdefault(setting_of(run, swept), []).append(run)
+            by_setting.setdefault(setting_of(run, keys), []).append(run)
             out.append(run)
     return out
 

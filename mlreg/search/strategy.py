@@ -25,6 +25,8 @@ class Search(Protocol):
 
     spec: ExperimentSpec
     settings: dict[str, list[RunSpec]]
+    curves: dict[str, Any]
+    status: dict[str, str]
     seeds: dict[str, list[int]]
     batches: list[int]
     log: list[dict[str, Any]]
@@ -47,6 +49,9 @@ class Step:
 
     title: str
     settings: tuple[str, ...]
+    live: tuple[str, ...] | None = None
+    """The settings the search goes on with from now (its answer is among them); `None`: those
+    live before, and `settings`."""
 
 
 class Strategy:
@@ -59,6 +64,15 @@ class Strategy:
     def applies(cls, spec: ExperimentSpec) -> bool:
         """Whether the experiment asks for it."""
         return False
+
+    @classmethod
+    def adds(cls, spec: ExperimentSpec) -> tuple[str, ...]:
+        """The parameters it varies besides the swept ones (settings differ in them)."""
+        return ()
+
+    def start(self, search: Search, live: list[str]) -> list[str]:
+        """The settings the search starts with, from the grid's."""
+        return live
 
     def rungs(self, search: Search) -> list[int]:
         """The epochs at which it may stop settings (a pruner); none by default."""

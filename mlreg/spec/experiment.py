@@ -127,12 +127,30 @@ class ExperimentSpec(_Section):
         object.__setattr__(self, "variants", tuple(variants))
         if "curve" in self.search.strategies:
             self.curve_param  # noqa: B018 - refused here, with the file, when there is none
+        if "extrapolate" in self.search.strategies:
+            self._extrapolates()
         return self
+
+    def _extrapolates(self) -> None:
+        """Refuses, with the file, an experiment an extrapolating search cannot work on."""
+        others = [s for s in self.search.strategies if s != "extrapolate"]
+        if others or isinstance(self.seeds, AdaptiveSeeds) or self.search.zoom:
+            with_ = others + (["seeds = {start, max}"] if isinstance(self.seeds, AdaptiveSeeds) else []) + (
+                ["zoom"] if self.search.zoom else [])
+            raise ValueError(f"Invalid value for `search.strategy`: an extrapolating search runs alone for now (its "
+                             f"sizes would be compared with each other); drop {', '.join(with_)}. "
+                             f"Received: strategy={self.search.strategy!r}")
+        swept = "train_size" in self.grid or any("train_size" in v for v in self.variants)
+        if swept:
+            raise ValueError("Invalid value for `search.strategy`: an extrapolating search sets the training-set "
+                             "size itself (`search.fractions` of `data.train_size`); take `train_size` out of the "
+                             "grid. Received: strategy='extrapolate'")
+        self.curve_param  # noqa: B018 - the rate, on a log grid
 
     @property
     def curve_param(self) -> str:
-        """The rate a `curve` search places new values of: `[search] param`, else the one
-        parameter the grid sweeps on a log scale (`log_swept`)."""
+        """The rate a `curve` (or `extrapolate`) search places new values of: `[search] param`,
+        else the one parameter the grid sweeps on a log scale (`log_swept`)."""
         swept = log_swept(self.grid)
         wanted = self.search.param
         if wanted is not None and wanted not in swept:
@@ -140,10 +158,11 @@ class ExperimentSpec(_Section):
                              f"scale (three or more positive values, each at least twice the last); the grid has "
                              f"{swept or 'none'}. Received: param={wanted!r}")
         if wanted is None and len(swept) != 1:
-            raise ValueError(f"Invalid value for `search.strategy`: a curve search needs one rate swept on a log scale "
-                             f"(three or more positive values, each at least twice the last); the grid has "
-                             f"{swept or 'none'}: {'name one with `search.param`' if swept else 'add one'}. "
-                             f"Received: strategy='curve'")
+            which = "extrapolate" if "extrapolate" in self.search.strategies else "curve"
+            raise ValueError(f"Invalid value for `search.strategy`: a{'n' * (which[0] == 'e')} {which} search needs "
+                             f"one rate swept on a log scale (three or more positive values, each at least twice the "
+                             f"last); the grid has {swept or 'none'}: "
+                             f"{'name one with `search.param`' if swept else 'add one'}. Received: strategy={which!r}")
         return wanted or swept[0]
 
     def _resolve(self, key: str, value: Any, where: str) -> Any:

@@ -35,11 +35,12 @@ GENERATED = ("mnist1d", "moons", "classification", "multilabel", "poly")
 DATASETS = ("digits", "breast_cancer", "diabetes", "wine", "iris", "mnist1d", "moons", "classification",
             "multilabel", "poly")
 """Built-in data sets (`mlreg.datasets.DATASETS`)."""
-PLOTS = ("loss_curves", "validation_curve", "gap", "weights", "sparsity", "weight_l2", "stopping", "kinds")
+PLOTS = ("loss_curves", "validation_curve", "gap", "weights", "sparsity", "weight_l2", "stopping", "kinds",
+         "extrapolation")
 """What `mlreg plot --kind` draws (`mlreg.analysis.plots.PLOTS`)."""
 ADJUSTMENTS = ("none", "holm")
 """Adjustments of the baseline comparisons' p-values (`mlreg.analysis.compare`)."""
-STRATEGIES = ("grid", "halving", "curve")
+STRATEGIES = ("grid", "halving", "curve", "extrapolate")
 """How a search spends its budget (`[search] strategy`; one or a list, e.g. `["halving", "curve"]`)."""
 ADAMW_DECAY = 0.004
 """Keras's `AdamW` default weight decay: what `optimizer = "adamw"` decays by unless told."""

@@ -385,8 +385,13 @@ class SearchSpec(_Section):
             Defaults to `0`.
         precision: for `curve`, the factor the best rate is pinned to: the search ends when the
             rates tested next to the best are within this factor of it. Defaults to `2.0`.
-        param: for `curve`, the rate it searches. Defaults to `None`: the one parameter the grid
-            sweeps on a log scale (three or more positive values, each at least twice the last).
+        param: for `curve` and `extrapolate`, the rate it searches. Defaults to `None`: the one
+            parameter the grid sweeps on a log scale (three or more positive values, each at least
+            twice the last).
+        fractions: for `extrapolate`, the subsets of the training set the grid trains on first
+            (fractions of `data.train_size`); the best rate at each, fitted against the size, predicts
+            it for all the data, where only the prediction and its neighbours train. Defaults to
+            `(1/16, 1/8, 1/4)`.
     """
 
     strategy: Literal[STRATEGIES] | tuple[Literal[STRATEGIES], ...] = "grid"  # type: ignore[valid-type]
@@ -396,6 +401,14 @@ class SearchSpec(_Section):
     zoom: int = Field(0, ge=0)
     precision: float = Field(2.0, gt=1, allow_inf_nan=False)
     param: str | None = None
+    fractions: tuple[float, ...] = (0.0625, 0.125, 0.25)
+
+    @field_validator("fractions")
+    @classmethod
+    def _fractions(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if len(v) < 2 or any(not 0 < f < 1 for f in v) or list(v) != sorted(set(v)):
+            raise ValueError("expected two or more increasing fractions in (0, 1), e.g. [0.0625, 0.125, 0.25]")
+        return v
 
     @property
     def strategies(self) -> tuple[str, ...]:
@@ -445,7 +458,7 @@ _QUIET_DEFAULTS: dict[str, dict[str, Any]] = {
              "test_path": None, "shape": None},
     "model": {"filters": [25, 25, 25], "kernel_size": [5, 3, 3], "strides": 2, "pool": 1},
     "training": {"decay_biases": False},
-    "search": {"precision": 2.0},
+    "search": {"precision": 2.0, "fractions": [0.0625, 0.125, 0.25]},
 }
 
 # Fields that say how runs are executed, not what they are: never in spec.toml or run ids.
