@@ -47,7 +47,7 @@ def test_the_shell_block_names_makefile_targets():
 def test_the_toml_block_is_an_experiment_with_the_defaults():
     from mlreg.spec import DataSpec, EarlyStoppingSpec, ExperimentSpec, ModelSpec, SearchSpec, TrainingSpec
 
-    (code,), (search,), (readme,) = (blocks("toml", "docs/guides/experiment-file.md"),
+    (code,), (search, extrapolate), (readme,) = (blocks("toml", "docs/guides/experiment-file.md"),
                                      blocks("toml", "docs/guides/searching.md"), blocks("toml", "README.md"))
     assert ExperimentSpec.from_dict(tomllib.loads(readme)).n_runs == 20  # the README's example: 4 rates x 5 seeds
     spec = ExperimentSpec.from_dict(tomllib.loads(code))
@@ -55,6 +55,8 @@ def test_the_toml_block_is_an_experiment_with_the_defaults():
         DataSpec(), ModelSpec(), TrainingSpec(), EarlyStoppingSpec(), SearchSpec())
     searched = ExperimentSpec.from_dict({"name": "s", **tomllib.loads(search)})  # the search section's example
     assert searched.searches and searched.search.strategy == "halving"
+    extrapolating = ExperimentSpec.from_dict({"name": "e", **tomllib.loads(extrapolate)})
+    assert extrapolating.search.strategies == ("extrapolate",) and extrapolating.curve_param == "l2"
     assert (spec.seeds, spec.max_failures, spec.description) == (3, 3, "")
     assert ExperimentSpec.model_fields["seeds"].default == 3
 
