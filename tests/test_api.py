@@ -15,8 +15,6 @@ from sklearn.datasets import load_breast_cancer
 import mlreg
 from mlreg.spec import ExperimentSpec, InputError
 
-pytestmark = pytest.mark.backends
-
 X, Y = load_breast_cancer(return_X_y=True)
 X, Y = X[:240].astype("float32"), Y[:240]
 QUICK = {"epochs": 3, "batch_size": 32, "patience": 2, "progress": False}
@@ -38,6 +36,7 @@ def swept(tmp_path_factory):
     return out, mlreg.sweep(_builder(), X, Y, grid={"l2": [0.0, 1e-2]}, seeds=2, out=out, **QUICK)
 
 
+@pytest.mark.backends  # the front door on each backend (workers and Dask on each: tests/test_executors.py)
 def test_sweep_trains_a_local_builder_on_arrays_and_writes_a_results_directory(swept):
     out, res = swept
     assert isinstance(res, mlreg.Results) and res.root == out
