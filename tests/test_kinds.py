@@ -125,7 +125,8 @@ def test_the_kinds_plot_has_a_panel_per_kind_with_the_baseline_band_and_the_best
 def test_the_kinds_figure_wraps_its_panels_into_rows_readable_at_a_page_width():
     """Issue 35.8: seven kinds were seven panels in one row, 2808 x 456 px for mnist1d_kinds."""
     from mlreg import load_results
-    from mlreg.analysis.plots import KIND_COLUMNS, figures
+    from mlreg.analysis.kinds import KIND_COLUMNS
+    from mlreg.analysis.plots import figures
 
     fig = figures(load_results("results/mnist1d_kinds"), ["kinds"])["kinds"]
     width, height = fig.get_size_inches() * fig.dpi

@@ -93,16 +93,16 @@ def test_the_mnist1d_cnn_learns_what_the_paper_says(tmp_path):
     """Issue 15: `builder = "cnn"` is the MNIST-1D paper's CNN (94% test accuracy there, on 4000
     training samples). Measured here at 40 epochs on mlreg's 3200: 0.895, 0.900, 0.918 over 3
     seeds (and 90.7% +- 1.3% at 150 epochs over 5; 92.0% with val_size 0.05); the paper's MLP
-    gets 68%."""
+    gets 68%. Seed 0 here (0.895 there)."""
     spec = ExperimentSpec.from_dict({
-        "name": "cnn", "seeds": 3, "data": {"dataset": "mnist1d", "shape": [40, 1]},
+        "name": "cnn", "seeds": [0], "data": {"dataset": "mnist1d", "shape": [40, 1]},
         "model": {"builder": "cnn"}, "training": {"epochs": 40, "batch_size": 100, "learning_rate": 1e-2},
         "early_stopping": {"enabled": False},
     })
     mlreg.run(spec, out=tmp_path / "cnn", progress=False)
     runs = mlreg.load_results(tmp_path / "cnn").runs
     assert set(runs.status) == {"ok"} and set(runs.engine) == {"fused"}
-    assert runs.test_accuracy.mean() > 0.85 and runs.test_accuracy.min() > 0.82
+    assert runs.test_accuracy.iloc[0] > 0.85
 
 
 def _paired(name, by, worse, better, **held):

@@ -269,7 +269,7 @@ def test_a_halving_search_records_pruned_runs_and_shows_them(tmp_path):
     np.testing.assert_allclose(ours.best_val_data_loss, grid.best_val_data_loss, rtol=1e-6)
 
 
-def test_resume_after_sigkill_between_rungs_loses_nothing_and_repeats_no_decision(tmp_path):
+def test_resume_after_sigkill_between_rungs_loses_nothing_and_repeats_no_decision(tmp_path, cli):
     d = _halving_dict(seeds={"start": 3, "max": 6}, training={"epochs": 20},
                       search={"strategy": "halving", "first_rung": 4, "factor": 3})  # rungs at 4 and 12
     spec, out = write_toml(tmp_path / "e.toml", d), tmp_path / "o"
@@ -304,15 +304,14 @@ def test_resume_after_sigkill_between_rungs_loses_nothing_and_repeats_no_decisio
                                       check_dtype=False)  # the same rows (later rows have empty pruned_at)
 
     uninterrupted = tmp_path / "u"
-    # the same search in one go gives the same runs, numbers and answer
-    whole = subprocess.run([sys.executable, "-m", "mlreg", "run", str(spec), "--out", str(uninterrupted), "--quiet"],
-                           cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert whole.returncode == 0, whole.stderr
+    # the same search in one go (in this process: no process boundary to test) gives the same runs, numbers, answer
+    code, printed, err = cli("run", spec, "--out", uninterrupted, "--quiet")
+    assert code == 0, err
     ref = pd.read_csv(uninterrupted / "runs.csv").set_index("run_id").sort_index()
     got = runs.set_index("run_id").sort_index()
     assert list(got.index) == list(ref.index) and list(got.status) == list(ref.status)
     np.testing.assert_allclose(got.best_val_data_loss.fillna(-1), ref.best_val_data_loss.fillna(-1), rtol=1e-5)
-    assert again.stdout.splitlines()[1:] == whole.stdout.splitlines()[1:]
+    assert again.stdout.splitlines()[1:] == printed.splitlines()[1:]
 
 
 def test_validate_says_how_the_search_spends(tmp_path, capsys):
