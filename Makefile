@@ -20,7 +20,7 @@ demo: $(BIN)/mlreg
 
 test: $(BIN)/mlreg
 	$(BIN)/ruff check mlreg tests experiments benchmarks
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 2 --durations=30
 	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q -n 2 -m backends  # engines, executors, kinds, the zoo's marked models
 
 experiments: $(BIN)/mlreg

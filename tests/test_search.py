@@ -29,10 +29,10 @@ def _spec(**overrides):
     return ExperimentSpec.from_dict(d)
 
 
-def _search(spec, level, noise=0.01, late=None, log=(), by_seed=None):
-    """Trains nothing: each run's val_data_loss at epoch e is its setting's `level(l2)` plus its
-    seed's noise, plus `late(l2, e)` and `by_seed(l2, e, seed)`; returns (answer, the search,
-    every round's title)."""
+def _search(spec, level, noise=0.01, late=None, log=(), by_seed=None, sized=False):
+    """Trains nothing: each run's val_data_loss at epoch e is its setting's `level(l2)` (with
+    `sized`, `level(l2, train_size)`) plus its seed's noise, plus `late(l2, e)` and
+    `by_seed(l2, e, seed)`; returns (answer, the search, every round's title)."""
     plan = spec.expand()
     search = Search(spec, plan, {}, {}, list(log), lambda text: None)
     rounds, titles, results = search.rounds(), [], None
@@ -46,7 +46,7 @@ def _search(spec, level, noise=0.01, late=None, log=(), by_seed=None):
         for run in step.runs:
             rng = np.random.default_rng(run.seed * 1000 + int(run.model.l2 * 1e6))
             end = step.until or spec.training.epochs
-            at = level(run.model.l2, run.data.train_size) if level.__code__.co_argcount == 2 else level(run.model.l2)
+            at = level(run.model.l2, run.data.train_size) if sized else level(run.model.l2)
             values = [at + noise * rng.normal() + (late(run.model.l2, e) if late else 0.0)
                       + (by_seed(run.model.l2, e, run.seed) if by_seed else 0.0) for e in range(1, end + 1)]
             history = [{"run_id": run.run_id, "epoch": e, "val_data_loss": v} for e, v in enumerate(values, 1)]
@@ -477,7 +477,7 @@ def test_extrapolate_predicts_the_best_rate_for_all_the_data_from_subsets_and_co
     from mlreg.search.extrapolate import best_rate, candidates
 
     spec = _spec(seeds=4, search={"strategy": "extrapolate"}, grid={"l2": HALF_DECADES})
-    answer, search, titles = _search(spec, level=_law(), noise=0.002)
+    answer, search, titles = _search(spec, level=_law(), noise=0.002, sized=True)
     e = answer["extrapolation"]
     assert titles == ["21 settings to the end", f"{len(e['trained'])} rates at the full size"]
     assert e["fractions"] == [0.0625, 0.125, 0.25]
@@ -499,11 +499,11 @@ def test_extrapolate_predicts_the_best_rate_for_all_the_data_from_subsets_and_co
 
 def test_an_extrapolating_search_cut_after_any_decision_resumes_to_the_same_journal():
     spec = _spec(seeds=3, search={"strategy": "extrapolate", "fractions": [0.25, 0.5]}, grid={"l2": HALF_DECADES})
-    _, search, _ = _search(spec, level=_law(exponent=-0.5), noise=0.002)
+    _, search, _ = _search(spec, level=_law(exponent=-0.5), noise=0.002, sized=True)
     journal = search.new
     assert [d["kind"] for d in journal] == ["extrapolate"] * 8 + ["answer"]  # 7 settings' subsets, the fit
     for cut in range(len(journal) + 1):
-        _, resumed, _ = _search(spec, level=_law(exponent=-0.5), noise=0.002, log=journal[:cut])
+        _, resumed, _ = _search(spec, level=_law(exponent=-0.5), noise=0.002, log=journal[:cut], sized=True)
         assert journal[:cut] + resumed.new == journal, cut
 
 
