@@ -8,7 +8,7 @@ import math
 import statistics
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -187,7 +187,9 @@ def prepare(spec: ExperimentSpec, *, engine: str | None = None, backend: str | N
     signals.check()
     first = next(iter(datasets.values()))
     if "extrapolate" in spec.search.strategies:
-        _subsets_hold_every_class(spec, datasets.values())
+        from mlreg.search.extrapolate import refuse_small_subsets
+
+        refuse_small_subsets(spec, datasets.values())
     try:
         plan, reasons, notes = check(plan, datasets, spec.swept, fused=engine != "keras", verbose=verbose)
     except SpecError as e:
@@ -202,20 +204,6 @@ def prepare(spec: ExperimentSpec, *, engine: str | None = None, backend: str | N
                 search=spec.searches),
         manifest(spec, first.task, len(plan), engine, content), tuple(notes),
     )
-
-
-def _subsets_hold_every_class(spec: ExperimentSpec, datasets: Iterable[Dataset]) -> None:
-    """Refuses an extrapolating search whose smallest subset cannot hold two samples of every class."""
-    for d in datasets:
-        import numpy as np
-
-        classes = len(np.unique(d.y_train)) if d.task in ("single_label", "binary") else 1
-        smallest = round(spec.search.fractions[0] * len(d.x_train))
-        if smallest < 2 * classes:
-            raise SpecError(f"{spec.source}: Invalid value for `search.fractions`: the smallest subset, "
-                            f"{spec.search.fractions[0]:g} of {len(d.x_train)} training samples, holds {smallest}, "
-                            f"fewer than two of each of the {classes} classes; give larger fractions or more data. "
-                            f"Received: fractions={list(spec.search.fractions)}")
 
 
 def open_store(prepared: Prepared, out: Path, fresh: bool) -> ResultsStore:

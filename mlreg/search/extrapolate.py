@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
 from mlreg.search.strategy import Search, Step, Strategy
-from mlreg.spec import ExperimentSpec, accepts, label
+from mlreg.spec import ExperimentSpec, SpecError, accepts, label
 
 BOOTSTRAP = 400
 """Bootstrap resamples of the seeds (and draws) for the location of each size's best rate."""
@@ -132,6 +133,19 @@ class Extrapolate(Strategy):
         return {"run_epochs": round(spent), "extrapolation": {  # run-epochs at the full size's cost
             "param": d["param"], "fractions": d["fractions"], "best_by_size": d["best_by_size"], "fit": d["fit"],
             "trained": d["values"], "confirmed": json.loads(verdicts["best"])[d["param"]]}}
+
+
+def refuse_small_subsets(spec: ExperimentSpec, datasets: Iterable[Any]) -> None:
+    """Refuses, before training, an extrapolating search whose smallest subset of a data set
+    cannot hold two samples of every class."""
+    for d in datasets:
+        classes = len(np.unique(d.y_train)) if d.task in ("single_label", "binary") else 1
+        smallest = round(spec.search.fractions[0] * len(d.x_train))
+        if smallest < 2 * classes:
+            raise SpecError(f"{spec.source}: Invalid value for `search.fractions`: the smallest subset, "
+                            f"{spec.search.fractions[0]:g} of {len(d.x_train)} training samples, holds {smallest}, "
+                            f"fewer than two of each of the {classes} classes; give larger fractions or more data. "
+                            f"Received: fractions={list(spec.search.fractions)}")
 
 
 def subset_sizes(spec: ExperimentSpec) -> list[float | int]:
