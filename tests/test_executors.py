@@ -4,6 +4,7 @@ when a worker is killed, and stop cleanly on Ctrl-C (issue 10)."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -52,6 +53,10 @@ def test_a_worker_killed_mid_sweep_loses_no_run(tmp_path, where):
     runs = pd.read_csv(out / "runs.csv")
     assert len(runs) == 6 and runs.run_id.is_unique and set(runs.status) == {"ok"}
     assert not pd.read_csv(out / "history.csv").duplicated(["run_id", "epoch"]).any()
+    if "--dask" not in where:  # issue 17.3: a worker that died and was retried was not said
+        said = [line for line in done.stderr.splitlines() if "worker died" in line]
+        assert len(said) == 1 and re.fullmatch(r"mlreg: a worker died \(killed, or out of memory\) while training a "
+                                               r"pack of \d runs; training it again in a fresh worker.*", said[0])
 
 
 def test_a_pack_whose_worker_always_dies_is_failed_with_the_reason(tmp_path):
@@ -153,18 +158,6 @@ def test_ctrl_c_during_start_up_ends_with_130_and_never_runs_the_sweep(tmp_path,
     assert "Traceback" not in err
     runs = tmp_path / "o" / "runs.csv"
     assert not runs.exists() or len(pd.read_csv(runs)) < 40  # never the whole sweep
-
-
-def test_a_retried_worker_is_said_in_one_line(tmp_path):
-    """Issue 17.3: a worker that died and was retried was not said."""
-    d = tiny_spec_dict(model={"builder": "tests.builders:kill_once"}, seeds=2, grid={"l2": [0.0, 0.01]})
-    spec = write_toml(tmp_path / "e.toml", d)
-    done = mlreg_cli("run", str(spec), "--out", str(tmp_path / "o"), "--quiet", "--workers", "2",
-                     env={"MLREG_KILL_MARKER": str(tmp_path / "killed")})
-    assert done.returncode == 0, done.stderr
-    said = [line for line in done.stderr.splitlines() if "worker died" in line]
-    assert len(said) == 1 and said[0].startswith("mlreg: a worker died (killed, or out of memory) while training "
-                                                 "a pack of 2 runs; training it again in a fresh worker")
 
 
 def test_many_keras_runs_train_in_a_recycled_worker_not_in_the_driver(tmp_path):

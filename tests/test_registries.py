@@ -86,3 +86,20 @@ def test_no_module_is_over_500_lines():
     long = {str(p.relative_to(ROOT)): n for p in (ROOT / "mlreg").rglob("*.py")
             if (n := len(p.read_text().splitlines())) > 500}
     assert not long, long
+
+
+def test_make_experiments_runs_every_experiment_file_and_each_is_valid():
+    """`make experiments` (experiments/run_all.py) runs every experiment file, itself or through the script
+    that trains it (cross_validation.py trains cv_*.toml); each validates."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "experiments"))
+    try:
+        import run_all
+    finally:
+        sys.path.remove(str(ROOT / "experiments"))
+    files = sorted(p.stem for p in (ROOT / "experiments").glob("*.toml"))
+    scripts = {d for dirs in run_all.SCRIPTS.values() for d in dirs}
+    assert sorted(set(run_all.EXPERIMENTS) | (scripts & set(files))) == files
+    for name in files:
+        spec.load_spec(ROOT / "experiments" / f"{name}.toml").expand()
