@@ -5,8 +5,9 @@ model, seeds and draws at the full size, committed by an earlier experiment.
 For each case: the best rate at each subset and the prediction for all the data with its 95%
 interval (from the search's journal); the full grid's best with its own interval (the same
 location of the minimum on the curve's shape, bootstrapped over the same pairs); the confirmed
-answer's validation loss against the grid's best, paired over seeds and draws (tied when the
-interval lies inside +-0.01); and what the search spent, in full-size run-epochs (an epoch on a
+answer's validation loss against the grid's best, paired over seeds and draws as `compare` pairs
+them (Nadeau-Bengio corrected over digits' repeated splits; tied when the interval lies inside
++-0.01); and what the search spent, in full-size run-epochs (an epoch on a
 fraction f of the data costs f), as a share of what its own grid costs at the full size (each
 rate's run-epochs there as the committed grid's mean per run).
 
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 import mlreg
+from mlreg.analysis.compare import pairing
 from mlreg.search.extrapolate import BOOTSTRAP, best_rate
 from mlreg.spec import label
 from mlreg.stats import paired_test
@@ -34,17 +36,18 @@ CASES = {  # the search's results: (the committed grid at the full size, what it
 }
 TIE = 0.01
 """Tied with the grid's best: the paired interval of the difference inside +-TIE of the validation loss."""
-PAIR = ["seed", "split", "draw"]
 
 
-def case(results: Path, name: str) -> dict:
+def case(results: Path, name: str) -> dict | None:
+    """The case's row, or None while its search has not answered."""
     grid_name, what = CASES[name]
-    search = mlreg.load_results(results / name)
+    if not (results / name / "runs.csv").exists() or not (search := mlreg.load_results(results / name)).answer:
+        return None
     answer = search.answer["extrapolation"]
     param, full = answer["param"], search.runs.train_size.max()
     grid = mlreg.load_results(results / grid_name).runs
     grid = grid[(grid.status == "ok") & (grid.n_train == full)]
-    pair = [c for c in PAIR if c in grid and grid[c].notna().any()]
+    pair, ratio = pairing(grid)  # as compare pairs them: Nadeau-Bengio corrected over repeated splits
     table = grid.pivot_table(index=pair, columns=param, values="best_val_data_loss")
     rates = table.columns.to_numpy(dtype=float)
     rng = np.random.default_rng(0)
@@ -56,7 +59,7 @@ def case(results: Path, name: str) -> dict:
     at_full = runs[runs.n_train == full].pivot_table(index=pair, columns=param, values="best_val_data_loss")
     confirmed = answer["confirmed"]
     d = (at_full[confirmed] - table[grid_best]).dropna().to_numpy()
-    mean, low, high, _ = paired_test(d.tolist())
+    mean, low, high, _ = paired_test(d.tolist(), ratio)
     spent = float((runs.epochs_run * runs.n_train / full).sum())
     grid_rates = runs[runs.n_train == runs.n_train.min()][param].nunique()  # its grid, as trained on the subsets
     same_grid = grid.epochs_run.mean() * grid_rates * len(table)
@@ -81,7 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=Path("results"))
     args = parser.parse_args()
-    rows = [case(args.results, name) for name in CASES if (args.results / name / "runs.csv").exists()]
+    rows = [row for name in CASES if (row := case(args.results, name))]
     print("| case | subsets -> full | best at each subset | predicted [95%] | slope [95%] | grid's best "
           "[95%] | trained at full size | confirmed | confirmed - grid's best [95%] | tied | share of the grid |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")

@@ -144,8 +144,8 @@ def test_mnist1d_is_generated_with_the_network_blocked(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", refuse)
     ds = load(DataSpec(dataset="mnist1d"))
     assert (len(ds.x_train), len(ds.x_val), len(ds.x_test), ds.n_features, ds.n_outputs) == (3200, 800, 1000, 40, 10)
-    big = load(DataSpec(dataset="mnist1d", n_samples=20000, val_size=0.1))
-    assert len(big.x_train) + len(big.x_val) == 16000 and len(big.x_test) == 4000
+    big = load(DataSpec(dataset="mnist1d", n_samples=6000, val_size=0.1))
+    assert len(big.x_train) + len(big.x_val) == 4800 and len(big.x_test) == 1200
     state = np.random.get_state()[1][:3].copy()
     load(DataSpec(dataset="mnist1d", n_samples=100))
     assert (np.random.get_state()[1][:3] == state).all()  # its global seeding is undone

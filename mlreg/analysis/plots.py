@@ -313,7 +313,7 @@ def extrapolation(results: Results, *, ax: Axes | None = None, legend: bool | st
                 label=f"power law, slope {fit['slope']:.2f}")
         low, high = fit["interval"]
         ax.errorbar([full], [fit["prediction"]], yerr=[[fit["prediction"] - low], [high - fit["prediction"]]], fmt="s",
-                    color="C1", capsize=5, ms=7, label=f"predicted {label(fit['prediction'])} (95% interval)")
+                    color="C1", capsize=5, ms=7, label=f"predicted {fit['prediction']:.3g} (95% interval)")
     trained = np.asarray(answer["trained"], dtype=float)
     ax.plot([full] * int((trained > 0).sum()), trained[trained > 0], "_", color="0.4", ms=14, mew=1.5,
             label="trained at the full size")
