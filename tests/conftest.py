@@ -20,6 +20,8 @@ if str(ROOT) not in sys.path:
 
 from mlreg.backend import CACHE_ENV, choose_backend  # noqa: E402
 
+UNOPTIMIZED = "--xla_backend_optimization_level=0"
+
 if "PYTEST_XDIST_WORKER" not in os.environ:  # the run's own cache, fresh, shared by its workers and subprocesses
     os.environ[CACHE_ENV] = tempfile.mkdtemp(prefix="mlreg-tests-")
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"  # every program: processes share even the small
@@ -29,7 +31,7 @@ if "PYTEST_XDIST_WORKER" not in os.environ:  # the run's own cache, fresh, share
     # what is computed (engines side by side in one process), not how fast (benchmarks/ times the default).
     # Not on TensorFlow: there its unoptimized sums drift past 1e-5 in 20 epochs of BatchNormalization
     if os.environ.get("KERAS_BACKEND", "jax") == "jax":
-        os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+        os.environ.setdefault("XLA_FLAGS", UNOPTIMIZED)
 choose_backend()  # before a test module imports Keras: KERAS_BACKEND, else mlreg's default, as `mlreg run` does
 
 
@@ -68,6 +70,17 @@ def tiny_spec_dict(**overrides: object) -> dict:
         else:
             d[key] = value
     return d
+
+
+@pytest.fixture
+def xla_optimized(monkeypatch):
+    """The processes this test starts compile with XLA's optimizations, as a user's do: they train long
+    enough for optimized code to repay its compiling (the overfit notebook: 101 s against 117 s in the suite; the other notebook, which compiles more than it trains, took longer so)."""
+    flags = os.environ.get("XLA_FLAGS", "").replace(UNOPTIMIZED, "").strip()
+    if flags:
+        monkeypatch.setenv("XLA_FLAGS", flags)
+    else:
+        monkeypatch.delenv("XLA_FLAGS", raising=False)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ def _execute(name, tmp_path):
     return book, html, images
 
 
-def test_your_model_notebook(tmp_path):
+def test_your_model_notebook(tmp_path):  # compiles more than it trains: unoptimized XLA serves it
     book, html, images = _execute("your_model.ipynb", tmp_path)
     assert len(html) == 3 and len(images) == 1  # Results, compare, the curve's means; the plot
     assert "12 runs (12 ok)" in html[0] and "<table" in html[1]
@@ -35,7 +35,7 @@ def test_your_model_notebook(tmp_path):
     assert book.cells[-1].outputs[0].data["text/plain"] == "'report.html'"
 
 
-def test_overfit_and_underfit_notebook(tmp_path):
+def test_overfit_and_underfit_notebook(tmp_path, xla_optimized):
     book, html, images = _execute("overfit_and_underfit.ipynb", tmp_path)
     assert len(html) == 4 and len(images) == 2
     kinds = next(c for c in book.cells if "mlreg.kinds" in c.source).outputs[0].data["text/plain"]
