@@ -75,7 +75,8 @@ def tiny_spec_dict(**overrides: object) -> dict:
 @pytest.fixture
 def xla_optimized(monkeypatch):
     """The processes this test starts compile with XLA's optimizations, as a user's do: they train long
-    enough for optimized code to repay its compiling (the overfit notebook: 101 s against 117 s in the suite; the other notebook, which compiles more than it trains, took longer so)."""
+    enough for optimized code to repay its compiling (the overfit notebook: 101 s against 117 s in the
+    suite; the other notebook, which compiles more than it trains, took longer so)."""
     flags = os.environ.get("XLA_FLAGS", "").replace(UNOPTIMIZED, "").strip()
     if flags:
         monkeypatch.setenv("XLA_FLAGS", flags)

@@ -497,13 +497,18 @@ def test_extrapolate_predicts_the_best_rate_for_all_the_data_from_subsets_and_co
     assert best_rate(np.array([1e-4, 1e-3, 1e-2]), np.array([[0.5, 0.3, 0.5]])) == pytest.approx(1e-3)
 
 
-def test_an_extrapolating_search_cut_after_any_decision_resumes_to_the_same_journal():
+@pytest.mark.parametrize(("law", "edge"), [(_law(exponent=-0.5), False), (_law(c=1e-2, exponent=-2.5), True)],
+                         ids=["inside", "at the edge"])
+def test_an_extrapolating_search_cut_after_any_decision_resumes_to_the_same_journal(law, edge):
+    """Its notes too: the best on a quarter of the data at the grid's last value is said in the
+    answer whether the fit was decided in this session or read back from the journal."""
     spec = _spec(seeds=3, search={"strategy": "extrapolate", "fractions": [0.25, 0.5]}, grid={"l2": HALF_DECADES})
-    _, search, _ = _search(spec, level=_law(exponent=-0.5), noise=0.002, sized=True)
+    _, search, _ = _search(spec, level=law, noise=0.002, sized=True)
     journal = search.new
     assert [d["kind"] for d in journal] == ["extrapolate"] * 8 + ["answer"]  # 7 settings' subsets, the fit
+    assert any("last positive value" in n for n in journal[-1]["notes"]) == edge
     for cut in range(len(journal) + 1):
-        _, resumed, _ = _search(spec, level=_law(exponent=-0.5), noise=0.002, log=journal[:cut], sized=True)
+        _, resumed, _ = _search(spec, level=law, noise=0.002, log=journal[:cut], sized=True)
         assert journal[:cut] + resumed.new == journal, cut
 
 

@@ -358,11 +358,14 @@ def added(spec: ExperimentSpec, plan: Sequence[RunSpec], log: Sequence[dict[str,
     for run in plan:
         by_setting.setdefault(setting_of(run, keys), []).append(run)
     out: list[RunSpec] = []
+    known = {run.run_id for run in plan}  # a value added where the grid has it already adds no run
     for d in (d for d in log if d["kind"] in ADDS):
         base = by_setting.get(d["from"], [])
         for run in _added_runs(base, d["param"], d["values"]):
-            by_setting.setdefault(setting_of(run, keys), []).append(run)
-            out.append(run)
+            if run.run_id not in known:
+                known.add(run.run_id)
+                by_setting.setdefault(setting_of(run, keys), []).append(run)
+                out.append(run)
     return out
 
 

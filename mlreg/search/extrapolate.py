@@ -67,6 +67,8 @@ class Extrapolate(Strategy):
             logged = [self._decide(search, live)]
             search.new += logged
         d = self.decision = logged[0]
+        for text in d.get("notes", ()):  # said again when the decision is read back from the journal
+            search.note(text)
         search.add_values([d])
         settings = tuple(key(d["from"], d["param"], v) for v in d["values"])
         for s in settings:  # a grid setting among them trains on its own seeds; an added one on its base's
@@ -87,14 +89,15 @@ class Extrapolate(Strategy):
             scores = [search.scores(s, None) for _, s in at]
             table = np.array([[sc.get(p, np.nan) for sc in scores] for p in pairs], dtype=float)
             tables.append((rates, table))
+        notes = []
         for (rates, table), fraction in zip(tables, fractions, strict=True):
             mean = np.nanmean(table, axis=0)
             positive = rates[rates > 0]
             if np.isfinite(mean).any() and len(positive) and rates[int(np.nanargmin(mean))] in (positive[0],
                                                                                                   positive[-1]):
-                search.note(f"extrapolate: the best {param} on {label(fraction)} of the data is the grid's "
-                            f"{'first' if rates[int(np.nanargmin(mean))] == positive[0] else 'last'} positive value, "
-                            f"so it bounds the prediction: extend the grid")
+                notes.append(f"extrapolate: the best {param} on {label(fraction)} of the data is the grid's "
+                             f"{'first' if rates[int(np.nanargmin(mean))] == positive[0] else 'last'} positive value, "
+                             f"so it bounds the prediction: extend the grid")
         rng = np.random.default_rng(0)
         draws = [np.arange(len(pairs))] + [rng.integers(0, len(pairs), len(pairs)) for _ in range(BOOTSTRAP)]
         located = np.array([[best_rate(rates, table[rows]) for rates, table in tables] for rows in draws])
@@ -104,10 +107,10 @@ class Extrapolate(Strategy):
         if not np.all(np.isfinite(point)) or not np.all(point > 0) or len(fits) < BOOTSTRAP // 2:
             why = ("the best rate is 0 (none) at some size, so there is no power law to fit"
                    if np.any(point == 0) else "the best rate is not located at every size")
-            search.note(f"extrapolate: {why}; the full size trains the grid's rates")
+            notes.append(f"extrapolate: {why}; the full size trains the grid's rates")
             return {"kind": self.kind, "phase": "full", "param": param, "from": self.full[0],
                     "values": sorted({json.loads(s)[param] for s in self.full}), "fit": None,
-                    "best_by_size": [float(v) for v in point], "fractions": list(fractions)}
+                    "best_by_size": [float(v) for v in point], "fractions": list(fractions), "notes": notes}
         slope, intercept = fit(x, np.log(point))
         predictions = np.exp([b for _, b in fits])
         slopes = np.array([a for a, _ in fits])
@@ -120,7 +123,7 @@ class Extrapolate(Strategy):
                 "fractions": list(fractions), "best_by_size": [float(v) for v in point],
                 "fit": {"slope": float(slope), "slope_interval": [slope_low, slope_high],
                         "prediction": predicted, "interval": [low, high],
-                        "inverse_n": bool(slope_low <= -1.0 <= slope_high)}}
+                        "inverse_n": bool(slope_low <= -1.0 <= slope_high)}, "notes": notes}
 
     decision: dict[str, Any] | None = None
 
