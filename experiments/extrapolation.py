@@ -32,6 +32,7 @@ from mlreg.stats import paired_test
 
 CASES = {  # the search's results: (the committed grid at the full size, what it is)
     "extrapolate_digits": ("data_size", "digits, MLP 2x128, L2 (5 seeds x 3 splits)"),
+    "extrapolate_digits_halving": ("data_size", "the same, with halving inside each size"),
     "extrapolate_mnist1d": ("mnist1d_l2", "MNIST-1D, residual MLP, L2 (10 draws)"),  # half-decade, as digits' grid
     "extrapolate_adamw": ("adamw_data_size", "MNIST-1D, residual MLP, AdamW decay (5 draws)"),
     "extrapolate_cnn": ("cnn_l2", "MNIST-1D, CNN, L2 (10 draws)"),

@@ -21,7 +21,8 @@ EXPERIMENTS = ["l2_rate", "l1_vs_l2", "dropout_rate", "early_stopping", "data_si
                "functional_residual", "shift", "shift_dropout", "mnist1d", "mnist1d_l2", "mnist1d_dropout",
                "mnist1d_data_size", "cnn_l2", "cnn_dropout", "cnn_early_stopping", "l2_rate_search", "cnn_kinds",
                "mnist1d_kinds", "adam_l2_vs_decay", "adamw_data_size", "adamw_batch_size", "mnist1d_lr_vs_l2",
-               "extrapolate_digits", "extrapolate_mnist1d", "extrapolate_adamw", "extrapolate_cnn"]
+               "extrapolate_digits", "extrapolate_digits_halving", "extrapolate_mnist1d", "extrapolate_adamw",
+               "extrapolate_cnn"]
 SCRIPTS = {"weight_distribution": [], "cross_validation": ["cv_one_split", "cv_kfold"],
            "transfer_freeze": ["transfer_freeze"], "own_script": ["own_script"]}  # script -> its results directories
 

@@ -60,8 +60,9 @@ def describe_search(spec: ExperimentSpec) -> str:
         parts.append("every setting to the end")
     if "extrapolate" in spec.search.strategies:
         fractions = ", ".join(label(f) for f in spec.search.fractions)
-        parts[-1] = (f"the grid of {spec.curve_param} on {fractions} of the training set, then at the full size the "
-                     f"rate its best rates predict and the neighbours within the prediction's interval")
+        inside = f", {parts[-1]} inside each size" if "halving" in spec.search.strategies else ""
+        parts[-1] = (f"the grid of {spec.curve_param} on {fractions} of the training set{inside}, then at the full "
+                     f"size the rate its best rates predict and the neighbours within the prediction's interval")
     if "curve" in spec.search.strategies:
         parts.append(f"new values of {spec.curve_param} where the best may be, until it is pinned to a factor "
                      f"{spec.search.precision:g}")

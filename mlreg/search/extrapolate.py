@@ -90,9 +90,10 @@ class Extrapolate(Strategy):
             table = np.array([[sc.get(p, np.nan) for sc in scores] for p in pairs], dtype=float)
             tables.append((rates, table))
         notes = []
+        grid = np.array(sorted({json.loads(s)[param] for s in self.full}), dtype=float)
+        positive = grid[grid > 0]  # the grid's ends, whatever halving pruned
         for (rates, table), fraction in zip(tables, fractions, strict=True):
-            mean = np.nanmean(table, axis=0)
-            positive = rates[rates > 0]
+            mean = column_means(table)
             if np.isfinite(mean).any() and len(positive) and rates[int(np.nanargmin(mean))] in (positive[0],
                                                                                                   positive[-1]):
                 notes.append(f"extrapolate: the best {param} on {label(fraction)} of the data is the grid's "
@@ -173,7 +174,7 @@ def best_rate(rates: np.ndarray, table: np.ndarray) -> float:
     """Where the mean curve (over the rows, NaN-free columns) has its minimum: the vertex of the
     parabola in log rate through the best positive rate tried and its two neighbours when it falls
     between them, else the best rate tried itself; 0 when no rate beats none."""
-    mean = np.nanmean(table, axis=0)
+    mean = column_means(table)
     if not np.isfinite(mean).any():
         return math.nan
     i = int(np.nanargmin(mean))
@@ -185,6 +186,13 @@ def best_rate(rates: np.ndarray, table: np.ndarray) -> float:
         return float(rates[i])
     vertex = -b / (2 * a)
     return float(np.exp(np.clip(vertex, x[0], x[2])))
+
+
+def column_means(table: np.ndarray) -> np.ndarray:
+    """Each column's mean over its values (NaN: a pair that setting has no run for, with adaptive
+    seeds), NaN for a column without one, without numpy's warning for it."""
+    n = np.sum(~np.isnan(table), axis=0)
+    return np.where(n > 0, np.nansum(table, axis=0) / np.maximum(n, 1), np.nan)
 
 
 def fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:

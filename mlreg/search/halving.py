@@ -15,17 +15,19 @@ rung may overtake it (`bench_search.py --quick` on MNIST-1D: the grid's best pru
 `benchmarks/replay_search.py`). With one pair per setting there is no interval, and the rank
 alone decides (said once); with two, a rung prunes only diverged runs (said once): a 1-degree
 interval tight at the rung cleared where the end's, on the same two pairs, left the setting open
-(issue 35.7: 9 of 15 pairs of seeds on a digits grid; none with three).
+(issue 35.7: 9 of 15 pairs of seeds on a digits grid; none with three). In an extrapolating
+search each training-set size is a tournament of its own, and its best rate's neighbours stay.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlreg.search.strategy import Search, Strategy
+from mlreg.search.strategy import Search, Strategy, tournaments
 from mlreg.stats import paired_test
 
 if TYPE_CHECKING:
@@ -73,13 +75,30 @@ class Halving(Strategy):
             search.note("halving prunes at a rung with 3 or more seeds and splits per setting: with 2, "
                         "an interval cleared early may not be at the end")
         if fresh:
-            decision = self._decide(search, rung, live, fresh)
-            search.new.append(decision)
-            pruned |= set(decision["pruned"])
+            for decision in self._decide_by_size(search, rung, live, fresh):
+                search.new.append(decision)
+                pruned |= set(decision["pruned"])
         for s in live:
             if s in pruned:
                 search.prune(s, rung)
         return [s for s in live if s not in pruned]
+
+    def _decide_by_size(self, search: Search, rung: int, live: list[str],
+                        considered: list[str]) -> list[dict[str, Any]]:
+        """One decision; in an extrapolating search one for each training-set size (a rate on less data
+        is worse for that alone, so it is ranked among the rates of its own size), which keeps the
+        best rate's neighbours: the search locates each size's best on the curve's shape around it."""
+        if "extrapolate" not in search.spec.search.strategies:
+            return [self._decide(search, rung, live, considered)]
+        param, out = search.spec.curve_param, []
+        for group in tournaments(search.spec, live):
+            if not set(group) & set(considered):
+                continue
+            mine = sorted(group, key=lambda s: json.loads(s)[param])
+            d = self._decide(search, rung, mine, [s for s in considered if s in group])
+            i = mine.index(d["best"])
+            out.append(d | {"pruned": [s for s in d["pruned"] if s not in mine[max(i - 1, 0): i + 2]]})
+        return out
 
     def _decide(self, search: Search, rung: int, live: list[str], considered: list[str]) -> dict[str, Any]:
         scores = {s: search.scores(s, rung) for s in live}

@@ -3,12 +3,13 @@
 Once the live settings trained to the end, the best setting and every setting whose interval
 against it still holds zero get more seeds (doubling from `start` to `max`), until each is
 separated from the best, tied with it within `margin`, or `max` is reached. Asked first among
-the samplers, so that new values (zoom, curve) are placed once the live ones are decided.
+the samplers, so that new values (zoom, curve) are placed once the live ones are decided. In an
+extrapolating search each training-set size is decided on its own.
 """
 
 from __future__ import annotations
 
-from mlreg.search.strategy import Search, Step, Strategy
+from mlreg.search.strategy import Search, Step, Strategy, tournaments
 from mlreg.spec import AdaptiveSeeds, ExperimentSpec
 
 
@@ -36,11 +37,14 @@ class Seeds(Strategy):
         logged = next((d for d in search.log if d["kind"] == "seeds" and d["zoom"] == round_ and d["step"] == step),
                       None)
         if logged is None:
-            verdicts = search.verdicts(live)
-            open_ = [s for s in verdicts["open"] if len(search.seeds[s]) < search.batches[-1]]
-            if not open_:
+            settings = []
+            for group in tournaments(search.spec, live):  # in an extrapolating search, each size on its own
+                verdicts = search.verdicts(group)
+                open_ = [s for s in verdicts["open"] if len(search.seeds[s]) < search.batches[-1]]
+                settings += [verdicts["best"], *open_] if open_ else []
+            if not settings:
                 return None
-            logged = {"kind": "seeds", "zoom": round_, "step": step, "settings": [verdicts["best"], *open_]}
+            logged = {"kind": "seeds", "zoom": round_, "step": step, "settings": settings}
             search.new.append(logged)
         self.steps[round_] = step
         for s in logged["settings"]:

@@ -11,6 +11,7 @@ one, so that a search that resumes decides nothing twice.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -41,6 +42,15 @@ class Search(Protocol):
     def add_values(self, decisions: Sequence[dict[str, Any]]) -> list[str]: ...
     def prune(self, setting: str, rung: int) -> None: ...
     def note(self, text: str) -> None: ...
+
+
+def tournaments(spec: ExperimentSpec, live: Sequence[str]) -> list[list[str]]:
+    """The groups of settings compared with each other: all of them, or in an extrapolating search
+    those of each training-set size (a rate on less data is worse for that alone)."""
+    if "extrapolate" not in spec.search.strategies:
+        return [list(live)]
+    size = {s: json.loads(s)["train_size"] for s in live}
+    return [[s for s in live if size[s] == n] for n in dict.fromkeys(size.values())]
 
 
 @dataclass(frozen=True)

@@ -133,12 +133,11 @@ class ExperimentSpec(_Section):
 
     def _extrapolates(self) -> None:
         """Refuses, with the file, an experiment an extrapolating search cannot work on."""
-        others = [s for s in self.search.strategies if s != "extrapolate"]
-        if others or isinstance(self.seeds, AdaptiveSeeds) or self.search.zoom:
-            with_ = others + (["seeds = {start, max}"] if isinstance(self.seeds, AdaptiveSeeds) else []) + (
-                ["zoom"] if self.search.zoom else [])
-            raise ValueError(f"Invalid value for `search.strategy`: an extrapolating search runs alone for now (its "
-                             f"sizes would be compared with each other); drop {', '.join(with_)}. "
+        others = [s for s in self.search.strategies if s not in ("extrapolate", "halving")]
+        if others or self.search.zoom:
+            raise ValueError(f"Invalid value for `search.strategy`: an extrapolating search places the rates itself; "
+                             f"it takes halving and seeds = {{start, max}} inside each size, not "
+                             f"{', '.join(others + (['zoom'] if self.search.zoom else []))}. "
                              f"Received: strategy={self.search.strategy!r}")
         swept = "train_size" in self.grid or any("train_size" in v for v in self.variants)
         if swept:

@@ -371,7 +371,10 @@ class SearchSpec(_Section):
             interval, outside the best `1/factor`, and still worse with their curves projected to
             the end, stop there as `pruned`), `curve` (the grid of a rate is a coarse start: new
             rates are placed where the best may be until it is pinned to a factor `precision`),
-            or a list of them (`["halving", "curve"]`: the coarse grid pruned at rungs).
+            `extrapolate` (the grid of a rate on `fractions` of the training set, the best rate
+            for all of it predicted by a power law and confirmed there), or a list of them
+            (`["halving", "curve"]`: the coarse grid pruned at rungs; `["halving",
+            "extrapolate"]`: halving inside each training-set size, as adaptive seeds are).
             Defaults to `"grid"`.
         factor: the rungs' ratio: the epochs grow and the settings shrink by it. Defaults to `3`.
         first_rung: the first rung, in epochs. Defaults to `None`: `ceil(epochs / 7)`, the
