@@ -340,10 +340,10 @@ def test_depthwise_and_separable_convolutions_traced_as_products_are_keras_convo
 
 @pytest.mark.slow
 def test_engines_agree_over_seeds_with_dropout():
-    """Each setting's mean best validation loss over 10 seeds (5 on TensorFlow) from the fused and
-    the keras engine agree within 2 standard errors; with the same dropout masks, run by run too."""
-    seeds = 10 if keras.backend.backend() == "jax" else 5  # the keras engine is slower on TensorFlow
-    runs, ds = _runs(seeds=seeds, data={"dataset": "digits", "train_size": 200}, model={"hidden": [32], "dropout": 0.3},
+    """Each setting's mean best validation loss over 5 seeds from the fused and the keras engine
+    agree within 2 standard errors; with the same dropout masks, run by run too (to 1e-4: the run
+    by run check is the strong one, so 5 seeds serve where 10 did)."""
+    runs, ds = _runs(seeds=5, data={"dataset": "digits", "train_size": 200}, model={"hidden": [32], "dropout": 0.3},
                      training={"epochs": 10, "learning_rate": 3e-3}, early_stopping={"patience": 5},
                      grid={"l2": [1e-2]})
     ours = _by_id(fused.train_pack(runs, ds))
