@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import mlreg  # noqa: E402
-from mlreg.search.extrapolate import BOOTSTRAP, best_rate, candidates, fit  # noqa: E402
+from mlreg.search.extrapolate import BOOTSTRAP, best_rate, candidates, fit, resamples  # noqa: E402
 from mlreg.spec import label  # noqa: E402
 from mlreg.stats import paired_test  # noqa: E402
 
@@ -47,10 +47,8 @@ def replay(name: str) -> dict:
     table = runs.pivot_table(index=pair, columns=["train_size", param], values="best_val_data_loss")
     rates = np.array(sorted(runs[param].unique()), dtype=float)
     pairs = len(table)
-    rng = np.random.default_rng(0)
-    draws = [np.arange(pairs)] + [rng.integers(0, pairs, pairs) for _ in range(BOOTSTRAP)]
     x = np.log(np.array(subsets, dtype=float) / full)
-    located = np.array([[best_rate(rates, table[s].to_numpy()[rows]) for s in subsets] for rows in draws])
+    located = np.array([[best_rate(rates, table[s].to_numpy()[rows]) for s in subsets] for rows in resamples(pairs)])
     fits = [fit(x, np.log(row)) for row in located if np.all(row > 0) and np.all(np.isfinite(row))]
     point = located[0]
     at_full = table[full]

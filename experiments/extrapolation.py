@@ -26,7 +26,7 @@ import numpy as np
 
 import mlreg
 from mlreg.analysis.compare import pairing
-from mlreg.search.extrapolate import BOOTSTRAP, best_rate
+from mlreg.search.extrapolate import best_rate, resamples
 from mlreg.spec import label
 from mlreg.stats import paired_test
 
@@ -54,9 +54,7 @@ def case(results: Path, name: str) -> dict | None:
     pair, ratio = pairing(grid)  # as compare pairs them: Nadeau-Bengio corrected over repeated splits
     table = grid.pivot_table(index=pair, columns=param, values="best_val_data_loss")
     rates = table.columns.to_numpy(dtype=float)
-    rng = np.random.default_rng(0)
-    rows = [np.arange(len(table))] + [rng.integers(0, len(table), len(table)) for _ in range(BOOTSTRAP)]
-    located = np.array([best_rate(rates, table.to_numpy()[r]) for r in rows])
+    located = np.array([best_rate(rates, table.to_numpy()[r]) for r in resamples(len(table))])
     grid_best = float(table.mean().idxmin())
 
     runs = search.runs[search.runs.status == "ok"]

@@ -4,7 +4,6 @@ when a worker is killed, and stop cleanly on Ctrl-C (issue 10)."""
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -55,8 +54,8 @@ def test_a_worker_killed_mid_sweep_loses_no_run(tmp_path, where):
     assert not pd.read_csv(out / "history.csv").duplicated(["run_id", "epoch"]).any()
     if "--dask" not in where:  # issue 17.3: a worker that died and was retried was not said
         said = [line for line in done.stderr.splitlines() if "worker died" in line]
-        assert len(said) == 1 and re.fullmatch(r"mlreg: a worker died \(killed, or out of memory\) while training a "
-                                               r"pack of \d runs; training it again in a fresh worker.*", said[0])
+        assert len(said) == 1 and said[0].startswith("mlreg: a worker died (killed, or out of memory) while training "
+                                                     "a pack of 3 runs; training it again in a fresh worker")
 
 
 def test_a_pack_whose_worker_always_dies_is_failed_with_the_reason(tmp_path):

@@ -94,14 +94,13 @@ class Extrapolate(Strategy):
         positive = grid[grid > 0]  # the grid's ends, whatever halving pruned
         for (rates, table), fraction in zip(tables, fractions, strict=True):
             mean = column_means(table)
-            if np.isfinite(mean).any() and len(positive) and rates[int(np.nanargmin(mean))] in (positive[0],
-                                                                                                  positive[-1]):
+            best = rates[int(np.nanargmin(mean))] if np.isfinite(mean).any() else None
+            if len(positive) and best in (positive[0], positive[-1]):
                 notes.append(f"extrapolate: the best {param} on {label(fraction)} of the data is the grid's "
-                             f"{'first' if rates[int(np.nanargmin(mean))] == positive[0] else 'last'} positive value, "
+                             f"{'first' if best == positive[0] else 'last'} positive value, "
                              f"so it bounds the prediction: extend the grid")
-        rng = np.random.default_rng(0)
-        draws = [np.arange(len(pairs))] + [rng.integers(0, len(pairs), len(pairs)) for _ in range(BOOTSTRAP)]
-        located = np.array([[best_rate(rates, table[rows]) for rates, table in tables] for rows in draws])
+        located = np.array([[best_rate(rates, table[rows]) for rates, table in tables]
+                            for rows in resamples(len(pairs))])
         x = np.log(np.asarray(fractions))
         fits = [fit(x, np.log(row)) for row in located if np.all(np.isfinite(row)) and np.all(row > 0)]
         point = located[0]
@@ -168,6 +167,13 @@ def fraction_of(run: Any, spec: ExperimentSpec) -> float:
 def key(setting: str, param: str, value: Any) -> str:
     """The key of `setting` with `param` at `value` (the driver's `setting_of` order kept)."""
     return json.dumps(json.loads(setting) | {param: value})
+
+
+def resamples(n: int) -> list[np.ndarray]:
+    """The rows of the bootstrap over `n` pairs: all of them first, then `BOOTSTRAP` resamples with
+    replacement (seeded, so a search read back from its journal and a replay draw the same)."""
+    rng = np.random.default_rng(0)
+    return [np.arange(n)] + [rng.integers(0, n, n) for _ in range(BOOTSTRAP)]
 
 
 def best_rate(rates: np.ndarray, table: np.ndarray) -> float:
