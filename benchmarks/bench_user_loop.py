@@ -10,11 +10,14 @@ batch 32, on the model's data as a user has it (an NPZ file written once by this
    `USER_LOOP`, as a user writes it);
 2. **mlreg, fresh**: `mlreg run` on the same file and sweep in a fresh process with an empty
    per-user cache (`MLREG_CACHE_DIR`): the default engine (`auto`) measures and decides;
-3. **mlreg, filled**: the same again with the cache the fresh run left.
+3. **mlreg, decision kept**: the same with a cache that holds only the decision the fresh run
+   measured (`packs.json`), no compiled program: fresh less this is what measuring cost
+   (printed as a share of the fresh run);
+4. **mlreg, filled**: the same again with the cache the fresh run left (its compiled programs too).
 
 Each is the wall time of the whole process (imports, data, building, compiling, training,
-writing), one after the other on this machine. Printed: the three times, mlreg's speed-up
-over the loop (loop time / mlreg time) fresh and filled, and the engine `auto` chose (from the
+writing), one after the other on this machine. Printed: the four times, measuring's share,
+mlreg's speed-up over the loop (loop time / mlreg time) fresh and filled, and the engine `auto` chose (from the
 results' `runs.csv`) with its decision line.
 
 Usage:
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -124,13 +128,19 @@ def bench(name: str, folder: Path, epochs: int) -> dict:
     loop, _ = timed([sys.executable, str(script)], env, folder)
     fresh, said = timed([*mlreg, "--out", str(folder / f"{name}_fresh")], env | {"MLREG_CACHE_DIR": str(cache)},
                         folder)
+    decided_cache = folder / f"{name}_decided_cache"  # the decision kept, no compiled program
+    decided_cache.mkdir()
+    shutil.copy(cache / "packs.json", decided_cache / "packs.json")
+    decided, _ = timed([*mlreg, "--out", str(folder / f"{name}_decided")],
+                       env | {"MLREG_CACHE_DIR": str(decided_cache)}, folder)
     filled, _ = timed([*mlreg, "--out", str(folder / f"{name}_filled")], env | {"MLREG_CACHE_DIR": str(cache)},
                       folder)
     import pandas as pd
 
     engines = pd.read_csv(folder / f"{name}_fresh" / "runs.csv")["engine"].value_counts().to_dict()
     line = next((s.split("mlreg: ", 1)[1] for s in said.splitlines() if "engine auto:" in s), "")
-    return {"model": name, "loop_s": loop, "fresh_s": fresh, "filled_s": filled, "fresh_x": loop / fresh,
+    return {"model": name, "loop_s": loop, "fresh_s": fresh, "decided_s": decided, "filled_s": filled,
+            "measuring_share": (fresh - decided) / fresh, "fresh_x": loop / fresh,
             "filled_x": loop / filled, "engine": "/".join(sorted(engines)), "decision": line}
 
 
@@ -145,11 +155,12 @@ def main() -> None:
             row = bench(name, Path(d), args.epochs)
             rows.append(row)
             print(json.dumps(row), flush=True)
-    print("\n| model | user's loop (JAX) | mlreg, fresh cache | mlreg, filled | x loop, fresh | x loop, filled "
-          "| engine |\n|---|---|---|---|---|---|---|")
+    print("\n| model | user's loop (JAX) | mlreg, fresh cache | mlreg, decision kept | mlreg, filled | measuring "
+          "| x loop, fresh | x loop, filled | engine |\n|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} | {r['loop_s']:.0f} s | {r['fresh_s']:.0f} s | {r['filled_s']:.0f} s "
-              f"| {r['fresh_x']:.2f}x | {r['filled_x']:.2f}x | {r['engine']} |")
+        print(f"| {r['model']} | {r['loop_s']:.1f} s | {r['fresh_s']:.1f} s | {r['decided_s']:.1f} s "
+              f"| {r['filled_s']:.1f} s | {r['measuring_share']:.0%} | {r['fresh_x']:.2f}x | {r['filled_x']:.2f}x "
+              f"| {r['engine']} |")
     if rows:
         print(f"\nmedian x loop: fresh {statistics.median(r['fresh_x'] for r in rows):.2f}x, "
               f"filled {statistics.median(r['filled_x'] for r in rows):.2f}x; "

@@ -130,9 +130,11 @@ def choose(key: str, per_run: int, n_runs: int, fused: Callable[[int], Timing],
     """How `n_runs` runs of a model (`key` says which, see `key`) train: the choice kept for it,
     else measured and kept. Measured: the steps of the estimate, half and twice it (never more
     than the runs), from the smallest up until one is slower per run-epoch than the last; the
-    fastest is the stack size. With `alone` (engine `auto`), one run's `model.fit` is timed too,
-    and the runs train fused only where that costs less per run over `epochs` epochs (the fused
-    compilation shared by the runs, the keras engine's paid by each). Without `alone`, nothing is
+    fastest is the stack size. Each is timed at the size the pack's first stack trains at
+    (`stacks`: 12 runs at 8 train as 6 + 6, so 6 is timed), whose compilation training reuses.
+    With `alone` (engine `auto`), one run's `model.fit` is timed too, and the runs train fused
+    only where that costs less per run over `epochs` epochs (the fused compilation shared by
+    the runs, the keras engine's paid by each). Without `alone`, nothing is
     timed where there is nothing to choose. `ENV` overrides (fused, nothing timed)."""
     from mlreg.backend import cache_dir
 
@@ -152,7 +154,7 @@ def choose(key: str, per_run: int, n_runs: int, fused: Callable[[int], Timing],
     t0 = time.perf_counter()
     timed: dict[int, Timing] = {}
     for k in candidates:
-        timed[k] = fused(k)
+        timed[k] = fused(stacks(n_runs, k)[0])  # the size the pack trains at: its compilation is the training's
         if len(timed) > 1 and timed[k][1] > min(t for _, t in timed.values()):
             break  # slower per run-epoch than a smaller stack: a larger one is slower still
     k = min(timed, key=lambda c: (timed[c][1], -c))
@@ -173,28 +175,51 @@ def choose(key: str, per_run: int, n_runs: int, fused: Callable[[int], Timing],
     return replace(choice, k=min(k, n_runs))
 
 
+def stacks(n_runs: int, k: int) -> list[int]:
+    """The stacks `n_runs` runs train in at a stack size of at most `k`: as even as can be, so that
+    few sizes compile (18 runs at 16 as 9 + 9)."""
+    count = -(-n_runs // k)
+    return [n_runs // count + (i < n_runs % count) for i in range(count)]
+
+
 def key(signature: str, batch_size: int, data_sizes: tuple[int, ...]) -> str:
     return hashlib.sha256(json.dumps([signature, batch_size, data_sizes, machine()]).encode()).hexdigest()[:20]
 
 
-def _read(root: Path | None) -> dict[str, Any]:
+def _read(root: Path | None, name: str = FILE) -> dict[str, Any]:
     if root is None:
         return {}
     try:
-        return json.loads((root / FILE).read_text())
+        return json.loads((root / name).read_text())
     except (OSError, ValueError):
         return {}
 
 
-def _write(root: Path | None, key: str, entry: dict[str, Any]) -> None:
+def _write(root: Path | None, key: str, entry: Any, name: str = FILE) -> None:
     """Adds an entry (a new file renamed over the old: readers never see half of one)."""
     if root is None:
         return
     try:
         root.mkdir(parents=True, exist_ok=True)
-        table = _read(root) | {key: entry}
-        tmp = root / f".{FILE}.{os.getpid()}"
+        table = _read(root, name) | {key: entry}
+        tmp = root / f".{name}.{os.getpid()}"
         tmp.write_text(json.dumps(table, indent=1, sort_keys=True))
-        os.replace(tmp, root / FILE)
+        os.replace(tmp, root / name)
     except OSError:
         pass  # a cache: without it, the next process measures again
+
+
+PROBED = "probed.json"
+"""The models `train.probe` traced without error, by `probe_key`, kept beside `FILE`."""
+
+
+def probed(key: str) -> bool:
+    from mlreg.backend import cache_dir
+
+    return key in _read(cache_dir(), PROBED)
+
+
+def keep_probed(key: str) -> None:
+    from mlreg.backend import cache_dir
+
+    _write(cache_dir(), key, time.strftime("%Y-%m-%d"), PROBED)

@@ -159,9 +159,7 @@ def _train(runs: list[RunSpec], built: list[tuple[Any, Built]], data: Dataset, t
     builts = [b for _, b in built]
     share = (time.perf_counter() - t_start) / len(runs)  # building, spread over the runs
     start = 0
-    stacks = -(-len(runs) // k)
-    for size in [len(runs) // stacks + (i < len(runs) % stacks) for i in range(stacks)]:
-        # stacks of at most the measured size, as even as can be (one compiled size: 18 runs at 16 as 9 + 9)
+    for size in sizing.stacks(len(runs), k):
         part = slice(start, start + size)
         start += size
         stack = Stack(program, runs[part], builts[part], data, time.perf_counter() - share * size, resume)
@@ -204,6 +202,9 @@ def probe(run: RunSpec, data: Dataset) -> str | None:
     reason = why_not_model(model)
     if reason is not None:
         return reason
+    key = probe_key(run, model, b, data)
+    if sizing.probed(key):
+        return None
     try:
         assigned = assigned_in_inference(model, data.x_train[:2])
         if assigned:
@@ -222,4 +223,30 @@ def probe(run: RunSpec, data: Dataset) -> str | None:
             program.traced_epoch.get_concrete_function(*args)
     except Exception as e:  # noqa: BLE001 - what the engine cannot trace goes to the keras engine
         return f"the fused engine cannot trace it: {error_line(e)}"
+    sizing.keep_probed(key)
     return None
+
+
+def probe_key(run: RunSpec, model: Any, built: Built, data: Dataset) -> str:
+    """What a probe's verdict depends on, hashed: the run's settings but its per-run values
+    (`pack_key`), the model's structure, the code of every method of its classes that are not
+    Keras's (a user's layer whose `call` changed is traced again), the data's shapes, the backend
+    and the versions. Only a model that traced is kept: one that failed is traced again, so a
+    fixed layer is found fixed."""
+    import hashlib
+    import marshal
+
+    import keras
+
+    import mlreg
+    from mlreg.engines.fused.introspect import all_layers
+    from mlreg.engines.fused.packing import pack_key
+
+    classes = {cls for layer in [model, *all_layers(model)] for cls in type(layer).__mro__
+               if not cls.__module__.startswith(("keras.", "builtins"))}
+    code = sorted(hashlib.sha256(marshal.dumps(f.__code__)).hexdigest() for cls in classes
+                  for f in (getattr(v, "__func__", v) for v in vars(cls).values()) if hasattr(f, "__code__"))
+    shapes = [[list(a.shape[1:]), str(a.dtype)] for a in (data.x_train, data.y_train)]
+    text = json.dumps([pack_key(run), built.signature, code, shapes, keras.backend.backend(), keras.__version__,
+                       mlreg.__version__], default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
