@@ -17,8 +17,8 @@ batch 32, on the model's data as a user has it (an NPZ file written once by this
 
 Each is the wall time of the whole process (imports, data, building, compiling, training,
 writing), one after the other on this machine. Printed: the four times, measuring's share,
-mlreg's speed-up over the loop (loop time / mlreg time) fresh and filled, and the engine `auto` chose (from the
-results' `runs.csv`) with its decision line.
+mlreg's speed-up over the loop (loop time / mlreg time) fresh and filled, and the engine `auto`
+chose (from the results' `runs.csv`) with its decision line.
 
 Usage:
     python benchmarks/bench_user_loop.py [--only NAME ...] [--epochs 20]

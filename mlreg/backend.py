@@ -30,7 +30,8 @@ PACKAGES = {"jax": "jax", "tensorflow": "tensorflow"}
 
 CACHE_ENV = "MLREG_CACHE_DIR"
 """Where mlreg keeps what it learns once per machine: compiled programs (JAX's persistent
-compilation cache, `jax/`) and measured pack sizes (`packs.json`). Unset: `$XDG_CACHE_HOME/mlreg`,
+compilation cache, `jax/`), measured pack sizes (`packs.json`) and the models the fused
+engine traced (`probed.json`). Unset: `$XDG_CACHE_HOME/mlreg`,
 else `~/.cache/mlreg`; `off` keeps nothing."""
 
 COMPILE_SECONDS = 0.1
