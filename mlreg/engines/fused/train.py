@@ -4,7 +4,9 @@ epoch, each run yielded as it ends."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import marshal
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -13,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mlreg import __version__
 from mlreg.engines.fused import sizing
-from mlreg.engines.fused.introspect import Built, assigned_in_inference, build, fits, why_not_model
+from mlreg.engines.fused.introspect import Built, all_layers, assigned_in_inference, build, fits, why_not_model
+from mlreg.engines.fused.packing import pack_key
 from mlreg.engines.fused.program import Program
 from mlreg.engines.fused.reach import Reach
 from mlreg.engines.fused.stack import NAME, Stack
@@ -233,14 +237,7 @@ def probe_key(run: RunSpec, model: Any, built: Built, data: Dataset) -> str:
     Keras's (a user's layer whose `call` changed is traced again), the data's shapes, the backend
     and the versions. Only a model that traced is kept: one that failed is traced again, so a
     fixed layer is found fixed."""
-    import hashlib
-    import marshal
-
     import keras
-
-    import mlreg
-    from mlreg.engines.fused.introspect import all_layers
-    from mlreg.engines.fused.packing import pack_key
 
     classes = {cls for layer in [model, *all_layers(model)] for cls in type(layer).__mro__
                if not cls.__module__.startswith(("keras.", "builtins"))}
@@ -248,5 +245,5 @@ def probe_key(run: RunSpec, model: Any, built: Built, data: Dataset) -> str:
                   for f in (getattr(v, "__func__", v) for v in vars(cls).values()) if hasattr(f, "__code__"))
     shapes = [[list(a.shape[1:]), str(a.dtype)] for a in (data.x_train, data.y_train)]
     text = json.dumps([pack_key(run), built.signature, code, shapes, keras.backend.backend(), keras.__version__,
-                       mlreg.__version__], default=str)
+                       __version__], default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
