@@ -90,7 +90,8 @@ class Extrapolate(Strategy):
             table = np.array([[sc.get(p, np.nan) for sc in scores] for p in pairs], dtype=float)
             tables.append((rates, table))
         notes = []
-        grid = np.array(sorted({json.loads(s)[param] for s in self.full}), dtype=float)
+        values = sorted({json.loads(s)[param] for s in self.full})
+        grid = np.array(values, dtype=float)
         positive = grid[grid > 0]  # the grid's ends, whatever halving pruned
         for (rates, table), fraction in zip(tables, fractions, strict=True):
             mean = column_means(table)
@@ -109,7 +110,7 @@ class Extrapolate(Strategy):
                    if np.any(point == 0) else "the best rate is not located at every size")
             notes.append(f"extrapolate: {why}; the full size trains the grid's rates")
             return {"kind": self.kind, "phase": "full", "param": param, "from": self.full[0],
-                    "values": sorted({json.loads(s)[param] for s in self.full}), "fit": None,
+                    "values": values, "fit": None,
                     "best_by_size": [float(v) for v in point], "fractions": list(fractions), "notes": notes}
         slope, intercept = fit(x, np.log(point))
         predictions = np.exp([b for _, b in fits])
